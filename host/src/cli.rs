@@ -1,0 +1,290 @@
+//! The command line: parses it, runs the command, prints errors with their
+//! causes, and turns every outcome into an exit code.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config};
+use crate::exit::Code;
+use crate::hooks::{Hooks, builtin, log};
+use crate::pipeline::{self, Prepared, Request};
+
+/// Run a command in a Kubernetes pod and report how it went.
+#[derive(Debug, Parser)]
+#[command(name = "podrun", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Where compiled hooks are cached [default: the user's cache directory]
+    #[arg(long, global = true, env = "PODRUN_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Show podrun's own debug messages
+    #[arg(short, long, global = true)]
+    verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the pod podrun would create for an application
+    Render(RenderArgs),
+    /// Built-in hooks
+    #[command(subcommand)]
+    Hooks(HooksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum HooksCommand {
+    /// List the built-in hooks
+    List,
+}
+
+/// Which config file to read.
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// The config file [default: ./pod-runner.yaml]
+    #[arg(long, env = "PODRUN_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// The directory holding pod-runner.yaml (pod-runner's flag)
+    #[arg(short = 'p', long, value_name = "DIR", conflicts_with = "config")]
+    appconfig_path: Option<PathBuf>,
+}
+
+/// What to run: the application and the caller's values.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The application, as named in the config
+    #[arg(short, long, value_name = "NAME")]
+    application: String,
+
+    /// The command, split like a shell would (quotes group words); no
+    /// variables or globs are expanded
+    #[arg(short, long, value_name = "COMMAND", allow_hyphen_values = true)]
+    command: Option<String>,
+
+    /// A runtime parameter the application accepts (repeatable)
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+
+    /// The namespace to run in
+    #[arg(short, long, value_name = "NS")]
+    namespace: Option<String>,
+
+    /// The run's id [default: a new one]
+    #[arg(long, value_name = "ID")]
+    run_id: Option<String>,
+
+    /// The run's deadline (90, 90s, 10m, 2h, 1d), overriding the config's
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<u64>,
+
+    /// The command's arguments exactly as given, after `--` (instead of
+    /// --command)
+    #[arg(last = true, value_name = "ARGS", conflicts_with = "command")]
+    args: Vec<String>,
+
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+struct RenderArgs {
+    #[command(flatten)]
+    run: RunArgs,
+
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = Format::Yaml)]
+    output: Format,
+
+    /// Also show, on stderr, what each hook changed, in order
+    #[arg(long)]
+    explain: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Yaml,
+    Json,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    Ok((name.to_string(), value.to_string()))
+}
+
+fn parse_duration(s: &str) -> Result<u64, String> {
+    config::parse_seconds(s)
+}
+
+/// A failure with the exit code it ends podrun with.
+struct Failure {
+    code: Code,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<(Code, E)> for Failure {
+    fn from((code, error): (Code, E)) -> Self {
+        Failure {
+            code,
+            error: error.into(),
+        }
+    }
+}
+
+impl From<pipeline::PipelineError> for Failure {
+    fn from(e: pipeline::PipelineError) -> Self {
+        Failure {
+            code: e.exit_code(),
+            error: e.into(),
+        }
+    }
+}
+
+/// Runs podrun with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => Code::Usage.into(),
+            };
+        }
+    };
+    init_tracing(cli.verbose);
+    match run(cli) {
+        Ok(code) => code.into(),
+        Err(failure) => {
+            let mut message = format!("podrun: error: {}", failure.error);
+            for cause in failure.error.chain().skip(1) {
+                message.push_str(&format!("\n  caused by: {cause}"));
+            }
+            eprintln!("{message}");
+            failure.code.into()
+        }
+    }
+}
+
+fn init_tracing(verbose: bool) {
+    let filter = if verbose { "podrun=debug,info" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PODRUN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<Code, Failure> {
+    match cli.command {
+        Command::Render(args) => render(cli.cache_dir, args),
+        Command::Hooks(HooksCommand::List) => {
+            let mut out = std::io::stdout().lock();
+            for b in builtin::BUILTINS {
+                let _ = writeln!(out, "{:<14} {:<9} {}", b.name, b.kind, b.summary);
+            }
+            Ok(Code::Success)
+        }
+    }
+}
+
+fn hooks(cache_dir: Option<PathBuf>) -> Result<Hooks, Failure> {
+    let dir = cache_dir.or_else(|| dirs::cache_dir().map(|d| d.join("podrun")));
+    Hooks::new(dir.map(|d| d.join("hooks"))).map_err(|e| (e.exit_code(), e).into())
+}
+
+fn load_config(args: &ConfigArgs) -> Result<Config, Failure> {
+    let path = config::locate(args.config.as_deref(), args.appconfig_path.as_deref());
+    Config::load(&path).map_err(|e| (e.exit_code(), e).into())
+}
+
+fn request(run: &RunArgs, explain: bool) -> Result<Request, Failure> {
+    let arguments = match &run.command {
+        Some(command) => shlex::split(command).ok_or_else(|| {
+            Failure::from((
+                Code::Usage,
+                anyhow::anyhow!("--command {command:?} has an unclosed quote or a trailing backslash"),
+            ))
+        })?,
+        None => run.args.clone(),
+    };
+    Ok(Request {
+        application: run.application.clone(),
+        arguments,
+        params: run.params.clone(),
+        namespace: run.namespace.clone(),
+        run_id: run.run_id.clone(),
+        timeout: run.timeout,
+        explain,
+    })
+}
+
+fn render(cache_dir: Option<PathBuf>, args: RenderArgs) -> Result<Code, Failure> {
+    let config = load_config(&args.run.config)?;
+    let request = request(&args.run, args.explain)?;
+    let hooks = hooks(cache_dir)?;
+    let prepared = pipeline::prepare(&hooks, &config, &request)?;
+    show_hook_logs(&prepared);
+    if args.explain {
+        explain(&prepared);
+    }
+    let text = match args.output {
+        Format::Yaml => serde_saphyr::to_string(&prepared.pod)
+            .map_err(|e| Failure::from((Code::HookFailed, anyhow::anyhow!("cannot write YAML: {e}"))))?,
+        Format::Json => {
+            serde_json::to_string_pretty(&prepared.pod).expect("a Pod serializes") + "\n"
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth reporting.
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    Ok(Code::Success)
+}
+
+fn show_hook_logs(prepared: &Prepared) {
+    for step in &prepared.steps {
+        for line in &step.logs {
+            let hook = &step.hook;
+            let m = &line.message;
+            match line.level {
+                log::Level::Error => tracing::error!("hook {hook}: {m}"),
+                log::Level::Warn => tracing::warn!("hook {hook}: {m}"),
+                log::Level::Info => tracing::info!("hook {hook}: {m}"),
+                log::Level::Debug | log::Level::Trace => tracing::debug!("hook {hook}: {m}"),
+            }
+        }
+    }
+}
+
+fn explain(prepared: &Prepared) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "# run {}", prepared.run_id);
+    for (i, step) in prepared.steps.iter().enumerate() {
+        let _ = writeln!(
+            err,
+            "# {}. {} hook {} ({} µs)",
+            i + 1,
+            step.kind,
+            step.hook,
+            step.elapsed.as_micros()
+        );
+        if step.changes.is_empty() {
+            let _ = writeln!(err, "#    no change");
+        }
+        for change in &step.changes {
+            let _ = writeln!(err, "#    {change}");
+        }
+    }
+}

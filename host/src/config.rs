@@ -1,0 +1,648 @@
+//! `pod-runner.yaml`: the applications podrun can run.
+//!
+//! The original pod-runner format loads unchanged; podrun's additions are
+//! optional per application. Values are checked as they are read, so an
+//! error names the file, line, column and field.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_saphyr::Spanned;
+
+use crate::exit::Code;
+use crate::hooks::{self, Kind, Limits, Source};
+
+/// The file name looked for in a directory.
+pub const FILE_NAME: &str = "pod-runner.yaml";
+
+/// A config that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No config file was found.
+    #[error("no config file: {0} does not exist (use --config PATH or --appconfig-path DIR)")]
+    NotFound(PathBuf),
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML, or a field has a bad value.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// Fields that are well-formed but do not fit together.
+    #[error("{path}: {}", problems.join("\n  "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Each problem, prefixed with its line and column.
+        problems: Vec<String>,
+    },
+    /// The application is not in the file.
+    #[error("{path}: no application named {name:?} (it has: {})", known.join(", "))]
+    UnknownApplication {
+        /// The file.
+        path: PathBuf,
+        /// The name asked for.
+        name: String,
+        /// The names it has.
+        known: Vec<String>,
+    },
+}
+
+impl ConfigError {
+    /// Config errors are usage errors.
+    pub fn exit_code(&self) -> Code {
+        Code::Usage
+    }
+}
+
+/// A loaded config file.
+#[derive(Debug)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its applications.
+    pub applications: Vec<Application>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    applications: Vec<Application>,
+}
+
+/// One application.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Application {
+    /// Its name: a DNS label of at most 40 characters, so that a pod named
+    /// after it and a run id fits Kubernetes' limit.
+    pub name: Spanned<Name>,
+    /// The pod template: a path relative to the config file, or an https URL.
+    pub template: Spanned<String>,
+    /// The container settings.
+    pub container: Container,
+    /// The hooks; the defaults when absent.
+    #[serde(default)]
+    pub hooks: Option<HookSet>,
+    /// The run's deadline (the pod's activeDeadlineSeconds).
+    #[serde(default)]
+    pub timeout: Option<Seconds>,
+    /// How long the pod may stay Pending.
+    #[serde(default)]
+    pub pending_timeout: Option<Seconds>,
+    /// The pod's restartPolicy (default Never).
+    #[serde(default)]
+    pub restart_policy: Option<RestartPolicy>,
+    /// The runtime parameters a caller may pass with `--param`.
+    #[serde(default)]
+    pub parameters: Vec<Parameter>,
+    /// The namespace runs go to when the caller names none.
+    #[serde(default)]
+    pub namespace: Option<Name>,
+}
+
+/// The container settings, as pod-runner had them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Container {
+    /// The image.
+    pub image: Image,
+    /// The user id, as written (a number).
+    #[serde(default)]
+    pub uid: Option<Id>,
+    /// The group id, as written (a number).
+    #[serde(default)]
+    pub gid: Option<Id>,
+    /// Resource requests.
+    #[serde(default)]
+    pub resource_requests: Option<Resources>,
+    /// Resource limits.
+    #[serde(default)]
+    pub resource_limits: Option<Resources>,
+}
+
+/// Memory and cpu quantities; empty values are allowed and mean none.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Memory (`64Mi`).
+    #[serde(default)]
+    pub memory: Option<Quantity>,
+    /// Cpu (`100m`).
+    #[serde(default)]
+    pub cpu: Option<Quantity>,
+}
+
+/// The hooks of an application.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSet {
+    /// The render hook (default `go-template`).
+    #[serde(default)]
+    pub render: Option<Spanned<HookRef>>,
+    /// The mutate hooks in order; replaces the default list
+    /// (`restart-never`, `deadline`, `labels`).
+    #[serde(default)]
+    pub mutate: Option<Vec<Spanned<HookRef>>>,
+    /// The classify hooks in order.
+    #[serde(default)]
+    pub classify: Option<Vec<Spanned<HookRef>>>,
+}
+
+/// A hook named in the config: a built-in name or a `.wasm` path, with
+/// optional settings and limits. Written as a plain name, or as a map with
+/// `hook:`, `with:`, `deadline-ms:` and `memory-mib:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookRef {
+    /// The built-in name or path.
+    pub hook: String,
+    /// The `with:` settings (an object).
+    pub with: serde_json::Value,
+    /// CPU deadline of one call, in milliseconds (default 100).
+    pub deadline_ms: Option<u64>,
+    /// Memory cap of one call, in MiB (default 64).
+    pub memory_mib: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct HookRefMap {
+    hook: String,
+    #[serde(default)]
+    with: Option<serde_json::Value>,
+    #[serde(default)]
+    deadline_ms: Option<u64>,
+    #[serde(default)]
+    memory_mib: Option<u64>,
+}
+
+impl HookRef {
+    fn named(hook: &str) -> Self {
+        HookRef {
+            hook: hook.to_string(),
+            with: serde_json::json!({}),
+            deadline_ms: None,
+            memory_mib: None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HookRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HookRef;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a hook name, a .wasm path, or a map with `hook:` and `with:`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HookRef, E> {
+                Ok(HookRef::named(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<HookRef, A::Error> {
+                let m = HookRefMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let with = m.with.unwrap_or_else(|| serde_json::json!({}));
+                if !with.is_object() {
+                    return Err(de::Error::custom("`with:` must be a map of settings"));
+                }
+                Ok(HookRef {
+                    hook: m.hook,
+                    with,
+                    deadline_ms: m.deadline_ms,
+                    memory_mib: m.memory_mib,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Declares a string newtype checked when it is read.
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $name:ident, $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+        #[serde(try_from = "Scalar")]
+        pub struct $name(pub String);
+
+        impl TryFrom<Scalar> for $name {
+            type Error = String;
+            fn try_from(s: Scalar) -> Result<Self, String> {
+                let s = s.0;
+                let check: fn(&str) -> Result<(), String> = $check;
+                check(&s).map(|()| $name(s))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+/// A scalar read as text, whether YAML typed it as a string or a number.
+#[derive(Debug)]
+pub struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+checked_string!(
+    /// A name usable in Kubernetes object names and labels: lowercase
+    /// letters, digits and dashes, at most 40 characters.
+    Name,
+    |s| {
+        let ok = (1..=40).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-');
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{s:?} is not a valid name: use 1 to 40 lowercase letters, digits and dashes, \
+                 starting and ending with a letter or digit"
+            ))
+        }
+    }
+);
+
+checked_string!(
+    /// A container image reference.
+    Image,
+    |s| {
+        if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\'') {
+            Err(format!("{s:?} is not a valid image reference"))
+        } else {
+            Ok(())
+        }
+    }
+);
+
+checked_string!(
+    /// A user or group id.
+    Id,
+    |s| match s.parse::<u32>() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!("{s:?} is not a valid user or group id (a number)")),
+    }
+);
+
+checked_string!(
+    /// A Kubernetes resource quantity (`64Mi`, `100m`, `1.5`, `1e3`).
+    Quantity,
+    |s| if is_quantity(s) {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not a Kubernetes quantity (like 64Mi, 1G, 100m or 0.5)"))
+    }
+);
+
+fn is_quantity(s: &str) -> bool {
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let digits = s.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+    let (number, suffix) = s.split_at(digits);
+    let number_ok = !number.is_empty() && number != "." && number.matches('.').count() <= 1;
+    let suffix_ok = matches!(
+        suffix,
+        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E"
+    ) || suffix
+        .strip_prefix(['e', 'E'])
+        .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
+        .is_some_and(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()));
+    number_ok && suffix_ok
+}
+
+/// A duration in whole seconds: a number of seconds, or a number with a
+/// unit (`90s`, `10m`, `2h`, `1d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Scalar")]
+pub struct Seconds(pub u64);
+
+impl TryFrom<Scalar> for Seconds {
+    type Error = String;
+    fn try_from(s: Scalar) -> Result<Self, String> {
+        parse_seconds(&s.0).map(Seconds)
+    }
+}
+
+/// Parses `90`, `90s`, `10m`, `2h` or `1d` into seconds (at least 1).
+pub fn parse_seconds(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a duration (like 90, 90s, 10m, 2h or 1d)");
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(factor) {
+        Some(0) => Err(format!("{s:?}: a duration must be at least one second")),
+        Some(secs) => Ok(secs),
+        None => Err(bad()),
+    }
+}
+
+/// A pod's restart policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum RestartPolicy {
+    /// Never restart.
+    Never,
+    /// Restart failed containers.
+    OnFailure,
+    /// Always restart.
+    Always,
+}
+
+impl RestartPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Never => "Never",
+            RestartPolicy::OnFailure => "OnFailure",
+            RestartPolicy::Always => "Always",
+        }
+    }
+}
+
+/// A runtime parameter an application accepts: a name, or a map with
+/// `name:` and `default:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parameter {
+    /// Its name (letters, digits, `_` and `-`).
+    pub name: String,
+    /// The value when the caller passes none; without one the parameter is
+    /// required.
+    pub default: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Parameter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            name: String,
+            #[serde(default)]
+            default: Option<Scalar>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Parameter;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a parameter name, or a map with `name:` and `default:`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Parameter, E> {
+                check_param_name(v).map_err(E::custom)?;
+                Ok(Parameter {
+                    name: v.to_string(),
+                    default: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Parameter, A::Error> {
+                let f = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                check_param_name(&f.name).map_err(de::Error::custom)?;
+                Ok(Parameter {
+                    name: f.name,
+                    default: f.default.map(|s| s.0),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn check_param_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a valid parameter name (letters, digits, _ and -)"))
+    }
+}
+
+/// The default mutate hooks, in order.
+pub const DEFAULT_MUTATE: &[&str] = &["restart-never", "deadline", "labels"];
+/// The default render hook.
+pub const DEFAULT_RENDER: &str = "go-template";
+
+/// Finds the config file: `--config`, then `--appconfig-path DIR`, then
+/// `./pod-runner.yaml`.
+pub fn locate(config: Option<&Path>, appconfig_dir: Option<&Path>) -> PathBuf {
+    if let Some(path) = config {
+        return path.to_path_buf();
+    }
+    let dir = appconfig_dir.unwrap_or(Path::new("."));
+    let yml = dir.join("pod-runner.yml");
+    let yaml = dir.join(FILE_NAME);
+    if !yaml.exists() && yml.exists() { yml } else { yaml }
+}
+
+impl Config {
+    /// Reads and checks the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::NotFound(path.to_path_buf())
+            } else {
+                ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and checks config text read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file: File = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let config = Config {
+            path: path.to_path_buf(),
+            applications: file.applications,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The directory relative paths in the config are resolved against.
+    pub fn dir(&self) -> &Path {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        }
+    }
+
+    /// Every problem the fields have together, reported at once.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let at = |loc: &serde_saphyr::Location| format!("line {}, column {}", loc.line(), loc.column());
+        for (i, app) in self.applications.iter().enumerate() {
+            let field = format!("applications[{i}]");
+            if let Some(first) = self.applications[..i]
+                .iter()
+                .find(|a| a.name.value == app.name.value)
+            {
+                problems.push(format!(
+                    "{}: {field}.name: {:?} is defined twice (first at {})",
+                    at(&app.name.referenced),
+                    app.name.value.0,
+                    at(&first.name.referenced)
+                ));
+            }
+            let template = &app.template.value;
+            if template.trim().is_empty() {
+                problems.push(format!("{}: {field}.template: must not be empty", at(&app.template.referenced)));
+            } else if template.starts_with("http://") {
+                problems.push(format!(
+                    "{}: {field}.template: {template:?} must use https",
+                    at(&app.template.referenced)
+                ));
+            } else if !template.starts_with("https://") && !self.dir().join(template).is_file() {
+                problems.push(format!(
+                    "{}: {field}.template: {} does not exist",
+                    at(&app.template.referenced),
+                    self.dir().join(template).display()
+                ));
+            }
+            let mut names = Vec::new();
+            for p in &app.parameters {
+                if names.contains(&&p.name) {
+                    problems.push(format!("{field}.parameters: {:?} is listed twice", p.name));
+                }
+                names.push(&p.name);
+            }
+            if let Some(hooks) = &app.hooks {
+                let render = hooks.render.iter().map(|h| (Kind::Render, "render", h));
+                let mutate = hooks.mutate.iter().flatten().map(|h| (Kind::Mutate, "mutate", h));
+                let classify = hooks.classify.iter().flatten().map(|h| (Kind::Classify, "classify", h));
+                for (kind, slot, h) in render.chain(mutate).chain(classify) {
+                    if let Err(e) = self.hook_spec(&h.value, kind) {
+                        problems.push(format!("{}: {field}.hooks.{slot}: {e}", at(&h.referenced)));
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                problems,
+            })
+        }
+    }
+
+    /// The application called `name`.
+    pub fn application(&self, name: &str) -> Result<&Application, ConfigError> {
+        self.applications
+            .iter()
+            .find(|a| a.name.value.0 == name)
+            .ok_or_else(|| ConfigError::UnknownApplication {
+                path: self.path.clone(),
+                name: name.to_string(),
+                known: self.applications.iter().map(|a| a.name.value.0.clone()).collect(),
+            })
+    }
+
+    /// What the engine needs to load the hook `h` as a `kind` hook.
+    pub fn hook_spec(&self, h: &HookRef, kind: Kind) -> Result<hooks::Spec, String> {
+        let source = if h.hook.ends_with(".wasm") || h.hook.contains('/') {
+            let path = self.dir().join(&h.hook);
+            if !path.is_file() {
+                return Err(format!("{:?}: {} does not exist", h.hook, path.display()));
+            }
+            Source::File(path)
+        } else {
+            let builtin = hooks::builtin::find(&h.hook).ok_or_else(|| {
+                let names: Vec<&str> = hooks::builtin::BUILTINS.iter().map(|b| b.name).collect();
+                format!(
+                    "{:?} is not a built-in hook (they are: {}) nor a .wasm file",
+                    h.hook,
+                    names.join(", ")
+                )
+            })?;
+            if builtin.kind != kind {
+                return Err(format!("{:?} is a {} hook, not a {kind} hook", h.hook, builtin.kind));
+            }
+            Source::Builtin(builtin.name)
+        };
+        let mut limits = Limits::default();
+        if let Some(ms) = h.deadline_ms {
+            if !(1..=60_000).contains(&ms) {
+                return Err(format!("{:?}: deadline-ms must be from 1 to 60000", h.hook));
+            }
+            limits.deadline = std::time::Duration::from_millis(ms);
+        }
+        if let Some(mib) = h.memory_mib {
+            if !(1..=(Limits::MAX_MEMORY >> 20) as u64).contains(&mib) {
+                return Err(format!("{:?}: memory-mib must be from 1 to {}", h.hook, Limits::MAX_MEMORY >> 20));
+            }
+            limits.memory = (mib as usize) << 20;
+        }
+        Ok(hooks::Spec {
+            source,
+            kind,
+            settings: h.with.clone(),
+            limits,
+        })
+    }
+}
+
+impl Application {
+    /// The render hook, the default when the config names none.
+    pub fn render_hook(&self) -> HookRef {
+        self.hooks
+            .as_ref()
+            .and_then(|h| h.render.as_ref().map(|r| r.value.clone()))
+            .unwrap_or_else(|| HookRef::named(DEFAULT_RENDER))
+    }
+
+    /// The mutate hooks in order, the defaults when the config names none.
+    pub fn mutate_hooks(&self) -> Vec<HookRef> {
+        self.hooks
+            .as_ref()
+            .and_then(|h| h.mutate.as_ref().map(|m| m.iter().map(|r| r.value.clone()).collect()))
+            .unwrap_or_else(|| DEFAULT_MUTATE.iter().map(|n| HookRef::named(n)).collect())
+    }
+}

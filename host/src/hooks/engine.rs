@@ -1,0 +1,327 @@
+//! The wasmtime engine, loading hooks, and calling them.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, InstancePre, Linker};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use super::bindings::{AnyHook, classify, log, mutate, render, types};
+use super::cache::Cache;
+use super::sandbox::{HostState, OUTPUT_CAPACITY};
+use super::{HookError, Kind, Limits, Source, Spec, builtin};
+
+/// How often the epoch advances: the granularity of call deadlines.
+const TICK: Duration = Duration::from_millis(1);
+
+/// The process's wasmtime engine, with its epoch ticking.
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let engine = Engine::new(&config(true))
+            .or_else(|e| {
+                // Pooling reserves address space up front; where that is
+                // refused (ulimit -v), allocate on demand instead.
+                tracing::debug!("pooling allocator unavailable ({e}); allocating on demand");
+                Engine::new(&config(false))
+            })
+            .expect("wasmtime accepts its default configuration");
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("podrun-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .expect("a thread can be started");
+        engine
+    })
+}
+
+fn config(pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(1024)
+            .total_memories(512)
+            .total_tables(512)
+            .max_memory_size(Limits::MAX_MEMORY);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// A log line a hook left during a call.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// How important it is.
+    pub level: log::Level,
+    /// The message.
+    pub message: String,
+}
+
+/// The result of a successful call, with what it cost.
+#[derive(Debug)]
+pub struct Called<T> {
+    /// What the hook returned.
+    pub value: T,
+    /// What it logged.
+    pub logs: Vec<LogLine>,
+    /// Wall time of the call, instantiation included.
+    pub elapsed: Duration,
+}
+
+/// Loads hooks, with a cache of compiled components.
+pub struct Hooks {
+    linker: Linker<HostState>,
+    cache: Cache,
+}
+
+impl Hooks {
+    /// A hook loader caching compiled components in `cache_dir` (or only in
+    /// memory when `None`).
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, HookError> {
+        let engine = engine();
+        let mut linker = Linker::new(engine);
+        let link = |e: wasmtime::Error| HookError::Load {
+            hook: "(engine)".into(),
+            message: e.to_string(),
+        };
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
+        AnyHook::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(link)?;
+        Ok(Hooks {
+            linker,
+            cache: Cache::new(cache_dir),
+        })
+    }
+
+    /// Loads the hook `spec` names and checks it can serve as its kind.
+    pub fn load(&self, spec: &Spec) -> Result<Hook, HookError> {
+        let name = spec.source.to_string();
+        let load_err = |message: String| HookError::Load {
+            hook: name.clone(),
+            message,
+        };
+        let file_bytes;
+        let bytes: &[u8] = match &spec.source {
+            Source::Builtin(b) => {
+                builtin::wasm(b).ok_or_else(|| load_err("no such built-in hook".into()))?
+            }
+            Source::File(path) => {
+                file_bytes = std::fs::read(path).map_err(|e| load_err(e.to_string()))?;
+                &file_bytes
+            }
+        };
+        let component = self
+            .cache
+            .component(engine(), bytes)
+            .map_err(|e| load_err(format!("not a valid component: {e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| load_err(format!("it needs more than podrun gives hooks: {e:#}")))?;
+        let wrong_kind = |_| HookError::WrongKind {
+            hook: name.clone(),
+            kind: spec.kind,
+        };
+        let exports = match spec.kind {
+            Kind::Render => Exports::Render(render::GuestIndices::new(&pre).map_err(wrong_kind)?),
+            Kind::Mutate => Exports::Mutate(mutate::GuestIndices::new(&pre).map_err(wrong_kind)?),
+            Kind::Classify => {
+                Exports::Classify(classify::GuestIndices::new(&pre).map_err(wrong_kind)?)
+            }
+        };
+        Ok(Hook {
+            name,
+            pre,
+            exports,
+            limits: spec.limits,
+            settings: spec.settings.to_string(),
+        })
+    }
+}
+
+enum Exports {
+    Render(render::GuestIndices),
+    Mutate(mutate::GuestIndices),
+    Classify(classify::GuestIndices),
+}
+
+/// A loaded hook, ready to be called. Every call runs in a fresh instance.
+pub struct Hook {
+    name: String,
+    pre: InstancePre<HostState>,
+    exports: Exports,
+    limits: Limits,
+    settings: String,
+}
+
+impl Hook {
+    /// The hook's name for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn context(&self, app: &types::Application) -> types::Context {
+        types::Context {
+            application: app.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+
+    /// Renders `template`; the result is the object as JSON.
+    pub fn render(
+        &self,
+        app: &types::Application,
+        template: &render::Template,
+    ) -> Result<Called<String>, HookError> {
+        let Exports::Render(indices) = &self.exports else {
+            return Err(self.wrong_kind(Kind::Render));
+        };
+        let ctx = self.context(app);
+        let called = self.call(|store, instance| {
+            indices
+                .load(&mut *store, instance)?
+                .call_render(store, &ctx, template)
+        })?;
+        match called.value {
+            Ok(json) => Ok(Called {
+                value: json,
+                logs: called.logs,
+                elapsed: called.elapsed,
+            }),
+            Err(message) => Err(HookError::Failed {
+                hook: self.name.clone(),
+                message,
+            }),
+        }
+    }
+
+    /// Asks the hook what to change in `object`.
+    pub fn mutate(
+        &self,
+        app: &types::Application,
+        object: &types::Object,
+    ) -> Result<Called<mutate::Mutation>, HookError> {
+        let Exports::Mutate(indices) = &self.exports else {
+            return Err(self.wrong_kind(Kind::Mutate));
+        };
+        let ctx = self.context(app);
+        let called = self.call(|store, instance| {
+            indices
+                .load(&mut *store, instance)?
+                .call_mutate(store, &ctx, object)
+        })?;
+        let hook = self.name.clone();
+        match called.value {
+            Ok(m) => Ok(Called {
+                value: m,
+                logs: called.logs,
+                elapsed: called.elapsed,
+            }),
+            Err(mutate::Refusal::Denied(message)) => Err(HookError::Denied { hook, message }),
+            Err(mutate::Refusal::Invalid(message)) => Err(HookError::Failed { hook, message }),
+        }
+    }
+
+    /// Asks the hook for a verdict on `observation`.
+    pub fn classify(
+        &self,
+        app: &types::Application,
+        observation: &classify::Observation,
+    ) -> Result<Called<Option<classify::Verdict>>, HookError> {
+        let Exports::Classify(indices) = &self.exports else {
+            return Err(self.wrong_kind(Kind::Classify));
+        };
+        let ctx = self.context(app);
+        let called = self.call(|store, instance| {
+            indices
+                .load(&mut *store, instance)?
+                .call_classify(store, &ctx, observation)
+        })?;
+        match called.value {
+            Ok(v) => Ok(Called {
+                value: v,
+                logs: called.logs,
+                elapsed: called.elapsed,
+            }),
+            Err(message) => Err(HookError::Failed {
+                hook: self.name.clone(),
+                message,
+            }),
+        }
+    }
+
+    fn wrong_kind(&self, kind: Kind) -> HookError {
+        HookError::WrongKind {
+            hook: self.name.clone(),
+            kind,
+        }
+    }
+
+    /// One call in a fresh instance, under the hook's limits.
+    fn call<R>(
+        &self,
+        f: impl FnOnce(
+            &mut Store<HostState>,
+            &wasmtime::component::Instance,
+        ) -> wasmtime::Result<R>,
+    ) -> Result<Called<R>, HookError> {
+        let start = Instant::now();
+        let output = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let mut store = Store::new(
+            engine(),
+            HostState::new(self.limits.memory, output.clone()),
+        );
+        store.limiter(|s| &mut s.memory);
+        let ticks = self.limits.deadline.as_millis().div_ceil(TICK.as_millis()) as u64;
+        store.set_epoch_deadline(ticks.max(1) + 1);
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| f(&mut store, &instance));
+        let elapsed = start.elapsed();
+        let state = store.into_data();
+        match result {
+            Ok(value) => Ok(Called {
+                value,
+                logs: state.logs,
+                elapsed,
+            }),
+            Err(e) => Err(self.failure(e, state.memory.exceeded, &output)),
+        }
+    }
+
+    fn failure(&self, e: wasmtime::Error, memory_exceeded: bool, output: &MemoryOutputPipe) -> HookError {
+        let hook = self.name.clone();
+        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+            return HookError::Deadline {
+                hook,
+                deadline: self.limits.deadline,
+            };
+        }
+        if memory_exceeded {
+            return HookError::Memory {
+                hook,
+                limit: self.limits.memory,
+            };
+        }
+        let output = String::from_utf8_lossy(&output.contents()).into_owned();
+        let trap = match e.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => format!("{e:#}"),
+        };
+        HookError::Trap { hook, trap, output }
+    }
+}

@@ -1,0 +1,198 @@
+//! The hook engine: loads WebAssembly components, checks what they export,
+//! and calls them in a sandbox with a CPU deadline and a memory cap.
+//!
+//! Each call gets a fresh instance (pre-instantiated once per component, so
+//! a call costs tens of microseconds): nothing a hook keeps in memory
+//! survives into the next call, run or tenant.
+
+mod bindings;
+pub mod builtin;
+mod cache;
+mod engine;
+mod sandbox;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use bindings::{classify, log, mutate, render, types};
+pub use engine::{Called, Hook, Hooks, LogLine};
+
+use crate::exit::Code;
+
+/// The three kinds of hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Template → object.
+    Render,
+    /// Object → changed object, or a refusal.
+    Mutate,
+    /// Pod status → verdict.
+    Classify,
+}
+
+impl Kind {
+    /// The WIT interface a hook of this kind exports.
+    pub fn interface(self) -> &'static str {
+        match self {
+            Kind::Render => "podrun:hook/render@0.1.0",
+            Kind::Mutate => "podrun:hook/mutate@0.1.0",
+            Kind::Classify => "podrun:hook/classify@0.1.0",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Kind::Render => "render",
+            Kind::Mutate => "mutate",
+            Kind::Classify => "classify",
+        })
+    }
+}
+
+/// Per-call limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// CPU deadline of one call.
+    pub deadline: Duration,
+    /// The most linear memory one call may use, in bytes.
+    pub memory: usize,
+}
+
+impl Limits {
+    /// The largest memory cap a hook may ask for.
+    pub const MAX_MEMORY: usize = 1 << 30;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_millis(100),
+            memory: 64 << 20,
+        }
+    }
+}
+
+/// Where a hook's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Built into podrun.
+    Builtin(&'static str),
+    /// A `.wasm` file.
+    File(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Builtin(name) => f.write_str(name),
+            Source::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// A hook as the config names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// Where the component comes from.
+    pub source: Source,
+    /// The kind the config uses it as.
+    pub kind: Kind,
+    /// Its `with:` settings.
+    pub settings: serde_json::Value,
+    /// Its per-call limits.
+    pub limits: Limits,
+}
+
+/// A hook that failed, or refused the run.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// The component could not be read or compiled.
+    #[error("hook {hook}: cannot load it: {message}")]
+    Load {
+        /// The hook.
+        hook: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The component does not export the interface its kind needs.
+    #[error("hook {hook} cannot serve as a {kind} hook: it does not export {}", kind.interface())]
+    WrongKind {
+        /// The hook.
+        hook: String,
+        /// The kind the config uses it as.
+        kind: Kind,
+    },
+    /// A call ran past its CPU deadline.
+    #[error("hook {hook} ran past its deadline of {} ms and was stopped", deadline.as_millis())]
+    Deadline {
+        /// The hook.
+        hook: String,
+        /// The deadline.
+        deadline: Duration,
+    },
+    /// A call tried to use more memory than its cap.
+    #[error("hook {hook} tried to use more than its {} MiB of memory and was stopped", limit >> 20)]
+    Memory {
+        /// The hook.
+        hook: String,
+        /// The cap in bytes.
+        limit: usize,
+    },
+    /// The component trapped (a panic, an `unreachable`, a bad access).
+    #[error("hook {hook} crashed: {trap}{}", output_suffix(output))]
+    Trap {
+        /// The hook.
+        hook: String,
+        /// The trap.
+        trap: String,
+        /// What the hook wrote to stdout and stderr (a panic message).
+        output: String,
+    },
+    /// The hook returned something that is not what the contract says.
+    #[error("hook {hook} returned malformed output: {message}")]
+    Output {
+        /// The hook.
+        hook: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A policy hook refused the run.
+    #[error("hook {hook} denied the run: {message}")]
+    Denied {
+        /// The hook.
+        hook: String,
+        /// Its reason.
+        message: String,
+    },
+    /// The hook returned an error.
+    #[error("hook {hook} failed: {message}")]
+    Failed {
+        /// The hook.
+        hook: String,
+        /// Its message.
+        message: String,
+    },
+}
+
+fn output_suffix(output: &str) -> String {
+    let output = output.trim();
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!("\n  hook output:\n    {}", output.replace('\n', "\n    "))
+    }
+}
+
+impl HookError {
+    /// The exit code this failure ends podrun with.
+    pub fn exit_code(&self) -> Code {
+        match self {
+            HookError::Denied { .. } => Code::Denied,
+            HookError::Load { .. } | HookError::WrongKind { .. } => Code::Usage,
+            _ => Code::HookFailed,
+        }
+    }
+}

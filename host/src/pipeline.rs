@@ -1,0 +1,333 @@
+//! From an application and a caller's request to the final Pod: the render
+//! hook, then each mutate hook in order. Data flows one way; each step is
+//! recorded so that `--explain` can show what it changed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+
+use crate::config::{Application, Config, ConfigError};
+use crate::exit::Code;
+use crate::hooks::{HookError, Hooks, Kind, LogLine, mutate, render, types};
+use crate::run_id;
+
+/// What the caller asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// The application's name.
+    pub application: String,
+    /// The command, split into arguments.
+    pub arguments: Vec<String>,
+    /// `--param name=value` pairs.
+    pub params: Vec<(String, String)>,
+    /// The namespace, when the caller names one.
+    pub namespace: Option<String>,
+    /// The run id; a new one when `None`.
+    pub run_id: Option<String>,
+    /// The run's deadline in seconds, overriding the config's.
+    pub timeout: Option<u64>,
+    /// Record what each hook changed.
+    pub explain: bool,
+}
+
+/// One hook's part in preparing the pod.
+#[derive(Debug)]
+pub struct Step {
+    /// The hook's name.
+    pub hook: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// How long the call took.
+    pub elapsed: Duration,
+    /// What it changed, one line per change (only with `explain`).
+    pub changes: Vec<String>,
+    /// What it logged.
+    pub logs: Vec<LogLine>,
+}
+
+/// The pod, ready to run.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The run id.
+    pub run_id: String,
+    /// The final pod.
+    pub pod: Pod,
+    /// What each hook did, in order.
+    pub steps: Vec<Step>,
+}
+
+/// Why the pod could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The config is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A hook failed or refused.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// The request does not fit the application.
+    #[error("{0}")]
+    Request(String),
+    /// The template could not be read.
+    #[error("cannot read the template {template}: {message}")]
+    Template {
+        /// The path or URL.
+        template: String,
+        /// Why.
+        message: String,
+    },
+    /// The template renders something that is not a valid Pod.
+    #[error("the template {template} does not render a valid Pod: {message}")]
+    InvalidTemplate {
+        /// The template.
+        template: String,
+        /// What is wrong, with the field's path.
+        message: String,
+    },
+}
+
+impl PipelineError {
+    /// The exit code this failure ends podrun with.
+    pub fn exit_code(&self) -> Code {
+        match self {
+            PipelineError::Config(e) => e.exit_code(),
+            PipelineError::Hook(e) => e.exit_code(),
+            PipelineError::Request(_)
+            | PipelineError::Template { .. }
+            | PipelineError::InvalidTemplate { .. } => Code::Usage,
+        }
+    }
+}
+
+/// Runs the application's render and mutate hooks for `request`.
+pub fn prepare(hooks: &Hooks, config: &Config, request: &Request) -> Result<Prepared, PipelineError> {
+    let app = config.application(&request.application)?;
+    let run_id = match &request.run_id {
+        Some(id) if run_id::is_valid(id) => id.clone(),
+        Some(id) => {
+            return Err(PipelineError::Request(format!(
+                "--run-id {id:?} is not valid: use 1 to 40 lowercase letters, digits and dashes"
+            )));
+        }
+        None => run_id::new(),
+    };
+    let context = application_context(app, request, &run_id)?;
+    let spec = |h: &crate::config::HookRef, kind| {
+        config.hook_spec(h, kind).map_err(|message| {
+            PipelineError::Config(ConfigError::Invalid {
+                path: config.path.clone(),
+                problems: vec![message],
+            })
+        })
+    };
+    let render_hook = hooks.load(&spec(&app.render_hook(), Kind::Render)?)?;
+    let mutate_hooks = app
+        .mutate_hooks()
+        .iter()
+        .map(|h| Ok(hooks.load(&spec(h, Kind::Mutate)?)?))
+        .collect::<Result<Vec<_>, PipelineError>>()?;
+
+    let template = render::Template {
+        source: app.template.value.clone(),
+        text: read_template(config.dir(), &app.template.value)?,
+    };
+    let mut steps = Vec::new();
+    let called = render_hook.render(&context, &template)?;
+    let mut object = parse_object(render_hook.name(), &called.value)?;
+    ensure_name(&mut object, &context);
+    validate(&object).map_err(|message| PipelineError::InvalidTemplate {
+        template: template.source.clone(),
+        message,
+    })?;
+    steps.push(Step {
+        hook: render_hook.name().to_string(),
+        kind: Kind::Render,
+        elapsed: called.elapsed,
+        changes: if request.explain {
+            vec![format!("rendered {}", template.source)]
+        } else {
+            Vec::new()
+        },
+        logs: called.logs,
+    });
+
+    for hook in &mutate_hooks {
+        let before = request.explain.then(|| object.clone());
+        let wire = types::Object {
+            api_version: string_field(&object, "apiVersion"),
+            kind: string_field(&object, "kind"),
+            json: object.to_string(),
+        };
+        let called = hook.mutate(&context, &wire)?;
+        let malformed = |message: String| HookError::Output {
+            hook: hook.name().to_string(),
+            message,
+        };
+        match &called.value {
+            mutate::Mutation::Unchanged => {}
+            mutate::Mutation::MergePatch(patch) => {
+                let patch: Value = serde_json::from_str(patch)
+                    .map_err(|e| malformed(format!("the merge patch is not JSON: {e}")))?;
+                if !patch.is_object() {
+                    return Err(malformed("the merge patch is not a JSON object".into()).into());
+                }
+                json_patch::merge(&mut object, &patch);
+            }
+            mutate::Mutation::Replace(json) => object = parse_object(hook.name(), json)?,
+        }
+        if string_field(&object, "kind") != wire.kind || string_field(&object, "apiVersion") != wire.api_version {
+            return Err(malformed(format!("it changed the object's type from {} {}", wire.api_version, wire.kind)).into());
+        }
+        validate(&object).map_err(|m| malformed(format!("the {} is no longer valid: {m}", wire.kind)))?;
+        steps.push(Step {
+            hook: hook.name().to_string(),
+            kind: Kind::Mutate,
+            elapsed: called.elapsed,
+            changes: before.map(|b| describe(&b, &object)).unwrap_or_default(),
+            logs: called.logs,
+        });
+    }
+
+    let pod: Pod = serde_json::from_value(object).map_err(|e| HookError::Output {
+        hook: "(final pod)".into(),
+        message: e.to_string(),
+    })?;
+    Ok(Prepared { run_id, pod, steps })
+}
+
+/// The context every hook of the run sees.
+fn application_context(
+    app: &Application,
+    request: &Request,
+    run_id: &str,
+) -> Result<types::Application, PipelineError> {
+    let mut params = Vec::new();
+    for (name, _) in &request.params {
+        if !app.parameters.iter().any(|p| &p.name == name) {
+            let allowed: Vec<&str> = app.parameters.iter().map(|p| p.name.as_str()).collect();
+            return Err(PipelineError::Request(format!(
+                "application {} does not accept the parameter {name:?} (it accepts: {})",
+                app.name.value,
+                if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
+            )));
+        }
+    }
+    for p in &app.parameters {
+        let given = request.params.iter().rev().find(|(n, _)| n == &p.name);
+        match (given, &p.default) {
+            (Some((_, v)), _) | (None, Some(v)) => params.push(types::Param {
+                name: p.name.clone(),
+                value: v.clone(),
+            }),
+            (None, None) => {
+                return Err(PipelineError::Request(format!(
+                    "application {} needs the parameter {:?}: pass --param {}=VALUE",
+                    app.name.value, p.name, p.name
+                )));
+            }
+        }
+    }
+    let resources = |r: &Option<crate::config::Resources>| types::Resources {
+        cpu: r.as_ref().and_then(|r| r.cpu.as_ref()).map(|q| q.0.clone()),
+        memory: r.as_ref().and_then(|r| r.memory.as_ref()).map(|q| q.0.clone()),
+    };
+    let c = &app.container;
+    Ok(types::Application {
+        name: app.name.value.0.clone(),
+        run_id: run_id.to_string(),
+        namespace: request
+            .namespace
+            .clone()
+            .or_else(|| app.namespace.as_ref().map(|n| n.0.clone())),
+        image: c.image.0.clone(),
+        arguments: request.arguments.clone(),
+        uid: c.uid.as_ref().map(|i| i.0.clone()),
+        gid: c.gid.as_ref().map(|i| i.0.clone()),
+        requests: resources(&c.resource_requests),
+        limits: resources(&c.resource_limits),
+        params,
+        restart_policy: app.restart_policy.map(|p| p.as_str().to_string()),
+        timeout_seconds: request.timeout.or(app.timeout.map(|s| s.0)),
+        pending_timeout_seconds: app.pending_timeout.map(|s| s.0),
+    })
+}
+
+/// The template's text, from a file relative to the config or an https URL.
+fn read_template(dir: &Path, source: &str) -> Result<String, PipelineError> {
+    let err = |message: String| PipelineError::Template {
+        template: source.to_string(),
+        message,
+    };
+    if source.starts_with("https://") {
+        let mut response = ureq::get(source)
+            .config()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .call()
+            .map_err(|e| err(e.to_string()))?;
+        return response
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_string()
+            .map_err(|e| err(e.to_string()));
+    }
+    std::fs::read_to_string(dir.join(source)).map_err(|e| err(e.to_string()))
+}
+
+fn parse_object(hook: &str, json: &str) -> Result<Value, HookError> {
+    let malformed = |message: String| HookError::Output {
+        hook: hook.to_string(),
+        message,
+    };
+    let value: Value = serde_json::from_str(json).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let typed = |f: &str| value.get(f).is_some_and(Value::is_string);
+    if !(value.is_object() && typed("apiVersion") && typed("kind")) {
+        return Err(malformed("not a Kubernetes object with apiVersion and kind".into()));
+    }
+    Ok(value)
+}
+
+fn string_field(object: &Value, field: &str) -> String {
+    object.get(field).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// A pod without a name is named after the application and the run.
+fn ensure_name(object: &mut Value, app: &types::Application) {
+    let metadata = &mut object["metadata"];
+    if metadata.get("name").is_none() && metadata.get("generateName").is_none() {
+        metadata["name"] = Value::String(format!("{}-{}", app.name, app.run_id));
+    }
+}
+
+/// Checks a Pod against the Kubernetes types, naming the bad field.
+fn validate(object: &Value) -> Result<(), String> {
+    if string_field(object, "kind") != "Pod" || string_field(object, "apiVersion") != "v1" {
+        return Err(format!(
+            "expected apiVersion v1 and kind Pod, found {} {}",
+            string_field(object, "apiVersion"),
+            string_field(object, "kind")
+        ));
+    }
+    serde_path_to_error::deserialize::<_, Pod>(object)
+        .map(|_| ())
+        .map_err(|e| format!("{}: {}", e.path(), e.inner()))
+}
+
+/// One line per change between two objects, as JSON Patch operations.
+fn describe(before: &Value, after: &Value) -> Vec<String> {
+    let patch = json_patch::diff(before, after);
+    patch
+        .0
+        .iter()
+        .map(|op| match op {
+            json_patch::PatchOperation::Add(o) => format!("add {} = {}", o.path, o.value),
+            json_patch::PatchOperation::Replace(o) => format!("replace {} = {}", o.path, o.value),
+            json_patch::PatchOperation::Remove(o) => format!("remove {}", o.path),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
