@@ -16,7 +16,10 @@ fn main() {
     for dir in ["hooks", "guest-sdk", "wit", "tests/guests"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
 
     let builtins = crate_dirs(&root.join("hooks"));
     let guests = crate_dirs(&root.join("tests/guests"));
@@ -39,7 +42,12 @@ fn main() {
     );
     for name in &builtins {
         let file = wasm_dir.join(format!("podrun_hook_{}.wasm", name.replace('-', "_")));
-        writeln!(code, "        {name:?} => Some(include_bytes!({:?})),", file.display()).unwrap();
+        writeln!(
+            code,
+            "        {name:?} => Some(include_bytes!({:?})),",
+            file.display()
+        )
+        .unwrap();
     }
     code.push_str("        _ => None,\n    }\n}\n\n/// The names of the crates under `hooks/`.\n#[cfg(test)]\npub(crate) const BUILTIN_CRATES: &[&str] = &[");
     for name in &builtins {
@@ -78,7 +86,9 @@ fn ensure_target() {
     if installed(&sysroot) {
         return;
     }
-    println!("cargo:warning=installing the {TARGET} target with rustup (podrun's hooks are WebAssembly components)");
+    println!(
+        "cargo:warning=installing the {TARGET} target with rustup (podrun's hooks are WebAssembly components)"
+    );
     let ok = Command::new("rustup")
         .args(["target", "add", TARGET])
         .status()
@@ -95,7 +105,14 @@ fn build_components(root: &Path, target_dir: &Path, packages: &[String]) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "--profile", "hook", "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            "hook",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(target_dir);
     for p in packages {
         cmd.args(["-p", p]);

@@ -129,6 +129,9 @@ mod tests {
             )
         );
         obj.kind = "ConfigMap".into();
-        assert!(matches!(obj.patch_pod_spec(fields), Err(Refusal::Invalid(_))));
+        assert!(matches!(
+            obj.patch_pod_spec(fields),
+            Err(Refusal::Invalid(_))
+        ));
     }
 }

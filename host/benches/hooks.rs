@@ -1,1 +1,273 @@
-fn main(){}
+//! Hook engine benchmarks, with the goals from the project's issues.
+//!
+//! Criterion measures each case; a summary at the end prints the median of
+//! individually timed calls beside its goal, and the `podrun render`
+//! process against `kubectl create --dry-run=client` (which needs a
+//! reachable cluster for its discovery; without one only podrun's figure is
+//! printed).
+//!
+//! Run with `cargo bench -p podrun --bench hooks`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use podrun::hooks::{Hook, Hooks, Kind, Limits, Source, Spec, render, types};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn cache_dir() -> PathBuf {
+    root().join("target/bench-hook-cache")
+}
+
+fn app() -> types::Application {
+    let r = |cpu: Option<&str>, memory: &str| types::Resources {
+        cpu: cpu.map(String::from),
+        memory: Some(memory.into()),
+    };
+    types::Application {
+        name: "report".into(),
+        run_id: "c0ffee0123456789".into(),
+        namespace: Some("batch".into()),
+        image: "registry.example/report:2.1".into(),
+        arguments: [
+            "report",
+            "--day",
+            "2026-11-23",
+            "--output",
+            "s3://bucket/reports",
+        ]
+        .map(String::from)
+        .to_vec(),
+        uid: Some("1000".into()),
+        gid: Some("1000".into()),
+        requests: r(Some("100m"), "64Mi"),
+        limits: r(None, "128Mi"),
+        params: vec![],
+        restart_policy: None,
+        timeout_seconds: None,
+        pending_timeout_seconds: None,
+    }
+}
+
+fn pod() -> types::Object {
+    let json = std::fs::read_to_string(root().join("host/benches/fixtures/pod-4k.json")).unwrap();
+    types::Object {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        json: json.trim().to_string(),
+    }
+}
+
+fn load(hooks: &Hooks, source: Source, kind: Kind, settings: serde_json::Value) -> Hook {
+    hooks
+        .load(&Spec {
+            source,
+            kind,
+            settings,
+            limits: Limits::default(),
+        })
+        .unwrap()
+}
+
+fn template() -> render::Template {
+    render::Template {
+        source: "pod.tmpl".into(),
+        text: std::fs::read_to_string(root().join("examples/hello/templates/pod.tmpl")).unwrap(),
+    }
+}
+
+struct Cases {
+    restart_never: Hook,
+    deadline: Hook,
+    typed: Hook,
+    go_template: Hook,
+}
+
+fn cases() -> Cases {
+    let hooks = Hooks::new(Some(cache_dir())).unwrap();
+    let guest = Path::new(env!("PODRUN_TEST_GUESTS")).join("podrun_test_misbehave.wasm");
+    Cases {
+        restart_never: load(
+            &hooks,
+            Source::Builtin("restart-never"),
+            Kind::Mutate,
+            serde_json::json!({}),
+        ),
+        deadline: load(
+            &hooks,
+            Source::Builtin("deadline"),
+            Kind::Mutate,
+            serde_json::json!({}),
+        ),
+        typed: load(
+            &hooks,
+            Source::File(guest),
+            Kind::Mutate,
+            serde_json::json!({"do": "typed-round-trip"}),
+        ),
+        go_template: load(
+            &hooks,
+            Source::Builtin("go-template"),
+            Kind::Render,
+            serde_json::json!({}),
+        ),
+    }
+}
+
+fn bench_calls(c: &mut Criterion) {
+    let cases = cases();
+    let (app, pod, template) = (app(), pod(), template());
+    let mut g = c.benchmark_group("hook-call");
+    g.bench_function("mutate restart-never (4 KB pod, merge patch)", |b| {
+        b.iter(|| cases.restart_never.mutate(&app, &pod).unwrap())
+    });
+    g.bench_function("mutate deadline (4 KB pod, partial read)", |b| {
+        b.iter(|| cases.deadline.mutate(&app, &pod).unwrap())
+    });
+    g.bench_function("mutate typed round trip (4 KB pod, reference)", |b| {
+        b.iter(|| cases.typed.mutate(&app, &pod).unwrap())
+    });
+    g.bench_function("render go-template (hello template)", |b| {
+        b.iter(|| cases.go_template.render(&app, &template).unwrap())
+    });
+    g.finish();
+}
+
+fn podrun_render(cache: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_podrun"));
+    cmd.env("PODRUN_CACHE_DIR", cache)
+        .args(["render", "-a", "hello", "-c", "echo hello", "-p"])
+        .arg(root().join("examples/hello"));
+    cmd
+}
+
+fn run_ok(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(err.lines().last().unwrap_or("failed").to_string())
+    }
+}
+
+fn bench_cli(c: &mut Criterion) {
+    let cache = cache_dir();
+    run_ok(&mut podrun_render(&cache)).unwrap();
+    let mut g = c.benchmark_group("cli");
+    g.sample_size(20);
+    g.bench_function("podrun render, warm cache", |b| {
+        b.iter(|| run_ok(&mut podrun_render(&cache)).unwrap())
+    });
+    g.finish();
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn timed(n: usize, mut f: impl FnMut()) -> Duration {
+    median(
+        (0..n)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "meets goal" } else { "MISSES goal" }
+}
+
+/// Medians of individually timed calls, beside the issue's goals.
+fn summary(_: &mut Criterion) {
+    let cases = cases();
+    let (app, pod, template) = (app(), pod(), template());
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("\n== summary: medians of individually timed calls ==");
+    let m = timed(3000, || {
+        drop(cases.restart_never.mutate(&app, &pod).unwrap())
+    });
+    println!(
+        "mutate restart-never, 4 KB pod: {:7.1} µs   goal <= 40 µs   {}",
+        us(m),
+        verdict(us(m) <= 40.0)
+    );
+    let m = timed(3000, || drop(cases.deadline.mutate(&app, &pod).unwrap()));
+    println!(
+        "mutate deadline, 4 KB pod:      {:7.1} µs   goal <= 40 µs   {}",
+        us(m),
+        verdict(us(m) <= 40.0)
+    );
+    let m = timed(3000, || drop(cases.typed.mutate(&app, &pod).unwrap()));
+    println!(
+        "mutate typed round trip:        {:7.1} µs   (reference: full k8s-openapi parse + write)",
+        us(m)
+    );
+    let m = timed(3000, || {
+        drop(cases.go_template.render(&app, &template).unwrap())
+    });
+    println!(
+        "render go-template:             {:7.1} µs   goal <= 150 µs  {}",
+        us(m),
+        verdict(us(m) <= 150.0)
+    );
+
+    let cache = cache_dir();
+    let warm = timed(30, || run_ok(&mut podrun_render(&cache)).unwrap());
+    println!(
+        "podrun render, warm cache:      {:7.1} ms",
+        warm.as_secs_f64() * 1e3
+    );
+    let cold: Vec<Duration> = (0..3)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let start = Instant::now();
+            run_ok(&mut podrun_render(dir.path())).unwrap();
+            start.elapsed()
+        })
+        .collect();
+    println!(
+        "podrun render, cold cache:      {:7.1} ms   (compiles every hook once)",
+        median(cold).as_secs_f64() * 1e3
+    );
+
+    let manifest = tempfile::NamedTempFile::new().unwrap();
+    let out = podrun_render(&cache).output().unwrap();
+    std::fs::write(manifest.path(), out.stdout).unwrap();
+    let mut kubectl = Command::new("kubectl");
+    kubectl
+        .args(["create", "--dry-run=client", "-o", "yaml", "-f"])
+        .arg(manifest.path());
+    match run_ok(&mut kubectl) {
+        Ok(()) => {
+            let k = timed(30, || run_ok(&mut kubectl).unwrap());
+            let ratio = warm.as_secs_f64() / k.as_secs_f64();
+            println!(
+                "kubectl create --dry-run=client:{:7.1} ms",
+                k.as_secs_f64() * 1e3
+            );
+            println!(
+                "podrun / kubectl:               {ratio:7.3}      goal <= 0.2     {}",
+                verdict(ratio <= 0.2)
+            );
+        }
+        Err(e) => println!(
+            "kubectl create --dry-run=client: not measured ({e}); point KUBECONFIG at a cluster"
+        ),
+    }
+}
+
+criterion_group!(benches, bench_calls, bench_cli, summary);
+criterion_main!(benches);

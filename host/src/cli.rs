@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print the pod podrun would create for an application
-    Render(RenderArgs),
+    Render(Box<RenderArgs>),
     /// Built-in hooks
     #[command(subcommand)]
     Hooks(HooksCommand),
@@ -189,7 +189,7 @@ fn init_tracing(verbose: bool) {
 
 fn run(cli: Cli) -> Result<Code, Failure> {
     match cli.command {
-        Command::Render(args) => render(cli.cache_dir, args),
+        Command::Render(args) => render(cli.cache_dir, *args),
         Command::Hooks(HooksCommand::List) => {
             let mut out = std::io::stdout().lock();
             for b in builtin::BUILTINS {
@@ -215,7 +215,9 @@ fn request(run: &RunArgs, explain: bool) -> Result<Request, Failure> {
         Some(command) => shlex::split(command).ok_or_else(|| {
             Failure::from((
                 Code::Usage,
-                anyhow::anyhow!("--command {command:?} has an unclosed quote or a trailing backslash"),
+                anyhow::anyhow!(
+                    "--command {command:?} has an unclosed quote or a trailing backslash"
+                ),
             ))
         })?,
         None => run.args.clone(),
@@ -241,8 +243,9 @@ fn render(cache_dir: Option<PathBuf>, args: RenderArgs) -> Result<Code, Failure>
         explain(&prepared);
     }
     let text = match args.output {
-        Format::Yaml => serde_saphyr::to_string(&prepared.pod)
-            .map_err(|e| Failure::from((Code::HookFailed, anyhow::anyhow!("cannot write YAML: {e}"))))?,
+        Format::Yaml => serde_saphyr::to_string(&prepared.pod).map_err(|e| {
+            Failure::from((Code::HookFailed, anyhow::anyhow!("cannot write YAML: {e}")))
+        })?,
         Format::Json => {
             serde_json::to_string_pretty(&prepared.pod).expect("a Pod serializes") + "\n"
         }

@@ -40,7 +40,7 @@ pub enum ConfigError {
         message: String,
     },
     /// Fields that are well-formed but do not fit together.
-    #[error("{path}: {}", problems.join("\n  "))]
+    #[error("{path}:\n  {}", problems.join("\n  "))]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -334,12 +334,29 @@ checked_string!(
 
 fn is_quantity(s: &str) -> bool {
     let s = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let digits = s.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+    let digits = s
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b'.')
+        .count();
     let (number, suffix) = s.split_at(digits);
     let number_ok = !number.is_empty() && number != "." && number.matches('.').count() <= 1;
     let suffix_ok = matches!(
         suffix,
-        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E"
+        "" | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+            | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
     ) || suffix
         .strip_prefix(['e', 'E'])
         .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
@@ -450,11 +467,15 @@ impl<'de> Deserialize<'de> for Parameter {
 fn check_param_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(format!("{name:?} is not a valid parameter name (letters, digits, _ and -)"))
+        Err(format!(
+            "{name:?} is not a valid parameter name (letters, digits, _ and -)"
+        ))
     }
 }
 
@@ -472,7 +493,11 @@ pub fn locate(config: Option<&Path>, appconfig_dir: Option<&Path>) -> PathBuf {
     let dir = appconfig_dir.unwrap_or(Path::new("."));
     let yml = dir.join("pod-runner.yml");
     let yaml = dir.join(FILE_NAME);
-    if !yaml.exists() && yml.exists() { yml } else { yaml }
+    if !yaml.exists() && yml.exists() {
+        yml
+    } else {
+        yaml
+    }
 }
 
 impl Config {
@@ -495,7 +520,9 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let file: File = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: e
+                .to_string()
+                .replace("<input>", &path.display().to_string()),
         })?;
         let config = Config {
             path: path.to_path_buf(),
@@ -516,7 +543,8 @@ impl Config {
     /// Every problem the fields have together, reported at once.
     fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        let at = |loc: &serde_saphyr::Location| format!("line {}, column {}", loc.line(), loc.column());
+        let at =
+            |loc: &serde_saphyr::Location| format!("line {}, column {}", loc.line(), loc.column());
         for (i, app) in self.applications.iter().enumerate() {
             let field = format!("applications[{i}]");
             if let Some(first) = self.applications[..i]
@@ -532,7 +560,10 @@ impl Config {
             }
             let template = &app.template.value;
             if template.trim().is_empty() {
-                problems.push(format!("{}: {field}.template: must not be empty", at(&app.template.referenced)));
+                problems.push(format!(
+                    "{}: {field}.template: must not be empty",
+                    at(&app.template.referenced)
+                ));
             } else if template.starts_with("http://") {
                 problems.push(format!(
                     "{}: {field}.template: {template:?} must use https",
@@ -554,8 +585,16 @@ impl Config {
             }
             if let Some(hooks) = &app.hooks {
                 let render = hooks.render.iter().map(|h| (Kind::Render, "render", h));
-                let mutate = hooks.mutate.iter().flatten().map(|h| (Kind::Mutate, "mutate", h));
-                let classify = hooks.classify.iter().flatten().map(|h| (Kind::Classify, "classify", h));
+                let mutate = hooks
+                    .mutate
+                    .iter()
+                    .flatten()
+                    .map(|h| (Kind::Mutate, "mutate", h));
+                let classify = hooks
+                    .classify
+                    .iter()
+                    .flatten()
+                    .map(|h| (Kind::Classify, "classify", h));
                 for (kind, slot, h) in render.chain(mutate).chain(classify) {
                     if let Err(e) = self.hook_spec(&h.value, kind) {
                         problems.push(format!("{}: {field}.hooks.{slot}: {e}", at(&h.referenced)));
@@ -581,7 +620,11 @@ impl Config {
             .ok_or_else(|| ConfigError::UnknownApplication {
                 path: self.path.clone(),
                 name: name.to_string(),
-                known: self.applications.iter().map(|a| a.name.value.0.clone()).collect(),
+                known: self
+                    .applications
+                    .iter()
+                    .map(|a| a.name.value.0.clone())
+                    .collect(),
             })
     }
 
@@ -603,7 +646,10 @@ impl Config {
                 )
             })?;
             if builtin.kind != kind {
-                return Err(format!("{:?} is a {} hook, not a {kind} hook", h.hook, builtin.kind));
+                return Err(format!(
+                    "{:?} is a {} hook, not a {kind} hook",
+                    h.hook, builtin.kind
+                ));
             }
             Source::Builtin(builtin.name)
         };
@@ -616,7 +662,11 @@ impl Config {
         }
         if let Some(mib) = h.memory_mib {
             if !(1..=(Limits::MAX_MEMORY >> 20) as u64).contains(&mib) {
-                return Err(format!("{:?}: memory-mib must be from 1 to {}", h.hook, Limits::MAX_MEMORY >> 20));
+                return Err(format!(
+                    "{:?}: memory-mib must be from 1 to {}",
+                    h.hook,
+                    Limits::MAX_MEMORY >> 20
+                ));
             }
             limits.memory = (mib as usize) << 20;
         }
@@ -642,7 +692,11 @@ impl Application {
     pub fn mutate_hooks(&self) -> Vec<HookRef> {
         self.hooks
             .as_ref()
-            .and_then(|h| h.mutate.as_ref().map(|m| m.iter().map(|r| r.value.clone()).collect()))
+            .and_then(|h| {
+                h.mutate
+                    .as_ref()
+                    .map(|m| m.iter().map(|r| r.value.clone()).collect())
+            })
             .unwrap_or_else(|| DEFAULT_MUTATE.iter().map(|n| HookRef::named(n)).collect())
     }
 }

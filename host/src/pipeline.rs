@@ -78,6 +78,14 @@ pub enum PipelineError {
         /// Why.
         message: String,
     },
+    /// The render hook could not render the template (a template error).
+    #[error("hook {hook} cannot render the template: {message}")]
+    Render {
+        /// The render hook.
+        hook: String,
+        /// Its message.
+        message: String,
+    },
     /// The template renders something that is not a valid Pod.
     #[error("the template {template} does not render a valid Pod: {message}")]
     InvalidTemplate {
@@ -96,13 +104,18 @@ impl PipelineError {
             PipelineError::Hook(e) => e.exit_code(),
             PipelineError::Request(_)
             | PipelineError::Template { .. }
+            | PipelineError::Render { .. }
             | PipelineError::InvalidTemplate { .. } => Code::Usage,
         }
     }
 }
 
 /// Runs the application's render and mutate hooks for `request`.
-pub fn prepare(hooks: &Hooks, config: &Config, request: &Request) -> Result<Prepared, PipelineError> {
+pub fn prepare(
+    hooks: &Hooks,
+    config: &Config,
+    request: &Request,
+) -> Result<Prepared, PipelineError> {
     let app = config.application(&request.application)?;
     let run_id = match &request.run_id {
         Some(id) if run_id::is_valid(id) => id.clone(),
@@ -134,7 +147,12 @@ pub fn prepare(hooks: &Hooks, config: &Config, request: &Request) -> Result<Prep
         text: read_template(config.dir(), &app.template.value)?,
     };
     let mut steps = Vec::new();
-    let called = render_hook.render(&context, &template)?;
+    let called = render_hook
+        .render(&context, &template)
+        .map_err(|e| match e {
+            HookError::Failed { hook, message } => PipelineError::Render { hook, message },
+            e => e.into(),
+        })?;
     let mut object = parse_object(render_hook.name(), &called.value)?;
     ensure_name(&mut object, &context);
     validate(&object).map_err(|message| PipelineError::InvalidTemplate {
@@ -177,10 +195,17 @@ pub fn prepare(hooks: &Hooks, config: &Config, request: &Request) -> Result<Prep
             }
             mutate::Mutation::Replace(json) => object = parse_object(hook.name(), json)?,
         }
-        if string_field(&object, "kind") != wire.kind || string_field(&object, "apiVersion") != wire.api_version {
-            return Err(malformed(format!("it changed the object's type from {} {}", wire.api_version, wire.kind)).into());
+        if string_field(&object, "kind") != wire.kind
+            || string_field(&object, "apiVersion") != wire.api_version
+        {
+            return Err(malformed(format!(
+                "it changed the object's type from {} {}",
+                wire.api_version, wire.kind
+            ))
+            .into());
         }
-        validate(&object).map_err(|m| malformed(format!("the {} is no longer valid: {m}", wire.kind)))?;
+        validate(&object)
+            .map_err(|m| malformed(format!("the {} is no longer valid: {m}", wire.kind)))?;
         steps.push(Step {
             hook: hook.name().to_string(),
             kind: Kind::Mutate,
@@ -210,7 +235,11 @@ fn application_context(
             return Err(PipelineError::Request(format!(
                 "application {} does not accept the parameter {name:?} (it accepts: {})",
                 app.name.value,
-                if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
+                if allowed.is_empty() {
+                    "none".to_string()
+                } else {
+                    allowed.join(", ")
+                }
             )));
         }
     }
@@ -231,7 +260,10 @@ fn application_context(
     }
     let resources = |r: &Option<crate::config::Resources>| types::Resources {
         cpu: r.as_ref().and_then(|r| r.cpu.as_ref()).map(|q| q.0.clone()),
-        memory: r.as_ref().and_then(|r| r.memory.as_ref()).map(|q| q.0.clone()),
+        memory: r
+            .as_ref()
+            .and_then(|r| r.memory.as_ref())
+            .map(|q| q.0.clone()),
     };
     let c = &app.container;
     Ok(types::Application {
@@ -282,16 +314,23 @@ fn parse_object(hook: &str, json: &str) -> Result<Value, HookError> {
         hook: hook.to_string(),
         message,
     };
-    let value: Value = serde_json::from_str(json).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(json).map_err(|e| malformed(format!("not JSON: {e}")))?;
     let typed = |f: &str| value.get(f).is_some_and(Value::is_string);
     if !(value.is_object() && typed("apiVersion") && typed("kind")) {
-        return Err(malformed("not a Kubernetes object with apiVersion and kind".into()));
+        return Err(malformed(
+            "not a Kubernetes object with apiVersion and kind".into(),
+        ));
     }
     Ok(value)
 }
 
 fn string_field(object: &Value, field: &str) -> String {
-    object.get(field).and_then(Value::as_str).unwrap_or_default().to_string()
+    object
+        .get(field)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// A pod without a name is named after the application and the run.
@@ -330,4 +369,3 @@ fn describe(before: &Value, after: &Value) -> Vec<String> {
         })
         .collect()
 }
-

@@ -1,1 +1,6 @@
+//! End-to-end tests of podrun: the CLI as a user runs it, and the hook engine
+//! with real components built from this repository's guests.
 
+mod cli;
+mod engine;
+mod support;

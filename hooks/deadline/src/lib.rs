@@ -22,7 +22,9 @@ struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { seconds: DEFAULT_SECONDS }
+        Settings {
+            seconds: DEFAULT_SECONDS,
+        }
     }
 }
 
@@ -68,23 +70,33 @@ mod tests {
     use super::*;
 
     fn pod(deadline: Option<i64>) -> Object {
-        Object::pod(&json!({"apiVersion": "v1", "kind": "Pod", "spec": {"activeDeadlineSeconds": deadline, "containers": []}}))
+        Object::pod(
+            &json!({"apiVersion": "v1", "kind": "Pod", "spec": {"activeDeadlineSeconds": deadline, "containers": []}}),
+        )
     }
 
     fn patch(seconds: u64) -> Mutation {
-        Mutation::MergePatch(format!(r#"{{"spec":{{"activeDeadlineSeconds":{seconds}}}}}"#))
+        Mutation::MergePatch(format!(
+            r#"{{"spec":{{"activeDeadlineSeconds":{seconds}}}}}"#
+        ))
     }
 
     #[test]
     fn default_deadline_when_nothing_sets_one() {
-        assert_eq!(Deadline::mutate(&Context::for_test("a"), &pod(None)).unwrap(), patch(DEFAULT_SECONDS));
+        assert_eq!(
+            Deadline::mutate(&Context::for_test("a"), &pod(None)).unwrap(),
+            patch(DEFAULT_SECONDS)
+        );
         let ctx = Context::for_test("a").with_settings(json!({"seconds": 60}));
         assert_eq!(Deadline::mutate(&ctx, &pod(None)).unwrap(), patch(60));
     }
 
     #[test]
     fn template_deadline_is_kept() {
-        assert_eq!(Deadline::mutate(&Context::for_test("a"), &pod(Some(30))).unwrap(), Mutation::Unchanged);
+        assert_eq!(
+            Deadline::mutate(&Context::for_test("a"), &pod(Some(30))).unwrap(),
+            Mutation::Unchanged
+        );
     }
 
     #[test]
@@ -97,6 +109,9 @@ mod tests {
     #[test]
     fn zero_is_refused() {
         let ctx = Context::for_test("a").with_settings(json!({"seconds": 0}));
-        assert!(matches!(Deadline::mutate(&ctx, &pod(None)), Err(Refusal::Invalid(_))));
+        assert!(matches!(
+            Deadline::mutate(&ctx, &pod(None)),
+            Err(Refusal::Invalid(_))
+        ));
     }
 }

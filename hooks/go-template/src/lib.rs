@@ -49,7 +49,10 @@ pub fn render(ctx: &Context, template: &Template) -> Result<Value, String> {
         .execute_to_string(&data)
         .map_err(|e| format!("template {source}: {e}"))?;
     let mut value: Value = serde_saphyr::from_str(&text).map_err(|e| {
-        format!("template {source} does not render to valid YAML: {e}\n--- rendered text ---\n{text}")
+        let e = e
+            .to_string()
+            .replace("<input>", &format!("{source} (rendered)"));
+        format!("template {source} does not render to valid YAML: {e}")
     })?;
     placeholders.substitute(&mut value);
     values::drop_nulls(&mut value);

@@ -60,7 +60,10 @@ impl Placeholders {
             let after = &rest[at + TOKEN_PREFIX.len()..];
             let digits = after.bytes().take_while(u8::is_ascii_digit).count();
             let index = after[..digits].parse::<usize>().ok();
-            match (index.and_then(|i| self.values.get(i)), after[digits..].strip_prefix('_')) {
+            match (
+                index.and_then(|i| self.values.get(i)),
+                after[digits..].strip_prefix('_'),
+            ) {
                 (Some(v), Some(tail)) => {
                     out.push_str(v);
                     rest = tail;
@@ -81,7 +84,9 @@ fn is_plain_word(s: &str) -> bool {
     let safe = |c: char| c.is_ascii_alphanumeric() || "._/-:@+".contains(c);
     s.is_empty()
         || (s.chars().all(safe)
-            && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '/' || c == '.'))
+            && s.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '/' || c == '.'))
             && !s.ends_with(':')
             && !s.contains(TOKEN_PREFIX)
 }

@@ -37,14 +37,23 @@ fn ctx(args: &[&str]) -> Context {
     app.image = "registry.example/report:2.1".into();
     app.uid = Some("1000".into());
     app.gid = Some("2000".into());
-    app.requests = Resources { cpu: Some("100m".into()), memory: Some("64Mi".into()) };
-    app.limits = Resources { cpu: None, memory: Some("128Mi".into()) };
+    app.requests = Resources {
+        cpu: Some("100m".into()),
+        memory: Some("64Mi".into()),
+    };
+    app.limits = Resources {
+        cpu: None,
+        memory: Some("128Mi".into()),
+    };
     app.arguments = args.iter().map(|s| s.to_string()).collect();
     ctx
 }
 
 fn tmpl(text: &str) -> Template {
-    Template { source: "job.tmpl".into(), text: text.into() }
+    Template {
+        source: "job.tmpl".into(),
+        text: text.into(),
+    }
 }
 
 fn render_pod(args: &[&str]) -> Value {
@@ -56,12 +65,18 @@ fn renders_the_pod_runner_template() {
     let pod = render_pod(&["main.sh", "--day", "2026-11-23"]);
     assert_eq!(pod["metadata"]["name"], "report-c0ffee");
     assert_eq!(pod["metadata"]["labels"]["appUnique"], "report-c0ffee");
-    assert_eq!(pod["spec"]["securityContext"], json!({"runAsUser": 1000, "fsGroup": 2000}));
+    assert_eq!(
+        pod["spec"]["securityContext"],
+        json!({"runAsUser": 1000, "fsGroup": 2000})
+    );
     let c = &pod["spec"]["containers"][0];
     assert_eq!(c["image"], "registry.example/report:2.1");
     assert_eq!(c["args"], json!(["main.sh", "--day", "2026-11-23"]));
     // The empty cpu limit is dropped, as Kubernetes drops a null.
-    assert_eq!(c["resources"], json!({"requests": {"memory": "64Mi", "cpu": "100m"}, "limits": {"memory": "128Mi"}}));
+    assert_eq!(
+        c["resources"],
+        json!({"requests": {"memory": "64Mi", "cpu": "100m"}, "limits": {"memory": "128Mi"}})
+    );
 }
 
 #[test]
@@ -99,13 +114,21 @@ fn hostile_arguments_stay_argument_strings() {
 #[test]
 fn user_values_inside_strings_and_keys_are_substituted() {
     let mut c = ctx(&["echo", "hi there"]);
-    c.application.params.push(("team".into(), "data\": evil".into()));
+    c.application
+        .params
+        .push(("team".into(), "data\": evil".into()));
     let t = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n  labels: {team: \"{{ .Params.team }}\"}\n  annotations:\n    {{ .Params.team }}: set\nspec:\n  containers:\n  - name: main\n    command: [\"sh\", \"-c\", \"run {{ .Container.Arguments }}\"]\n    args:\n{{- range .Container.ArgumentList }}\n    - {{ . }}\n{{- end }}\n";
     let pod = render(&c, &tmpl(t)).unwrap();
     assert_eq!(pod["metadata"]["labels"]["team"], "data\": evil");
     assert_eq!(pod["metadata"]["annotations"]["data\": evil"], "set");
-    assert_eq!(pod["spec"]["containers"][0]["command"][2], "run echo, hi there");
-    assert_eq!(pod["spec"]["containers"][0]["args"], json!(["echo", "hi there"]));
+    assert_eq!(
+        pod["spec"]["containers"][0]["command"][2],
+        "run echo, hi there"
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["args"],
+        json!(["echo", "hi there"])
+    );
 }
 
 #[test]
@@ -113,7 +136,10 @@ fn odd_config_values_are_quoted_too() {
     let mut c = ctx(&[]);
     c.application.image = "img\nhostNetwork: true".into();
     let pod = render(&c, &tmpl(POD_RUNNER_TEMPLATE)).unwrap();
-    assert_eq!(pod["spec"]["containers"][0]["image"], "img\nhostNetwork: true");
+    assert_eq!(
+        pod["spec"]["containers"][0]["image"],
+        "img\nhostNetwork: true"
+    );
     assert!(pod["spec"].get("hostNetwork").is_none());
 }
 

@@ -47,10 +47,10 @@ impl Mutate for Labels {
             Some(path) => &path[..path.len() - 1],
             None => &[],
         };
-        let mut patch = template_path
-            .iter()
-            .rev()
-            .fold(json!({ "metadata": metadata }), |inner, key| json!({ *key: inner }));
+        let mut patch = template_path.iter().rev().fold(
+            json!({ "metadata": metadata }),
+            |inner, key| json!({ *key: inner }),
+        );
         if let Value::Object(top) = &mut patch {
             top.insert("metadata".into(), metadata);
         }
@@ -68,7 +68,9 @@ mod tests {
     fn labels_a_pod() {
         let ctx = Context::for_test("report").with_settings(json!({"extra": {"team": "data"}}));
         let m = Labels::mutate(&ctx, &Object::pod(&json!({}))).unwrap();
-        let Mutation::MergePatch(p) = m else { panic!("{m:?}") };
+        let Mutation::MergePatch(p) = m else {
+            panic!("{m:?}")
+        };
         let p: Value = podrun_hook_sdk::serde_json::from_str(&p).unwrap();
         assert_eq!(
             p,

@@ -3,8 +3,8 @@
 //! the application (`restart-policy:`) or the hook's settings (`policy:`)
 //! ask for `OnFailure` or `Always`.
 
-use podrun_hook_sdk::{Context, Mutate, Mutation, Object, Refusal, export_mutate};
 use podrun_hook_sdk::serde_json::json;
+use podrun_hook_sdk::{Context, Mutate, Mutation, Object, Refusal, export_mutate};
 
 /// The hook.
 pub struct RestartNever;
@@ -48,13 +48,18 @@ mod tests {
     use super::*;
 
     fn pod() -> Object {
-        Object::pod(&json!({"apiVersion": "v1", "kind": "Pod", "spec": {"restartPolicy": "Always"}}))
+        Object::pod(
+            &json!({"apiVersion": "v1", "kind": "Pod", "spec": {"restartPolicy": "Always"}}),
+        )
     }
 
     #[test]
     fn sets_never_by_default() {
         let m = RestartNever::mutate(&Context::for_test("a"), &pod()).unwrap();
-        assert_eq!(m, Mutation::MergePatch(r#"{"spec":{"restartPolicy":"Never"}}"#.into()));
+        assert_eq!(
+            m,
+            Mutation::MergePatch(r#"{"spec":{"restartPolicy":"Never"}}"#.into())
+        );
     }
 
     #[test]
@@ -62,7 +67,10 @@ mod tests {
         let mut ctx = Context::for_test("a").with_settings(json!({"policy": "Always"}));
         ctx.application.restart_policy = Some("OnFailure".into());
         let m = RestartNever::mutate(&ctx, &pod()).unwrap();
-        assert_eq!(m, Mutation::MergePatch(r#"{"spec":{"restartPolicy":"OnFailure"}}"#.into()));
+        assert_eq!(
+            m,
+            Mutation::MergePatch(r#"{"spec":{"restartPolicy":"OnFailure"}}"#.into())
+        );
     }
 
     #[test]
@@ -70,12 +78,17 @@ mod tests {
         let mut job = pod();
         job.kind = "Job".into();
         let ctx = Context::for_test("a").with_settings(json!({"policy": "Always"}));
-        assert!(matches!(RestartNever::mutate(&ctx, &job), Err(Refusal::Invalid(_))));
+        assert!(matches!(
+            RestartNever::mutate(&ctx, &job),
+            Err(Refusal::Invalid(_))
+        ));
     }
 
     #[test]
     fn unknown_setting_is_an_error() {
         let ctx = Context::for_test("a").with_settings(json!({"polcy": "Never"}));
-        assert!(matches!(RestartNever::mutate(&ctx, &pod()), Err(Refusal::Invalid(m)) if m.contains("polcy")));
+        assert!(
+            matches!(RestartNever::mutate(&ctx, &pod()), Err(Refusal::Invalid(m)) if m.contains("polcy"))
+        );
     }
 }

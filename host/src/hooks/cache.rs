@@ -33,7 +33,12 @@ impl Cache {
     /// compiled now and written to disk.
     pub(crate) fn component(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
         let key = key(engine, bytes);
-        if let Some(c) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(c) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(c.clone());
         }
         let file = self.dir.as_ref().map(|d| d.join(format!("{key}.cwasm")));

@@ -5,9 +5,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, InstancePre, Linker};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
-};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::bindings::{AnyHook, classify, log, mutate, render, types};
@@ -273,17 +271,11 @@ impl Hook {
     /// One call in a fresh instance, under the hook's limits.
     fn call<R>(
         &self,
-        f: impl FnOnce(
-            &mut Store<HostState>,
-            &wasmtime::component::Instance,
-        ) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<HostState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
     ) -> Result<Called<R>, HookError> {
         let start = Instant::now();
         let output = MemoryOutputPipe::new(OUTPUT_CAPACITY);
-        let mut store = Store::new(
-            engine(),
-            HostState::new(self.limits.memory, output.clone()),
-        );
+        let mut store = Store::new(engine(), HostState::new(self.limits.memory, output.clone()));
         store.limiter(|s| &mut s.memory);
         let ticks = self.limits.deadline.as_millis().div_ceil(TICK.as_millis()) as u64;
         store.set_epoch_deadline(ticks.max(1) + 1);
@@ -303,7 +295,12 @@ impl Hook {
         }
     }
 
-    fn failure(&self, e: wasmtime::Error, memory_exceeded: bool, output: &MemoryOutputPipe) -> HookError {
+    fn failure(
+        &self,
+        e: wasmtime::Error,
+        memory_exceeded: bool,
+        output: &MemoryOutputPipe,
+    ) -> HookError {
         let hook = self.name.clone();
         if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
             return HookError::Deadline {

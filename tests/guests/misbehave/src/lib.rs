@@ -24,6 +24,9 @@ impl Mutate for Misbehave {
         let settings: Settings = ctx.settings()?;
         match settings.r#do.as_str() {
             "nothing" => Ok(Mutation::Unchanged),
+            "deny" => Err(Refusal::Denied(
+                "pods of this team need a cost centre".into(),
+            )),
             "typed-round-trip" => {
                 let pod: podrun_hook_sdk::k8s_openapi::api::core::v1::Pod = object.parse()?;
                 Mutation::replace(&pod)
@@ -58,7 +61,10 @@ impl Mutate for Misbehave {
             }
             "garbage" => Ok(Mutation::MergePatch("{not json".into())),
             "garbage-object" => Ok(Mutation::Replace(json!({"kind": 5}).to_string())),
-            "read-file" => report("read /etc/hostname", std::fs::read_to_string("/etc/hostname")),
+            "read-file" => report(
+                "read /etc/hostname",
+                std::fs::read_to_string("/etc/hostname"),
+            ),
             "list-dir" => report("list /", std::fs::read_dir("/").map(|d| d.count())),
             "env" => report("env", std::env::vars().collect::<Vec<_>>()),
             "args" => report("args", std::env::args().collect::<Vec<_>>()),
@@ -66,7 +72,10 @@ impl Mutate for Misbehave {
                 "clock",
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH),
             ),
-            "net" => report("net", std::net::TcpStream::connect("127.0.0.1:22").map(|_| ())),
+            "net" => report(
+                "net",
+                std::net::TcpStream::connect("127.0.0.1:22").map(|_| ()),
+            ),
             "stdout" => {
                 println!("to stdout");
                 eprintln!("to stderr");

@@ -1,0 +1,366 @@
+//! The hook engine with real components: each built-in hook through the
+//! pipeline, and every way a hook can misbehave.
+
+use std::time::{Duration, Instant};
+
+use podrun::hooks::{HookError, Kind, Limits, Source, Spec, log, mutate, types};
+use podrun::pipeline::{PipelineError, Request, prepare};
+
+use crate::support::{self, Scratch, app};
+
+fn context() -> types::Application {
+    types::Application {
+        name: "t".into(),
+        run_id: "r1".into(),
+        namespace: None,
+        image: "busybox".into(),
+        arguments: vec![],
+        uid: None,
+        gid: None,
+        requests: types::Resources {
+            cpu: None,
+            memory: None,
+        },
+        limits: types::Resources {
+            cpu: None,
+            memory: None,
+        },
+        params: vec![],
+        restart_policy: None,
+        timeout_seconds: None,
+        pending_timeout_seconds: None,
+    }
+}
+
+fn pod() -> types::Object {
+    types::Object {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        json: r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#.into(),
+    }
+}
+
+fn misbehave(action: &str, limits: Limits) -> Result<mutate::Mutation, HookError> {
+    let spec = Spec {
+        source: Source::File(support::guest("misbehave")),
+        kind: Kind::Mutate,
+        settings: serde_json::json!({ "do": action }),
+        limits,
+    };
+    let hook = support::hooks().load(&spec)?;
+    hook.mutate(&context(), &pod()).map(|c| c.value)
+}
+
+fn failed_message(action: &str) -> String {
+    match misbehave(action, Limits::default()) {
+        Err(HookError::Failed { message, .. }) => message,
+        other => panic!("{action}: expected the hook's own report, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_well_behaved_hook_returns_its_mutation() {
+    assert!(matches!(
+        misbehave("nothing", Limits::default()),
+        Ok(mutate::Mutation::Unchanged)
+    ));
+    let Ok(mutate::Mutation::Replace(json)) = misbehave("typed-round-trip", Limits::default())
+    else {
+        panic!("expected a replacement")
+    };
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["spec"]["containers"][0]["image"], "busybox");
+}
+
+#[test]
+fn a_trap_is_reported_as_a_crash() {
+    let err = misbehave("trap", Limits::default()).unwrap_err();
+    assert!(
+        matches!(&err, HookError::Trap { trap, .. } if trap.contains("unreachable")),
+        "{err}"
+    );
+    assert_eq!(err.exit_code().number(), 122);
+}
+
+#[test]
+fn a_panic_shows_its_message() {
+    let err = misbehave("panic", Limits::default()).unwrap_err();
+    let HookError::Trap { output, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(output.contains("the hook gave up"), "{err}");
+}
+
+#[test]
+fn an_endless_loop_stops_at_the_deadline() {
+    let limits = Limits {
+        deadline: Duration::from_millis(50),
+        ..Limits::default()
+    };
+    let start = Instant::now();
+    let err = misbehave("loop", limits).unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, HookError::Deadline { .. }), "{err:?}");
+    assert!(
+        took >= Duration::from_millis(50),
+        "stopped after {took:?}, before its deadline"
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "stopped only after {took:?}"
+    );
+    assert!(err.to_string().contains("50 ms"), "{err}");
+}
+
+#[test]
+fn a_huge_allocation_hits_the_memory_cap() {
+    let err = misbehave("alloc", Limits::default()).unwrap_err();
+    assert!(
+        matches!(err, HookError::Memory { limit, .. } if limit == 64 << 20),
+        "{err:?}"
+    );
+    let err = misbehave(
+        "alloc-slowly",
+        Limits {
+            memory: 8 << 20,
+            ..Limits::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, HookError::Memory { limit, .. } if limit == 8 << 20),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("8 MiB"), "{err}");
+}
+
+#[test]
+fn a_hook_sees_no_files_environment_clock_or_network() {
+    let read = failed_message("read-file");
+    assert!(read.starts_with("read /etc/hostname: Err("), "{read}");
+    let list = failed_message("list-dir");
+    assert!(list.starts_with("list /: Err("), "{list}");
+    assert_eq!(failed_message("env"), "env: []");
+    assert_eq!(failed_message("args"), "args: []");
+    assert_eq!(failed_message("clock"), "clock: Ok(0ns)");
+    let net = failed_message("net");
+    assert!(net.starts_with("net: Err("), "{net}");
+}
+
+#[test]
+fn hook_logs_come_back_with_the_call() {
+    let spec = Spec {
+        source: Source::File(support::guest("misbehave")),
+        kind: Kind::Mutate,
+        settings: serde_json::json!({ "do": "log" }),
+        limits: Limits::default(),
+    };
+    let called = support::hooks()
+        .load(&spec)
+        .unwrap()
+        .mutate(&context(), &pod())
+        .unwrap();
+    let lines: Vec<(bool, &str)> = called
+        .logs
+        .iter()
+        .map(|l| (matches!(l.level, log::Level::Warn), l.message.as_str()))
+        .collect();
+    assert_eq!(lines, [(true, "careful"), (false, "hello from the hook")]);
+}
+
+#[test]
+fn a_component_of_the_wrong_kind_is_refused_at_load() {
+    let spec = Spec {
+        source: Source::File(support::guest("misbehave")),
+        kind: Kind::Render,
+        settings: serde_json::json!({}),
+        limits: Limits::default(),
+    };
+    let Err(err) = support::hooks().load(&spec) else {
+        panic!("loaded")
+    };
+    assert!(
+        matches!(
+            err,
+            HookError::WrongKind {
+                kind: Kind::Render,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("podrun:hook/render@0.1.0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_component_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.wasm");
+    std::fs::write(&path, b"\0asm but not really").unwrap();
+    let spec = Spec {
+        source: Source::File(path),
+        kind: Kind::Mutate,
+        settings: serde_json::json!({}),
+        limits: Limits::default(),
+    };
+    let Err(err) = support::hooks().load(&spec) else {
+        panic!("loaded")
+    };
+    assert!(matches!(err, HookError::Load { .. }), "{err:?}");
+    assert_eq!(err.exit_code().number(), 125);
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk_and_survive_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Spec {
+        source: Source::Builtin("restart-never"),
+        kind: Kind::Mutate,
+        settings: serde_json::json!({}),
+        limits: Limits::default(),
+    };
+    podrun::hooks::Hooks::new(Some(dir.path().into()))
+        .unwrap()
+        .load(&spec)
+        .unwrap();
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].extension().is_some_and(|e| e == "cwasm"));
+    // A damaged artifact is compiled again, not trusted.
+    std::fs::write(&files[0], b"garbage").unwrap();
+    let hook = podrun::hooks::Hooks::new(Some(dir.path().into()))
+        .unwrap()
+        .load(&spec)
+        .unwrap();
+    assert!(hook.mutate(&context(), &pod()).is_ok());
+    assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
+}
+
+fn prepare_with(
+    extra: &str,
+    request: Request,
+) -> Result<podrun::pipeline::Prepared, PipelineError> {
+    let scratch = Scratch::new(&app("hello", extra));
+    prepare(&support::hooks(), &scratch.config(), &request)
+}
+
+fn request(args: &[&str]) -> Request {
+    Request {
+        application: "hello".into(),
+        arguments: args.iter().map(|s| s.to_string()).collect(),
+        ..Request::default()
+    }
+}
+
+#[test]
+fn the_default_pipeline_renders_and_mutates() {
+    let mut req = request(&["echo", "hi"]);
+    req.run_id = Some("run-7".into());
+    let prepared = prepare_with("", req).unwrap();
+    let pod = prepared.pod;
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(spec.active_deadline_seconds, Some(86_400));
+    assert_eq!(
+        spec.containers[0].args,
+        Some(vec!["echo".to_string(), "hi".to_string()])
+    );
+    let labels = pod.metadata.labels.unwrap();
+    assert_eq!(labels["podrun.dev/run-id"], "run-7");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "podrun");
+    assert_eq!(pod.metadata.name.as_deref(), Some("hello-run-7"));
+    let hooks: Vec<&str> = prepared.steps.iter().map(|s| s.hook.as_str()).collect();
+    assert_eq!(
+        hooks,
+        ["go-template", "restart-never", "deadline", "labels"]
+    );
+}
+
+#[test]
+fn application_settings_reach_the_hooks() {
+    let mut req = request(&[]);
+    req.timeout = Some(120);
+    let extra = "  restart-policy: OnFailure\n  timeout: 1h\n";
+    let spec = prepare_with(extra, req).unwrap().pod.spec.unwrap();
+    assert_eq!(spec.restart_policy.as_deref(), Some("OnFailure"));
+    assert_eq!(
+        spec.active_deadline_seconds,
+        Some(120),
+        "--timeout overrides the config"
+    );
+    let spec = prepare_with(extra, request(&[])).unwrap().pod.spec.unwrap();
+    assert_eq!(spec.active_deadline_seconds, Some(3600));
+}
+
+#[test]
+fn hook_settings_and_order_come_from_the_config() {
+    let extra =
+        "  hooks:\n    mutate:\n    - labels\n    - hook: deadline\n      with: {seconds: 60}\n";
+    let prepared = prepare_with(extra, request(&[])).unwrap();
+    let spec = prepared.pod.spec.unwrap();
+    assert_eq!(spec.active_deadline_seconds, Some(60));
+    assert_eq!(spec.restart_policy, None, "restart-never was left out");
+    let hooks: Vec<&str> = prepared.steps.iter().map(|s| s.hook.as_str()).collect();
+    assert_eq!(hooks, ["go-template", "labels", "deadline"]);
+}
+
+#[test]
+fn a_denial_stops_the_pipeline() {
+    let extra = "  hooks:\n    mutate:\n    - hook: misbehave.wasm\n      with: {do: deny}\n";
+    let err = prepare_with(extra, request(&[])).unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Hook(HookError::Denied { message, .. }) if message.contains("cost centre")),
+        "{err}"
+    );
+    assert_eq!(err.exit_code().number(), 121);
+}
+
+#[test]
+fn malformed_hook_output_fails_the_run() {
+    for action in ["garbage", "garbage-object"] {
+        let extra = format!(
+            "  hooks:\n    mutate:\n    - hook: misbehave.wasm\n      with: {{do: {action}}}\n"
+        );
+        let err = prepare_with(&extra, request(&[])).unwrap_err();
+        assert!(
+            matches!(&err, PipelineError::Hook(HookError::Output { .. })),
+            "{action}: {err}"
+        );
+        assert_eq!(err.exit_code().number(), 122);
+    }
+}
+
+#[test]
+fn a_hook_with_bad_settings_fails_the_run() {
+    let extra = "  hooks:\n    mutate:\n    - hook: deadline\n      with: {secs: 60}\n";
+    let err = prepare_with(extra, request(&[])).unwrap_err();
+    assert!(err.to_string().contains("unknown field `secs`"), "{err}");
+    assert_eq!(err.exit_code().number(), 122);
+}
+
+#[test]
+fn parameters_are_checked_and_inserted_safely() {
+    let extra = "  parameters:\n  - team\n  - name: tier\n    default: gold\n";
+    let err = prepare_with(extra, request(&[])).unwrap_err();
+    assert!(
+        err.to_string().contains("needs the parameter \"team\""),
+        "{err}"
+    );
+    let mut req = request(&[]);
+    req.params = vec![("colour".into(), "red".into())];
+    let err = prepare_with(extra, req).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not accept the parameter \"colour\""),
+        "{err}"
+    );
+    let mut req = request(&[]);
+    req.params = vec![("team".into(), "data\nhostNetwork: true".into())];
+    assert!(prepare_with(extra, req).is_ok());
+}
