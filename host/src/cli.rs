@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config};
 use crate::exit::Code;
-use crate::hooks::{Hooks, builtin, log};
+use crate::hooks::{Hook, Hooks, Kind, builtin, log, types};
+use crate::lifecycle;
 use crate::pipeline::{self, Prepared, Request};
 
 /// Run a command in a Kubernetes pod and report how it went.
@@ -30,11 +31,88 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run an application's command in a pod and report how it went
+    Run(Box<RunCommand>),
     /// Print the pod podrun would create for an application
     Render(Box<RenderArgs>),
+    /// Pod manifests without an application config
+    #[command(subcommand)]
+    Pod(PodCommand),
     /// Built-in hooks
     #[command(subcommand)]
     Hooks(HooksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PodCommand {
+    /// Run a Pod manifest as it is
+    Run(Box<PodRunArgs>),
+}
+
+/// Where the pod runs.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RuntimeKind {
+    /// The pod's containers as processes on this machine
+    Local,
+}
+
+/// How a run executes and reports.
+#[derive(Debug, Args)]
+struct ExecArgs {
+    /// Where the pod runs [default: local]
+    #[arg(long, value_enum)]
+    runtime: Option<RuntimeKind>,
+
+    /// Send podrun's stdin to the container named `worker`; its stdout is the
+    /// run's output
+    #[arg(long)]
+    stdin: bool,
+
+    /// Serve /healthy and /status as JSON on this address while the pod runs
+    #[arg(long, value_name = "ADDR")]
+    status_addr: Option<std::net::SocketAddr>,
+
+    /// `text`: container output on stdout, a summary on stderr; `json`: the
+    /// result as JSON on stdout, container output on stderr
+    #[arg(short, long, value_enum, default_value_t = RunFormat::Text)]
+    output: RunFormat,
+
+    /// Also write the result as JSON to this file
+    #[arg(long, value_name = "PATH")]
+    result_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RunFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct RunCommand {
+    #[command(flatten)]
+    run: RunArgs,
+
+    /// How long the pod may stay Pending (90s, 10m…), overriding the config's
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pending_timeout: Option<u64>,
+
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
+#[derive(Debug, Args)]
+struct PodRunArgs {
+    /// The Pod manifest (YAML or JSON), `-` for stdin
+    #[arg(short, long, value_name = "FILE")]
+    file: PathBuf,
+
+    /// The run's id [default: a new one]
+    #[arg(long, value_name = "ID")]
+    run_id: Option<String>,
+
+    #[command(flatten)]
+    exec: ExecArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +268,8 @@ fn init_tracing(verbose: bool) {
 fn run(cli: Cli) -> Result<Code, Failure> {
     match cli.command {
         Command::Render(args) => render(cli.cache_dir, *args),
+        Command::Run(args) => run_application(cli.cache_dir, *args),
+        Command::Pod(PodCommand::Run(args)) => run_manifest(cli.cache_dir, *args),
         Command::Hooks(HooksCommand::List) => {
             let mut out = std::io::stdout().lock();
             for b in builtin::BUILTINS {
@@ -290,4 +370,168 @@ fn explain(prepared: &Prepared) {
             let _ = writeln!(err, "#    {change}");
         }
     }
+}
+
+/// The default classifier, for runs whose config names none.
+fn default_classifiers(
+    hooks: &Hooks,
+    config: Option<(&Config, &config::Application)>,
+) -> Result<Vec<Hook>, Failure> {
+    let refs = match config {
+        Some((_, app)) => app.classify_hooks(),
+        None => vec![config::HookRef::named(config::DEFAULT_CLASSIFY)],
+    };
+    refs.iter()
+        .map(|r| {
+            let spec = match config {
+                Some((c, _)) => c.hook_spec(r, Kind::Classify),
+                None => config::builtin_spec(r, Kind::Classify),
+            }
+            .map_err(|m| Failure::from((Code::Usage, anyhow::anyhow!(m))))?;
+            hooks.load(&spec).map_err(|e| (e.exit_code(), e).into())
+        })
+        .collect()
+}
+
+fn run_application(cache_dir: Option<PathBuf>, args: RunCommand) -> Result<Code, Failure> {
+    let config = load_config(&args.run.config)?;
+    let request = request(&args.run, false)?;
+    let hooks = hooks(cache_dir)?;
+    let started = std::time::Instant::now();
+    let app = config
+        .application(&request.application)
+        .map_err(|e| (e.exit_code(), e))?;
+    let classifiers = default_classifiers(&hooks, Some((&config, app)))?;
+    let mut prepared = pipeline::prepare(&hooks, &config, &request)?;
+    show_hook_logs(&prepared);
+    if let Some(p) = args.pending_timeout {
+        prepared.context.pending_timeout_seconds = Some(p);
+    }
+    execute(
+        prepared.pod,
+        &prepared.context,
+        &classifiers,
+        &args.exec,
+        started.elapsed(),
+    )
+}
+
+fn run_manifest(cache_dir: Option<PathBuf>, args: PodRunArgs) -> Result<Code, Failure> {
+    let text = if args.file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(&args.file)
+    }
+    .map_err(|e| {
+        Failure::from((
+            Code::Usage,
+            anyhow::anyhow!("cannot read {}: {e}", args.file.display()),
+        ))
+    })?;
+    let name = args.file.display().to_string();
+    let pod: k8s_openapi::api::core::v1::Pod = serde_saphyr::from_str(&text).map_err(|e| {
+        Failure::from((
+            Code::Usage,
+            anyhow::anyhow!(
+                "{name}: not a Pod: {}",
+                e.to_string().replace("<input>", &name)
+            ),
+        ))
+    })?;
+    let run_id = match args.run_id {
+        Some(id) if crate::run_id::is_valid(&id) => id,
+        Some(id) => {
+            return Err((Code::Usage, anyhow::anyhow!("--run-id {id:?} is not valid")).into());
+        }
+        None => crate::run_id::new(),
+    };
+    let hooks = hooks(cache_dir)?;
+    let classifiers = default_classifiers(&hooks, None)?;
+    let pod_name = pod.metadata.name.clone().unwrap_or_else(|| "pod".into());
+    let none = || types::Resources {
+        cpu: None,
+        memory: None,
+    };
+    let context = types::Application {
+        name: pod_name,
+        run_id,
+        namespace: pod.metadata.namespace.clone(),
+        image: String::new(),
+        arguments: Vec::new(),
+        uid: None,
+        gid: None,
+        requests: none(),
+        limits: none(),
+        params: Vec::new(),
+        restart_policy: None,
+        timeout_seconds: None,
+        pending_timeout_seconds: None,
+    };
+    execute(
+        pod,
+        &context,
+        &classifiers,
+        &args.exec,
+        std::time::Duration::ZERO,
+    )
+}
+
+fn execute(
+    pod: k8s_openapi::api::core::v1::Pod,
+    context: &types::Application,
+    classifiers: &[Hook],
+    exec: &ExecArgs,
+    prepare: std::time::Duration,
+) -> Result<Code, Failure> {
+    if exec.runtime.is_none() {
+        eprintln!("podrun: running the pod locally (--runtime local)");
+    }
+    eprintln!(
+        "podrun: local runtime: images are not pulled; containers run as processes on this machine"
+    );
+    let options = lifecycle::Options {
+        stdin: exec.stdin,
+        status_addr: exec.status_addr,
+        logs_to_stderr: exec.output == RunFormat::Json,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::from((
+                Code::Cluster,
+                anyhow::anyhow!("cannot start the runtime: {e}"),
+            ))
+        })?;
+    let outcome = rt.block_on(lifecycle::run_local(pod, context, classifiers, &options));
+    // A reader blocked on stdin must not keep podrun alive.
+    rt.shutdown_background();
+    let mut result = outcome.map_err(|e| Failure::from((e.exit_code(), e)))?;
+    result.timings.prepare_ms = prepare.as_millis() as u64;
+    let json = serde_json::to_string_pretty(&result).unwrap_or_default();
+    if let Some(path) = &exec.result_file {
+        std::fs::write(path, format!("{json}\n")).map_err(|e| {
+            Failure::from((
+                Code::Usage,
+                anyhow::anyhow!("cannot write {}: {e}", path.display()),
+            ))
+        })?;
+    }
+    if exec.output == RunFormat::Json {
+        println!("{json}");
+    }
+    let detail = if result.message.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", result.message)
+    };
+    eprintln!(
+        "podrun: run {} {} ({}){detail}; exit code {}",
+        result.run_id, result.outcome, result.reason, result.exit_code
+    );
+    Ok(match result.exit_code {
+        0 => Code::Success,
+        n => Code::Container(n),
+    })
 }

@@ -188,7 +188,8 @@ struct HookRefMap {
 }
 
 impl HookRef {
-    fn named(hook: &str) -> Self {
+    /// A reference to the hook `hook` with no settings.
+    pub fn named(hook: &str) -> Self {
         HookRef {
             hook: hook.to_string(),
             with: serde_json::json!({}),
@@ -483,6 +484,17 @@ fn check_param_name(name: &str) -> Result<(), String> {
 pub const DEFAULT_MUTATE: &[&str] = &["restart-never", "deadline", "labels"];
 /// The default render hook.
 pub const DEFAULT_RENDER: &str = "go-template";
+/// The default classify hook.
+pub const DEFAULT_CLASSIFY: &str = "default-classifier";
+
+/// The spec of a built-in hook, for runs without a config.
+pub fn builtin_spec(h: &HookRef, kind: Kind) -> Result<hooks::Spec, String> {
+    Config {
+        path: PathBuf::from("."),
+        applications: Vec::new(),
+    }
+    .hook_spec(h, kind)
+}
 
 /// Finds the config file: `--config`, then `--appconfig-path DIR`, then
 /// `./pod-runner.yaml`.
@@ -686,6 +698,19 @@ impl Application {
             .as_ref()
             .and_then(|h| h.render.as_ref().map(|r| r.value.clone()))
             .unwrap_or_else(|| HookRef::named(DEFAULT_RENDER))
+    }
+
+    /// The classify hooks in order, the default classifier when the config
+    /// names none.
+    pub fn classify_hooks(&self) -> Vec<HookRef> {
+        self.hooks
+            .as_ref()
+            .and_then(|h| {
+                h.classify
+                    .as_ref()
+                    .map(|m| m.iter().map(|r| r.value.clone()).collect())
+            })
+            .unwrap_or_else(|| vec![HookRef::named(DEFAULT_CLASSIFY)])
     }
 
     /// The mutate hooks in order, the defaults when the config names none.

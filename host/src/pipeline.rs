@@ -54,6 +54,8 @@ pub struct Prepared {
     pub run_id: String,
     /// The final pod.
     pub pod: Pod,
+    /// The application context the hooks saw (for the classifiers).
+    pub context: types::Application,
     /// What each hook did, in order.
     pub steps: Vec<Step>,
 }
@@ -219,7 +221,12 @@ pub fn prepare(
         hook: "(final pod)".into(),
         message: e.to_string(),
     })?;
-    Ok(Prepared { run_id, pod, steps })
+    Ok(Prepared {
+        run_id,
+        pod,
+        context,
+        steps,
+    })
 }
 
 /// The context every hook of the run sees.

@@ -38,6 +38,11 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Mutate,
         summary: "labels for finding and cleaning up runs: managed-by, application, run id",
     },
+    Builtin {
+        name: "default-classifier",
+        kind: Kind::Classify,
+        summary: "the usual endings: exit codes, OOMKilled, deadlines, evictions, image errors, pending timeout",
+    },
 ];
 
 /// The built-in hook called `name`.

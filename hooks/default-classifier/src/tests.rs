@@ -1,0 +1,215 @@
+use podrun_hook_sdk::serde_json::{Value, json};
+
+use super::*;
+
+fn pod(restart: &str, status: Value) -> Pod {
+    podrun_hook_sdk::serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"restartPolicy": restart, "containers": [{"name": "main", "image": "busybox"}, {"name": "proxy", "image": "envoy"}]},
+        "status": status,
+    }))
+    .unwrap()
+}
+
+fn run(pod: &Pod, elapsed_ms: u64, settings: Value, pending_timeout: Option<u64>) -> Verdict {
+    let mut ctx = Context::for_test("a").with_settings(settings);
+    ctx.application.pending_timeout_seconds = pending_timeout;
+    let obs = Observation {
+        pod: podrun_hook_sdk::serde_json::to_string(pod).unwrap(),
+        events: "[]".into(),
+        elapsed_ms,
+    };
+    DefaultClassifier::classify(&ctx, &obs).unwrap().unwrap()
+}
+
+fn terminated(name: &str, code: i32, reason: &str) -> Value {
+    json!({"name": name, "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+           "state": {"terminated": {"exitCode": code, "reason": reason}}})
+}
+
+fn waiting(name: &str, reason: &str) -> Value {
+    json!({"name": name, "image": "nope:1", "imageID": "", "ready": false, "restartCount": 0,
+           "state": {"waiting": {"reason": reason, "message": "pull failed"}}})
+}
+
+#[test]
+fn success() {
+    let p = pod(
+        "Never",
+        json!({"phase": "Succeeded", "containerStatuses": [terminated("main", 0, "Completed")]}),
+    );
+    let v = run(&p, 10, json!({}), None);
+    assert_eq!((v.outcome, v.exit_code), (Outcome::Succeeded, Some(0)));
+}
+
+#[test]
+fn a_failed_container_gives_its_exit_code() {
+    let p = pod(
+        "Never",
+        json!({"phase": "Failed", "containerStatuses": [terminated("main", 3, "Error")]}),
+    );
+    let v = run(&p, 10, json!({}), None);
+    assert_eq!(
+        (v.outcome, v.exit_code, v.reason.as_str()),
+        (Outcome::Failed, Some(3), "Error")
+    );
+    assert!(
+        v.evidence.iter().any(|e| e.contains("exitCode=3")),
+        "{:?}",
+        v.evidence
+    );
+    // Failing while the pod is still Running (the other container goes on).
+    let p = pod(
+        "Never",
+        json!({"phase": "Running", "containerStatuses": [terminated("main", 3, "Error")]}),
+    );
+    assert_eq!(run(&p, 10, json!({}), None).exit_code, Some(3));
+    // With OnFailure the container is restarted: not over yet.
+    let p = pod(
+        "OnFailure",
+        json!({"phase": "Running", "containerStatuses": [terminated("main", 3, "Error")]}),
+    );
+    assert_eq!(run(&p, 10, json!({}), None).outcome, Outcome::Running);
+}
+
+#[test]
+fn an_init_container_failure_decides() {
+    let p = pod(
+        "Never",
+        json!({"phase": "Failed", "initContainerStatuses": [terminated("setup", 7, "Error")]}),
+    );
+    let v = run(&p, 10, json!({}), None);
+    assert_eq!(v.exit_code, Some(7));
+    assert!(v.message.contains("setup"));
+}
+
+#[test]
+fn oom_killed() {
+    let p = pod(
+        "Never",
+        json!({"phase": "Failed", "containerStatuses": [terminated("main", 137, "OOMKilled")]}),
+    );
+    let v = run(&p, 10, json!({}), None);
+    assert_eq!((v.reason.as_str(), v.exit_code), ("OOMKilled", Some(137)));
+    assert!(v.message.contains("memory limit"));
+}
+
+#[test]
+fn deadline_exceeded() {
+    let p = pod(
+        "Never",
+        json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"}),
+    );
+    let v = run(&p, 10, json!({}), None);
+    assert_eq!(
+        (v.reason.as_str(), v.exit_code),
+        ("DeadlineExceeded", Some(TIMED_OUT))
+    );
+}
+
+#[test]
+fn eviction_is_retryable() {
+    let p = pod(
+        "Never",
+        json!({"phase": "Failed", "reason": "Evicted", "message": "low on memory"}),
+    );
+    let v = run(&p, 10, json!({}), None);
+    assert!(v.retryable);
+    assert_eq!(v.exit_code, Some(INFRASTRUCTURE));
+    let p = pod(
+        "Never",
+        json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}]}),
+    );
+    let v = run(&p, 10, json!({}), None);
+    assert!(v.retryable);
+    assert_eq!(v.reason, "PreemptionByScheduler");
+}
+
+#[test]
+fn image_errors_fail_after_the_grace_window() {
+    let p = pod(
+        "Never",
+        json!({"phase": "Pending", "containerStatuses": [waiting("main", "ImagePullBackOff")]}),
+    );
+    let v = run(&p, 100, json!({}), None);
+    assert_eq!(
+        (v.outcome, v.exit_code, v.reason.as_str()),
+        (Outcome::Failed, Some(COULD_NOT_START), "ImagePullBackOff")
+    );
+    assert!(v.message.contains("nope:1"), "{}", v.message);
+    assert_eq!(
+        run(&p, 4_000, json!({"image-grace-seconds": 5}), None).outcome,
+        Outcome::Running
+    );
+    assert_eq!(
+        run(&p, 5_000, json!({"image-grace-seconds": 5}), None).outcome,
+        Outcome::Failed
+    );
+    let p = pod(
+        "Never",
+        json!({"phase": "Pending", "containerStatuses": [waiting("main", "CreateContainerConfigError")]}),
+    );
+    assert_eq!(
+        run(&p, 100, json!({}), None).exit_code,
+        Some(COULD_NOT_START)
+    );
+}
+
+#[test]
+fn pending_timeout() {
+    let p = pod(
+        "Never",
+        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes are available"}]}),
+    );
+    assert_eq!(
+        run(&p, 9_000, json!({}), Some(10)).outcome,
+        Outcome::Running
+    );
+    let v = run(&p, 10_000, json!({}), Some(10));
+    assert_eq!(
+        (v.reason.as_str(), v.exit_code),
+        ("PendingTimeout", Some(TIMED_OUT))
+    );
+    assert!(v.message.contains("Unschedulable"), "{}", v.message);
+    assert_eq!(
+        run(&p, 1_000_000, json!({}), None).outcome,
+        Outcome::Running
+    );
+}
+
+#[test]
+fn sidecars_do_not_keep_a_run_alive() {
+    let running = json!({"name": "proxy", "image": "envoy", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}});
+    let p = pod(
+        "Never",
+        json!({"phase": "Running", "containerStatuses": [terminated("main", 0, "Completed"), running]}),
+    );
+    assert_eq!(run(&p, 10, json!({}), None).outcome, Outcome::Running);
+    let v = run(&p, 10, json!({"sidecars": ["proxy"]}), None);
+    assert_eq!((v.outcome, v.exit_code), (Outcome::Succeeded, Some(0)));
+}
+
+#[test]
+fn running_is_running() {
+    let p = pod("Never", json!({"phase": "Running"}));
+    assert_eq!(run(&p, 10, json!({}), None).outcome, Outcome::Running);
+    assert_eq!(
+        run(&pod("Never", json!({})), 10, json!({}), None).outcome,
+        Outcome::Running
+    );
+}
+
+#[test]
+fn bad_settings_are_an_error() {
+    let ctx = Context::for_test("a").with_settings(json!({"grace": 1}));
+    let obs = Observation {
+        pod: "{}".into(),
+        events: "[]".into(),
+        elapsed_ms: 0,
+    };
+    assert!(
+        DefaultClassifier::classify(&ctx, &obs)
+            .unwrap_err()
+            .contains("grace")
+    );
+}

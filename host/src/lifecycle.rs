@@ -1,0 +1,238 @@
+//! One run of a pod from start to verdict: every status change goes to the
+//! classifier hooks, logs go to the console, signals stop the pod, and the
+//! verdict becomes the exit code.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::exit::Code;
+use crate::hooks::{Hook, HookError, classify, types};
+use crate::logs::Console;
+use crate::result::{self, RunResult, Timings};
+use crate::runtime::local::{self, LocalPod};
+use crate::runtime::{Event, Stop};
+use crate::status_server;
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// podrun's stdin goes to the container named `worker`, whose stdout is
+    /// the run's output.
+    pub stdin: bool,
+    /// Serve `/healthy` and `/status` here while the pod runs.
+    pub status_addr: Option<SocketAddr>,
+    /// Container output goes to stderr (stdout carries the JSON result).
+    pub logs_to_stderr: bool,
+}
+
+/// Why a run could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A classifier hook failed.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// The status server could not start.
+    #[error("cannot serve the status on {addr}: {source}")]
+    StatusServer {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl RunError {
+    /// The exit code this failure ends podrun with.
+    pub fn exit_code(&self) -> Code {
+        match self {
+            RunError::Hook(e) => e.exit_code(),
+            RunError::StatusServer { .. } => Code::Usage,
+        }
+    }
+}
+
+/// Runs `pod` on the local runtime until a classifier gives a final
+/// verdict, or a signal stops it.
+pub async fn run_local(
+    pod: Pod,
+    app: &types::Application,
+    classifiers: &[Hook],
+    options: &Options,
+) -> Result<RunResult, RunError> {
+    let start = Instant::now();
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let containers = spec.init_containers.iter().flatten().count() + spec.containers.len();
+    let console = Console::new(containers, options.stdin, options.logs_to_stderr);
+    let shared: status_server::Shared = Arc::new(RwLock::new(None));
+    if let Some(addr) = options.status_addr {
+        status_server::serve(addr, shared.clone())
+            .await
+            .map_err(|source| RunError::StatusServer { addr, source })?;
+    }
+    let mut running = LocalPod::start(
+        pod,
+        local::Options {
+            stdin: options.stdin,
+        },
+    );
+    let mut sigint = signal(SignalKind::interrupt()).ok();
+    let mut sigterm = signal(SignalKind::terminate()).ok();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut latest: Option<Pod> = None;
+    let mut verdict: Option<classify::Verdict> = None;
+    let mut interrupted: Option<Code> = None;
+    let mut failure: Option<HookError> = None;
+
+    loop {
+        let mut decide = false;
+        tokio::select! {
+            event = running.next() => match event {
+                Some(Event::Status(pod)) => {
+                    if let Ok(mut s) = shared.write() {
+                        *s = Some((*pod).clone());
+                    }
+                    latest = Some(*pod);
+                    decide = true;
+                }
+                Some(Event::Log { container, line }) => console.line(&container, &line),
+                Some(Event::Finished) | None => break,
+            },
+            // Some verdicts depend on time alone (pending timeout, grace).
+            _ = tick.tick() => decide = true,
+            Some(_) = recv(&mut sigint) => stop_for_signal(&running, &mut interrupted, Code::Interrupted),
+            Some(_) = recv(&mut sigterm) => stop_for_signal(&running, &mut interrupted, Code::Terminated),
+        }
+        if decide
+            && verdict.is_none()
+            && interrupted.is_none()
+            && failure.is_none()
+            && let Some(pod) = &latest
+        {
+            match classify(classifiers, app, pod, start.elapsed()) {
+                Ok(Some(v)) if v.outcome != classify::Outcome::Running => {
+                    verdict = Some(v);
+                    running.stop(Stop::Graceful);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failure = Some(e);
+                    running.stop(Stop::Graceful);
+                }
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    if verdict.is_none()
+        && interrupted.is_none()
+        && let Some(pod) = &latest
+    {
+        verdict = classify(classifiers, app, pod, start.elapsed())?;
+    }
+    let timings = Timings {
+        prepare_ms: 0,
+        run_ms: start.elapsed().as_millis() as u64,
+    };
+    let containers = result::containers(latest.as_ref());
+    let base = RunResult {
+        run_id: app.run_id.clone(),
+        pod: pod_name,
+        runtime: "local".into(),
+        outcome: String::new(),
+        retryable: false,
+        reason: String::new(),
+        message: String::new(),
+        exit_code: 0,
+        evidence: Vec::new(),
+        rule: None,
+        containers,
+        timings,
+    };
+    Ok(match (interrupted, verdict) {
+        (Some(code), _) => RunResult {
+            outcome: "interrupted".into(),
+            reason: if code == Code::Interrupted {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            }
+            .into(),
+            message: "podrun was stopped; the pod was stopped with it".into(),
+            exit_code: code.number(),
+            retryable: true,
+            ..base
+        },
+        (None, Some(v)) => {
+            let exit_code = match (v.exit_code, v.outcome) {
+                (Some(c), _) => c.clamp(0, 255) as u8,
+                (None, classify::Outcome::Succeeded) => 0,
+                (None, _) => 1,
+            };
+            RunResult {
+                outcome: result::outcome(v.outcome).into(),
+                retryable: v.retryable,
+                reason: v.reason,
+                message: v.message,
+                exit_code,
+                evidence: v.evidence,
+                rule: v.rule,
+                ..base
+            }
+        }
+        (None, None) => RunResult {
+            outcome: "failed".into(),
+            reason: "Unknown".into(),
+            message: "the pod ended without a verdict from the classifiers".into(),
+            exit_code: 1,
+            ..base
+        },
+    })
+}
+
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The first signal stops the pod gracefully; a second one kills it and
+/// exits at once.
+fn stop_for_signal(running: &LocalPod, interrupted: &mut Option<Code>, code: Code) {
+    if interrupted.is_some() {
+        running.stop(Stop::Kill);
+        // Give the supervisor a moment to deliver SIGKILL, then go.
+        std::thread::sleep(Duration::from_millis(50));
+        std::process::exit(code.number().into());
+    }
+    *interrupted = Some(code);
+    eprintln!("podrun: stopping the pod (a second signal exits at once)");
+    running.stop(Stop::Graceful);
+}
+
+/// Asks each classifier in order; the first with an opinion decides.
+pub fn classify(
+    classifiers: &[Hook],
+    app: &types::Application,
+    pod: &Pod,
+    elapsed: Duration,
+) -> Result<Option<classify::Verdict>, HookError> {
+    let observation = classify::Observation {
+        pod: serde_json::to_string(pod).unwrap_or_default(),
+        events: "[]".into(),
+        elapsed_ms: elapsed.as_millis() as u64,
+    };
+    for hook in classifiers {
+        let called = hook.classify(app, &observation)?;
+        if called.value.is_some() {
+            return Ok(called.value);
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,303 @@
+//! Turning a container of the pod spec into a process: command and
+//! arguments with `$(VAR)` expansion, environment, working directory, user,
+//! emptyDir mounts in a private mount namespace, and a memory cgroup.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+/// Everything needed to start one container's process.
+#[derive(Debug, Clone)]
+pub(crate) struct Launch {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<PathBuf>,
+    pub user: Option<(u32, u32)>,
+    /// (emptyDir directory, mount path, read-only)
+    pub mounts: Vec<(PathBuf, PathBuf, bool)>,
+    pub memory_limit: Option<u64>,
+    pub grace: Duration,
+    pub stdin: bool,
+}
+
+/// Expands `$(VAR)` references the way Kubernetes does: a defined variable
+/// is replaced, `$$` is a literal `$`, anything else stays as written.
+pub(crate) fn expand(s: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+            && let Some((_, value)) = env.iter().rev().find(|(k, _)| *k == inner[..end])
+        {
+            out.push_str(value);
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Builds the launch of container `c` of `pod`, or says why the local
+/// runtime cannot run it (reported as CreateContainerConfigError).
+pub(crate) fn prepare(
+    pod: &Pod,
+    c: &Container,
+    volumes: &[(String, PathBuf)],
+    stdin: bool,
+) -> Result<Launch, String> {
+    let spec = pod.spec.as_ref().ok_or("the pod has no spec")?;
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "PATH".into(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        ),
+        ("HOSTNAME".into(), pod_name),
+    ];
+    for var in c.env.iter().flatten() {
+        if var.value_from.is_some() {
+            return Err(format!(
+                "env {}: valueFrom is not supported by the local runtime (use a plain value)",
+                var.name
+            ));
+        }
+        let value = expand(var.value.as_deref().unwrap_or(""), &env);
+        env.retain(|(k, _)| *k != var.name);
+        env.push((var.name.clone(), value));
+    }
+    if c.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
+        return Err("envFrom is not supported by the local runtime".into());
+    }
+    // Without an image there is no entrypoint: with no command, the args
+    // are the command line, as for an image without ENTRYPOINT.
+    let argv: Vec<String> = c
+        .command
+        .iter()
+        .flatten()
+        .chain(c.args.iter().flatten())
+        .map(|a| expand(a, &env))
+        .collect();
+    if argv.is_empty() {
+        return Err(format!(
+            "container {} has no command or args: the local runtime cannot use the image's default command",
+            c.name
+        ));
+    }
+    let security = c.security_context.as_ref();
+    let pod_security = spec.security_context.as_ref();
+    let uid = security
+        .and_then(|s| s.run_as_user)
+        .or(pod_security.and_then(|s| s.run_as_user));
+    let gid = security
+        .and_then(|s| s.run_as_group)
+        .or(pod_security.and_then(|s| s.run_as_group));
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let user = match (uid, gid) {
+        (None, None) => None,
+        // Only root can switch users; otherwise the process runs as podrun.
+        _ if !root => None,
+        (u, g) => Some((u.unwrap_or(0) as u32, g.or(u).unwrap_or(0) as u32)),
+    };
+    let mut mounts = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let (_, dir) = volumes.iter().find(|(n, _)| *n == m.name).ok_or_else(|| {
+            format!(
+                "volume {}: only emptyDir volumes are supported by the local runtime",
+                m.name
+            )
+        })?;
+        let dir = match m.sub_path.as_deref() {
+            Some(sub) if !sub.is_empty() => dir.join(sub),
+            _ => dir.clone(),
+        };
+        mounts.push((
+            dir,
+            PathBuf::from(&m.mount_path),
+            m.read_only.unwrap_or(false),
+        ));
+    }
+    let memory_limit = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("memory"))
+        .map(|q| {
+            parse_bytes(&q.0).ok_or_else(|| format!("memory limit {:?} is not a quantity", q.0))
+        })
+        .transpose()?;
+    Ok(Launch {
+        name: c.name.clone(),
+        argv,
+        env,
+        working_dir: c.working_dir.as_ref().map(PathBuf::from),
+        user,
+        mounts,
+        memory_limit,
+        grace: Duration::from_secs(
+            spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64
+        ),
+        stdin: stdin && c.name == "worker",
+    })
+}
+
+/// A Kubernetes memory quantity in bytes (`64Mi`, `1G`, `512M`, `1e9`).
+pub(crate) fn parse_bytes(q: &str) -> Option<u64> {
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "m" => 1e-3,
+        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse().ok()?),
+        _ => return None,
+    };
+    Some((n * factor).ceil() as u64)
+}
+
+/// What the child does between fork and exec, with every string prepared
+/// beforehand: after fork only async-signal-safe calls are allowed.
+pub(crate) struct ChildSetup {
+    cgroup_procs: Option<std::fs::File>,
+    mounts: Vec<(CString, CString, bool)>,
+    chdir: Option<CString>,
+    user: Option<(u32, u32)>,
+}
+
+fn cstring(p: &Path) -> std::io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other)
+}
+
+impl ChildSetup {
+    pub(crate) fn new(
+        launch: &Launch,
+        cgroup_procs: Option<std::fs::File>,
+    ) -> std::io::Result<Self> {
+        let mut mounts = Vec::new();
+        for (src, dst, ro) in &launch.mounts {
+            mounts.push((cstring(src)?, cstring(dst)?, *ro));
+        }
+        Ok(ChildSetup {
+            cgroup_procs,
+            mounts,
+            chdir: launch.working_dir.as_deref().map(cstring).transpose()?,
+            user: launch.user,
+        })
+    }
+
+    /// Runs in the child after fork. Order matters: join the cgroup and
+    /// mount while still privileged, then enter the working directory (it
+    /// may be a mount), then drop to the container's user.
+    pub(crate) fn apply(&self) -> std::io::Result<()> {
+        use std::io::Error;
+        // SAFETY: only async-signal-safe libc calls on data prepared before
+        // fork.
+        unsafe {
+            if let Some(f) = &self.cgroup_procs {
+                use std::os::fd::AsRawFd;
+                if libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(Error::last_os_error());
+                }
+            }
+            if !self.mounts.is_empty() {
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return Err(Error::last_os_error());
+                }
+                let root = c"/";
+                let none = std::ptr::null();
+                if libc::mount(
+                    none,
+                    root.as_ptr(),
+                    none,
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(Error::last_os_error());
+                }
+                for (src, dst, ro) in &self.mounts {
+                    if libc::mount(
+                        src.as_ptr(),
+                        dst.as_ptr(),
+                        none,
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ) != 0
+                    {
+                        return Err(Error::last_os_error());
+                    }
+                    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+                    if *ro && libc::mount(none, dst.as_ptr(), none, flags, std::ptr::null()) != 0 {
+                        return Err(Error::last_os_error());
+                    }
+                }
+            }
+            if let Some(dir) = &self.chdir
+                && libc::chdir(dir.as_ptr()) != 0
+            {
+                return Err(Error::last_os_error());
+            }
+            if let Some((uid, gid)) = self.user
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0)
+            {
+                return Err(Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn expands_like_kubernetes() {
+        let e = env(&[("A", "1"), ("B", "two")]);
+        assert_eq!(expand("$(A)-$(B)", &e), "1-two");
+        assert_eq!(expand("$$(A)", &e), "$(A)");
+        assert_eq!(expand("$(C) $A $( $(A", &e), "$(C) $A $( $(A");
+        assert_eq!(expand("cost: 5$", &e), "cost: 5$");
+    }
+
+    #[test]
+    fn quantities_in_bytes() {
+        assert_eq!(parse_bytes("64Mi"), Some(64 << 20));
+        assert_eq!(parse_bytes("1G"), Some(1_000_000_000));
+        assert_eq!(parse_bytes("1.5Ki"), Some(1536));
+        assert_eq!(parse_bytes("1e3"), Some(1000));
+        assert_eq!(parse_bytes("lots"), None);
+    }
+}

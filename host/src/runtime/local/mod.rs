@@ -1,0 +1,874 @@
+//! The local runtime: a pod's containers as processes on this machine.
+//!
+//! It runs the rendered Pod itself, not a simplified copy: init containers
+//! one after another, then the containers together, with the pod's restart
+//! policy and Kubernetes' back-off, activeDeadlineSeconds,
+//! terminationGracePeriodSeconds, probes, emptyDir volumes and memory
+//! limits. It reports a Kubernetes PodStatus, so classifier hooks cannot
+//! tell it from a cluster.
+
+mod cgroup;
+pub(crate) mod launch;
+mod probe;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use self::cgroup::MemoryCgroup;
+use self::launch::{ChildSetup, Launch};
+use super::{Event, Stop};
+
+/// Options of a local run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Connect podrun's stdin to the container named `worker`.
+    pub stdin: bool,
+}
+
+/// A pod running locally.
+pub struct LocalPod {
+    events: UnboundedReceiver<Event>,
+    control: UnboundedSender<Msg>,
+}
+
+impl LocalPod {
+    /// Starts `pod`. Problems with the spec are reported in its status (a
+    /// container waiting with CreateContainerConfigError), as a kubelet
+    /// would.
+    pub fn start(pod: Pod, options: Options) -> LocalPod {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (control, rx) = mpsc::unbounded_channel();
+        let supervisor = Supervisor::new(pod, options, control.clone(), events_tx);
+        tokio::spawn(supervisor.run(rx));
+        LocalPod { events, control }
+    }
+
+    /// The next thing the pod reports; `None` after [`Event::Finished`].
+    pub async fn next(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// Asks the pod to stop; it reports [`Event::Finished`] when it has.
+    pub fn stop(&self, how: Stop) {
+        let _ = self.control.send(Msg::Stop(how));
+    }
+}
+
+/// Messages to the supervisor from its tasks and its handle.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    Exited {
+        slot: usize,
+        generation: u32,
+        code: i32,
+        signal: Option<i32>,
+    },
+    Probe {
+        slot: usize,
+        generation: u32,
+        kind: probe::Kind,
+        healthy: bool,
+        message: String,
+    },
+    Restart {
+        slot: usize,
+        generation: u32,
+    },
+    Stop(Stop),
+}
+
+#[derive(Debug, Clone)]
+struct Term {
+    code: i32,
+    signal: Option<i32>,
+    reason: String,
+    message: Option<String>,
+    started: Option<Time>,
+    finished: Time,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Waiting {
+        reason: String,
+        message: Option<String>,
+    },
+    Running {
+        since: Time,
+    },
+    Terminated(Term),
+}
+
+struct Slot {
+    spec: Container,
+    init: bool,
+    launch: Result<Launch, String>,
+    state: State,
+    restarts: u32,
+    last: Option<Term>,
+    ready: bool,
+    generation: u32,
+    pgid: Option<i32>,
+    restart_pending: bool,
+    tasks: Vec<JoinHandle<()>>,
+    cgroup: Option<MemoryCgroup>,
+}
+
+struct Supervisor {
+    pod: Pod,
+    slots: Vec<Slot>,
+    policy: String,
+    started_at: Time,
+    deadline: Option<Instant>,
+    /// Index of the init container running, or `None` once they all succeeded.
+    init_stage: Option<usize>,
+    init_failed: bool,
+    stopping: bool,
+    pod_reason: Option<(String, String)>,
+    control: UnboundedSender<Msg>,
+    events: UnboundedSender<Event>,
+    readers: Vec<JoinHandle<()>>,
+    stdin_pending: bool,
+    _volumes: Option<tempfile::TempDir>,
+    created_mount_points: Vec<PathBuf>,
+    last_status: Option<PodStatus>,
+    warned_memory: bool,
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+/// Kubernetes' restart back-off: the first restart is immediate, then 10 s,
+/// doubling up to 5 minutes.
+fn backoff(restarts: u32) -> Duration {
+    match restarts {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_secs((10u64 << (n - 2).min(5)).min(300)),
+    }
+}
+
+impl Supervisor {
+    fn new(
+        mut pod: Pod,
+        options: Options,
+        control: UnboundedSender<Msg>,
+        events: UnboundedSender<Event>,
+    ) -> Self {
+        let spec = pod.spec.clone().unwrap_or_default();
+        if pod.metadata.creation_timestamp.is_none() {
+            pod.metadata.creation_timestamp = Some(now());
+        }
+        let mut created_mount_points = Vec::new();
+        let (volumes_dir, volumes, volume_error) = prepare_volumes(&pod, &mut created_mount_points);
+        let make = |c: &Container, init: bool| {
+            let launch = match &volume_error {
+                Some(e) => Err(e.clone()),
+                None => launch::prepare(&pod, c, &volumes, options.stdin).and_then(|l| {
+                    probe::validate(c)?;
+                    Ok(l)
+                }),
+            };
+            let state = match &launch {
+                Ok(_) => State::Waiting {
+                    reason: if init {
+                        "PodInitializing"
+                    } else {
+                        "ContainerCreating"
+                    }
+                    .into(),
+                    message: None,
+                },
+                Err(m) => State::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(m.clone()),
+                },
+            };
+            Slot {
+                spec: c.clone(),
+                init,
+                launch,
+                state,
+                restarts: 0,
+                last: None,
+                ready: false,
+                generation: 0,
+                pgid: None,
+                restart_pending: false,
+                tasks: Vec::new(),
+                cgroup: None,
+            }
+        };
+        let inits = spec.init_containers.iter().flatten().map(|c| make(c, true));
+        let slots: Vec<Slot> = inits
+            .chain(spec.containers.iter().map(|c| make(c, false)))
+            .collect();
+        let has_init = slots.iter().any(|s| s.init);
+        Supervisor {
+            deadline: spec
+                .active_deadline_seconds
+                .map(|s| Instant::now() + Duration::from_secs(s.max(0) as u64)),
+            policy: spec
+                .restart_policy
+                .clone()
+                .unwrap_or_else(|| "Always".into()),
+            pod,
+            slots,
+            started_at: now(),
+            init_stage: has_init.then_some(0),
+            init_failed: false,
+            stopping: false,
+            pod_reason: None,
+            control,
+            events,
+            readers: Vec::new(),
+            stdin_pending: options.stdin,
+            _volumes: volumes_dir,
+            created_mount_points,
+            last_status: None,
+            warned_memory: false,
+        }
+    }
+
+    async fn run(mut self, mut rx: UnboundedReceiver<Msg>) {
+        if self.slots.iter().all(|s| s.launch.is_ok()) {
+            match self.init_stage {
+                Some(first) => self.start(first),
+                None => self.start_main(),
+            }
+        }
+        self.publish();
+        while !self.finished() {
+            let deadline = self.deadline.filter(|_| !self.stopping);
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => self.stop(Stop::Kill),
+                },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    let secs = self.pod.spec.as_ref().and_then(|s| s.active_deadline_seconds).unwrap_or(0);
+                    self.pod_reason = Some((
+                        "DeadlineExceeded".into(),
+                        format!("Pod was active on the node longer than the specified deadline ({secs} s)"),
+                    ));
+                    self.stop(Stop::Graceful);
+                }
+            }
+            self.publish();
+        }
+        // Every line is printed before the run ends; a process left holding
+        // a pipe open does not hold the run.
+        let readers = std::mem::take(&mut self.readers);
+        let all = futures::future::join_all(readers);
+        let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
+        self.publish();
+        for dir in self.created_mount_points.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        let _ = self.events.send(Event::Finished);
+    }
+
+    fn finished(&self) -> bool {
+        let idle = self
+            .slots
+            .iter()
+            .all(|s| s.pgid.is_none() && !s.restart_pending);
+        idle && (self.stopping
+            || self.init_failed
+            || matches!(self.phase(), "Succeeded" | "Failed"))
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Stop(how) => self.stop(how),
+            Msg::Exited {
+                slot,
+                generation,
+                code,
+                signal,
+            } => {
+                if self.slots[slot].generation == generation {
+                    self.exited(slot, code, signal);
+                }
+            }
+            Msg::Restart { slot, generation } => {
+                let s = &mut self.slots[slot];
+                if s.generation == generation && s.restart_pending {
+                    s.restart_pending = false;
+                    if !self.stopping {
+                        self.start(slot);
+                    }
+                }
+            }
+            Msg::Probe {
+                slot,
+                generation,
+                kind,
+                healthy,
+                message,
+            } => {
+                let s = &mut self.slots[slot];
+                if s.generation != generation || s.pgid.is_none() {
+                    return;
+                }
+                match kind {
+                    probe::Kind::Readiness => s.ready = healthy,
+                    probe::Kind::Liveness if !healthy => {
+                        tracing::info!(
+                            "container {}: liveness probe failed: {message}; stopping it",
+                            s.spec.name
+                        );
+                        let grace = s.launch.as_ref().map(|l| l.grace).unwrap_or_default();
+                        kill_group(s, Some(grace));
+                    }
+                    probe::Kind::Liveness => {}
+                }
+            }
+        }
+    }
+
+    fn stop(&mut self, how: Stop) {
+        self.stopping = true;
+        for s in &mut self.slots {
+            s.restart_pending = false;
+            if s.pgid.is_some() {
+                let grace = match how {
+                    Stop::Graceful => s.launch.as_ref().map(|l| l.grace).ok(),
+                    Stop::Kill => None,
+                };
+                kill_group(s, grace);
+            }
+        }
+    }
+
+    fn start_main(&mut self) {
+        self.init_stage = None;
+        for i in 0..self.slots.len() {
+            if !self.slots[i].init {
+                self.start(i);
+            }
+        }
+    }
+
+    fn start(&mut self, i: usize) {
+        let Ok(launch) = self.slots[i].launch.clone() else {
+            return;
+        };
+        let slot = &mut self.slots[i];
+        slot.generation += 1;
+        let generation = slot.generation;
+        let pod_name = self
+            .pod
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_else(|| "pod".into());
+        slot.cgroup = None;
+        let mut procs = None;
+        if let Some(bytes) = launch.memory_limit {
+            match cgroup::unavailable_reason() {
+                None => {
+                    let name = format!(
+                        "{pod_name}-{}-{}-{generation}",
+                        launch.name,
+                        std::process::id()
+                    );
+                    match MemoryCgroup::create(&name, bytes)
+                        .and_then(|cg| Ok((cg.procs_file()?, cg)))
+                    {
+                        Ok((file, cg)) => {
+                            procs = Some(file);
+                            slot.cgroup = Some(cg);
+                        }
+                        Err(e) => warn_once(
+                            &mut self.warned_memory,
+                            &format!("cannot create a memory cgroup: {e}"),
+                        ),
+                    }
+                }
+                Some(why) => warn_once(&mut self.warned_memory, &why),
+            }
+        }
+        let slot = &mut self.slots[i];
+        let started = now();
+        let spawned = ChildSetup::new(&launch, procs).and_then(|setup| spawn(&launch, setup));
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let term = Term {
+                    code: 127,
+                    signal: None,
+                    reason: "StartError".into(),
+                    message: Some(format!("cannot start {:?}: {e}", launch.argv[0])),
+                    started: Some(started.clone()),
+                    finished: now(),
+                };
+                slot.state = State::Terminated(term);
+                let _ = self.control.send(Msg::Exited {
+                    slot: i,
+                    generation,
+                    code: 127,
+                    signal: None,
+                });
+                slot.pgid = Some(0);
+                return;
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        slot.pgid = Some(pid as i32);
+        slot.state = State::Running { since: started };
+        slot.ready = slot.spec.readiness_probe.is_none();
+        for out in [
+            child
+                .stdout
+                .take()
+                .map(Box::new)
+                .map(|o| o as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(Box::new)
+                .map(|o| o as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let events = self.events.clone();
+            let container = launch.name.clone();
+            self.readers.push(tokio::spawn(async move {
+                let mut reader = BufReader::new(out);
+                loop {
+                    let mut line = Vec::new();
+                    match reader.read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            let _ = events.send(Event::Log {
+                                container: container.clone(),
+                                line,
+                            });
+                        }
+                    }
+                }
+            }));
+        }
+        if let Some(mut input) = child.stdin.take()
+            && std::mem::take(&mut self.stdin_pending)
+        {
+            self.readers.push(tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut input).await;
+            }));
+        }
+        let control = self.control.clone();
+        let slot = &mut self.slots[i];
+        slot.tasks.push(tokio::spawn(async move {
+            let status = child.wait().await;
+            let (code, signal) = match status {
+                Ok(s) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    match (s.code(), s.signal()) {
+                        (Some(c), _) => (c, None),
+                        (None, Some(sig)) => (128 + sig, Some(sig)),
+                        _ => (1, None),
+                    }
+                }
+                Err(_) => (1, None),
+            };
+            let _ = control.send(Msg::Exited {
+                slot: i,
+                generation,
+                code,
+                signal,
+            });
+        }));
+        for kind in [probe::Kind::Liveness, probe::Kind::Readiness] {
+            if let Ok(Some(task)) = probe::start(
+                kind,
+                &slot.spec,
+                &launch,
+                pid,
+                i,
+                generation,
+                self.control.clone(),
+            ) {
+                slot.tasks.push(task);
+            }
+        }
+    }
+
+    fn exited(&mut self, i: usize, code: i32, signal: Option<i32>) {
+        let policy = self.policy.clone();
+        let stopping = self.stopping;
+        let slot = &mut self.slots[i];
+        if let Some(pgid) = slot.pgid.take().filter(|p| *p > 0) {
+            // The container ends with its main process, as in Kubernetes.
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+        for t in slot.tasks.drain(..) {
+            t.abort();
+        }
+        let oom = slot.cgroup.take().is_some_and(|cg| cg.oom_kills() > 0);
+        let started = match &slot.state {
+            State::Running { since } => Some(since.clone()),
+            State::Terminated(t) => t.started.clone(),
+            State::Waiting { .. } => None,
+        };
+        let previous = match &slot.state {
+            State::Terminated(t) if t.reason == "StartError" => Some(t.clone()),
+            _ => None,
+        };
+        let term = previous.unwrap_or_else(|| Term {
+            code,
+            signal,
+            reason: if oom {
+                "OOMKilled"
+            } else if code == 0 {
+                "Completed"
+            } else {
+                "Error"
+            }
+            .into(),
+            message: None,
+            started,
+            finished: now(),
+        });
+        slot.ready = false;
+        slot.state = State::Terminated(term.clone());
+        let restart = !stopping
+            && match policy.as_str() {
+                "Never" => false,
+                "OnFailure" => code != 0,
+                _ => !slot.init || code != 0,
+            };
+        if restart {
+            slot.restarts += 1;
+            slot.last = Some(term);
+            slot.restart_pending = true;
+            let delay = backoff(slot.restarts);
+            if !delay.is_zero() {
+                slot.state = State::Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: Some(format!(
+                        "back-off {}s restarting failed container={}",
+                        delay.as_secs(),
+                        slot.spec.name
+                    )),
+                };
+            }
+            let (control, generation) = (self.control.clone(), slot.generation);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = control.send(Msg::Restart {
+                    slot: i,
+                    generation,
+                });
+            });
+            return;
+        }
+        if slot.init && !stopping {
+            if code != 0 {
+                self.init_failed = true;
+                return;
+            }
+            let next = i + 1;
+            if next < self.slots.len() && self.slots[next].init {
+                self.init_stage = Some(next);
+                self.start(next);
+            } else {
+                self.start_main();
+            }
+        }
+    }
+
+    fn phase(&self) -> &'static str {
+        let mains = || self.slots.iter().filter(|s| !s.init);
+        let done = |s: &Slot| {
+            matches!(s.state, State::Terminated(_)) && !s.restart_pending && s.pgid.is_none()
+        };
+        if self.init_failed {
+            return "Failed";
+        }
+        if self.init_stage.is_some() {
+            return if self.stopping
+                && self.slots.iter().all(|s| s.pgid.is_none())
+                && self.pod_reason.is_some()
+            {
+                "Failed"
+            } else {
+                "Pending"
+            };
+        }
+        if mains().all(done) {
+            let ok = mains().all(|s| matches!(&s.state, State::Terminated(t) if t.code == 0));
+            return if ok && self.pod_reason.is_none() {
+                "Succeeded"
+            } else {
+                "Failed"
+            };
+        }
+        if self.pod_reason.is_some() && self.slots.iter().all(|s| s.pgid.is_none()) {
+            return "Failed";
+        }
+        if mains().any(|s| {
+            s.pgid.is_some() || s.restart_pending || matches!(s.state, State::Terminated(_))
+        }) {
+            "Running"
+        } else {
+            "Pending"
+        }
+    }
+
+    fn status(&self) -> PodStatus {
+        let phase = self.phase();
+        let initialized = self.init_stage.is_none() && !self.init_failed;
+        let mains_ready = self
+            .slots
+            .iter()
+            .filter(|s| !s.init)
+            .all(|s| s.ready && s.pgid.is_some());
+        let condition = |type_: &str, ok: bool| PodCondition {
+            type_: type_.into(),
+            status: if ok { "True" } else { "False" }.into(),
+            ..Default::default()
+        };
+        let statuses = |init: bool| -> Vec<ContainerStatus> {
+            self.slots
+                .iter()
+                .filter(|s| s.init == init)
+                .map(container_status)
+                .collect()
+        };
+        let inits = statuses(true);
+        PodStatus {
+            phase: Some(phase.into()),
+            conditions: Some(vec![
+                condition("PodScheduled", true),
+                condition("Initialized", initialized),
+                condition("ContainersReady", mains_ready),
+                condition("Ready", mains_ready),
+            ]),
+            host_ip: Some("127.0.0.1".into()),
+            pod_ip: Some("127.0.0.1".into()),
+            start_time: Some(self.started_at.clone()),
+            init_container_statuses: (!inits.is_empty()).then_some(inits),
+            container_statuses: Some(statuses(false)),
+            reason: self.pod_reason.as_ref().map(|(r, _)| r.clone()),
+            message: self.pod_reason.as_ref().map(|(_, m)| m.clone()),
+            ..Default::default()
+        }
+    }
+
+    fn publish(&mut self) {
+        let status = self.status();
+        if self.last_status.as_ref() == Some(&status) {
+            return;
+        }
+        self.last_status = Some(status.clone());
+        let mut pod = self.pod.clone();
+        pod.status = Some(status);
+        let _ = self.events.send(Event::Status(Box::new(pod)));
+    }
+}
+
+fn warn_once(warned: &mut bool, why: &str) {
+    if !std::mem::replace(warned, true) {
+        tracing::warn!("local runtime: memory limits are not enforced: {why}");
+    }
+}
+
+fn container_status(s: &Slot) -> ContainerStatus {
+    let state = |st: &State| match st {
+        State::Waiting { reason, message } => ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.clone()),
+                message: message.clone(),
+            }),
+            ..Default::default()
+        },
+        State::Running { since } => ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(since.clone()),
+            }),
+            ..Default::default()
+        },
+        State::Terminated(t) => ContainerState {
+            terminated: Some(terminated(t)),
+            ..Default::default()
+        },
+    };
+    ContainerStatus {
+        name: s.spec.name.clone(),
+        image: s.spec.image.clone().unwrap_or_default(),
+        image_id: String::new(),
+        container_id: s.pgid.map(|p| format!("local://{p}")),
+        ready: s.ready && s.pgid.is_some(),
+        restart_count: s.restarts as i32,
+        started: Some(s.pgid.is_some()),
+        state: Some(state(&s.state)),
+        last_state: s.last.as_ref().map(|t| ContainerState {
+            terminated: Some(terminated(t)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn terminated(t: &Term) -> ContainerStateTerminated {
+    ContainerStateTerminated {
+        exit_code: t.code,
+        signal: t.signal,
+        reason: Some(t.reason.clone()),
+        message: t.message.clone(),
+        started_at: t.started.clone(),
+        finished_at: Some(t.finished.clone()),
+        ..Default::default()
+    }
+}
+
+/// SIGTERM to the container's process group, then SIGKILL after `grace`
+/// (at once when `None`).
+fn kill_group(s: &mut Slot, grace: Option<Duration>) {
+    let Some(pgid) = s.pgid.filter(|p| *p > 0) else {
+        return;
+    };
+    // SAFETY: kill has no memory-safety preconditions.
+    match grace {
+        Some(grace) if !grace.is_zero() => {
+            unsafe { libc::kill(-pgid, libc::SIGTERM) };
+            s.tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }));
+        }
+        _ => unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        },
+    }
+}
+
+fn spawn(launch: &Launch, setup: ChildSetup) -> std::io::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(&launch.argv[0]);
+    cmd.args(&launch.argv[1..])
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if launch.stdin {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    // SAFETY: `apply` makes only async-signal-safe calls on data prepared
+    // before fork.
+    unsafe {
+        cmd.pre_exec(move || setup.apply());
+    }
+    cmd.spawn()
+}
+
+/// One fresh directory per emptyDir volume, and the mount points the
+/// containers need. Returns the directory holding the volumes, the volumes
+/// by name, and the reason they cannot be provided, if any.
+fn prepare_volumes(
+    pod: &Pod,
+    created: &mut Vec<PathBuf>,
+) -> (
+    Option<tempfile::TempDir>,
+    Vec<(String, PathBuf)>,
+    Option<String>,
+) {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let empty_dirs: Vec<String> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.empty_dir.is_some())
+        .map(|v| v.name.clone())
+        .collect();
+    let mounted = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .filter(|m| empty_dirs.contains(&m.name))
+        .map(|m| PathBuf::from(&m.mount_path))
+        .collect::<Vec<_>>();
+    if empty_dirs.is_empty() {
+        return (None, Vec::new(), None);
+    }
+    if !mounted.is_empty() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return (
+                None,
+                Vec::new(),
+                Some("emptyDir volumes need a private mount namespace, which needs podrun to run as root".into()),
+            );
+        }
+    }
+    let dir = match tempfile::Builder::new().prefix("podrun-volumes-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            return (
+                None,
+                Vec::new(),
+                Some(format!("cannot create emptyDir volumes: {e}")),
+            );
+        }
+    };
+    let mut volumes = Vec::new();
+    for name in empty_dirs {
+        let path = dir.path().join(&name);
+        if let Err(e) = std::fs::create_dir(&path) {
+            return (
+                Some(dir),
+                volumes,
+                Some(format!("cannot create emptyDir {name}: {e}")),
+            );
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777));
+        volumes.push((name, path));
+    }
+    for m in mounted {
+        if !m.is_absolute() {
+            return (
+                Some(dir),
+                volumes,
+                Some(format!("mountPath {} must be absolute", m.display())),
+            );
+        }
+        // Mount points are created on this machine for the run and removed
+        // afterwards; the volume itself is only visible inside the pod.
+        let mut missing = Vec::new();
+        let mut at = m.as_path();
+        while !at.exists() {
+            missing.push(at.to_path_buf());
+            match at.parent() {
+                Some(p) => at = p,
+                None => break,
+            }
+        }
+        if let Err(e) = std::fs::create_dir_all(&m) {
+            return (
+                Some(dir),
+                volumes,
+                Some(format!("cannot create mountPath {}: {e}", m.display())),
+            );
+        }
+        created.extend(missing.into_iter().rev());
+    }
+    (Some(dir), volumes, None)
+}
