@@ -143,6 +143,9 @@ fn a_hook_sees_no_files_environment_clock_or_network() {
     assert_eq!(failed_message("env"), "env: []");
     assert_eq!(failed_message("args"), "args: []");
     assert_eq!(failed_message("clock"), "clock: Ok(0ns)");
+    // Randomness comes from a fixed seed: the same in every call.
+    let random = failed_message("random");
+    assert_eq!(random, failed_message("random"));
     let net = failed_message("net");
     assert!(net.starts_with("net: Err("), "{net}");
 }

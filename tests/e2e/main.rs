@@ -3,4 +3,5 @@
 
 mod cli;
 mod engine;
+mod local;
 mod support;

@@ -13,6 +13,7 @@
 
 mod data;
 mod values;
+mod yaml;
 
 use podrun_hook_sdk::serde_json::{self, Value};
 use podrun_hook_sdk::{Context, Render, Template, export_render};
@@ -48,11 +49,16 @@ pub fn render(ctx: &Context, template: &Template) -> Result<Value, String> {
         .map_err(|e| format!("template {source}: {e}"))?
         .execute_to_string(&data)
         .map_err(|e| format!("template {source}: {e}"))?;
-    let mut value: Value = serde_saphyr::from_str(&text).map_err(|e| {
-        let e = e
-            .to_string()
-            .replace("<input>", &format!("{source} (rendered)"));
-        format!("template {source} does not render to valid YAML: {e}")
+    let mut value = yaml::parse(&text).map_err(|e| {
+        let line = e
+            .split("line ")
+            .nth(1)
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| text.lines().nth(n.saturating_sub(1)))
+            .map(|l| format!("\n  rendered line: {l}"))
+            .unwrap_or_default();
+        format!("template {source} does not render to valid YAML: {e}{line}")
     })?;
     placeholders.substitute(&mut value);
     values::drop_nulls(&mut value);

@@ -119,6 +119,8 @@ struct Slot {
     ready: bool,
     generation: u32,
     pgid: Option<i32>,
+    /// SIGTERM was sent: a second stop must not send it again.
+    terminating: bool,
     restart_pending: bool,
     tasks: Vec<JoinHandle<()>>,
     cgroup: Option<MemoryCgroup>,
@@ -137,6 +139,7 @@ struct Supervisor {
     pod_reason: Option<(String, String)>,
     control: UnboundedSender<Msg>,
     events: UnboundedSender<Event>,
+    /// Tasks feeding the worker's stdin.
     readers: Vec<JoinHandle<()>>,
     stdin_pending: bool,
     _volumes: Option<tempfile::TempDir>,
@@ -204,6 +207,7 @@ impl Supervisor {
                 ready: false,
                 generation: 0,
                 pgid: None,
+                terminating: false,
                 restart_pending: false,
                 tasks: Vec::new(),
                 cgroup: None,
@@ -266,11 +270,9 @@ impl Supervisor {
             }
             self.publish();
         }
-        // Every line is printed before the run ends; a process left holding
-        // a pipe open does not hold the run.
-        let readers = std::mem::take(&mut self.readers);
-        let all = futures::future::join_all(readers);
-        let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
+        for task in self.readers.drain(..) {
+            task.abort();
+        }
         self.publish();
         for dir in self.created_mount_points.iter().rev() {
             let _ = std::fs::remove_dir(dir);
@@ -426,26 +428,18 @@ impl Supervisor {
         };
         let pid = child.id().unwrap_or(0);
         slot.pgid = Some(pid as i32);
+        slot.terminating = false;
         slot.state = State::Running { since: started };
         slot.ready = slot.spec.readiness_probe.is_none();
-        for out in [
-            child
-                .stdout
-                .take()
-                .map(Box::new)
-                .map(|o| o as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child
-                .stderr
-                .take()
-                .map(Box::new)
-                .map(|o| o as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let mut readers = Vec::new();
+        let outputs: [Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>; 2] = [
+            child.stdout.take().map(|o| Box::new(o) as _),
+            child.stderr.take().map(|o| Box::new(o) as _),
+        ];
+        for out in outputs.into_iter().flatten() {
             let events = self.events.clone();
             let container = launch.name.clone();
-            self.readers.push(tokio::spawn(async move {
+            readers.push(tokio::spawn(async move {
                 let mut reader = BufReader::new(out);
                 loop {
                     let mut line = Vec::new();
@@ -470,8 +464,16 @@ impl Supervisor {
         }
         let control = self.control.clone();
         let slot = &mut self.slots[i];
-        slot.tasks.push(tokio::spawn(async move {
+        // Not in `slot.tasks`: those are aborted when the container ends.
+        tokio::spawn(async move {
             let status = child.wait().await;
+            // The container ends with its main process, as in Kubernetes.
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            // Its output is sent before its end, so logs keep their order.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(readers))
+                    .await;
             let (code, signal) = match status {
                 Ok(s) => {
                     use std::os::unix::process::ExitStatusExt;
@@ -489,7 +491,7 @@ impl Supervisor {
                 code,
                 signal,
             });
-        }));
+        });
         for kind in [probe::Kind::Liveness, probe::Kind::Readiness] {
             if let Ok(Some(task)) = probe::start(
                 kind,
@@ -509,11 +511,7 @@ impl Supervisor {
         let policy = self.policy.clone();
         let stopping = self.stopping;
         let slot = &mut self.slots[i];
-        if let Some(pgid) = slot.pgid.take().filter(|p| *p > 0) {
-            // The container ends with its main process, as in Kubernetes.
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        }
+        slot.pgid = None;
         for t in slot.tasks.drain(..) {
             t.abort();
         }
@@ -743,7 +741,9 @@ fn kill_group(s: &mut Slot, grace: Option<Duration>) {
     };
     // SAFETY: kill has no memory-safety preconditions.
     match grace {
+        Some(_) if s.terminating => {}
         Some(grace) if !grace.is_zero() => {
+            s.terminating = true;
             unsafe { libc::kill(-pgid, libc::SIGTERM) };
             s.tasks.push(tokio::spawn(async move {
                 tokio::time::sleep(grace).await;

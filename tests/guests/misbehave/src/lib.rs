@@ -72,6 +72,13 @@ impl Mutate for Misbehave {
                 "clock",
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH),
             ),
+            "random" => {
+                use std::hash::BuildHasher;
+                report(
+                    "random",
+                    std::collections::hash_map::RandomState::new().hash_one("x"),
+                )
+            }
             "net" => report(
                 "net",
                 std::net::TcpStream::connect("127.0.0.1:22").map(|_| ()),

@@ -1,0 +1,62 @@
+//! The local runtime: from starting `podrun run` to the first line of the
+//! container's output, with a warm hook cache (goal: median <= 20 ms).
+//!
+//! Run with `cargo bench -p podrun --bench local`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Starts `podrun run` of the hello example and returns the time to its
+/// first line of output; the run is then waited for.
+fn first_line() -> Duration {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
+        .env("PODRUN_CACHE_DIR", root().join("target/bench-hook-cache"))
+        .args(["run", "-a", "hello", "-c", "echo first", "-p"])
+        .arg(root().join("examples/hello"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(line, "first\n");
+    assert!(child.wait().unwrap().success());
+    took
+}
+
+fn bench(c: &mut Criterion) {
+    first_line(); // warms the hook cache
+    let mut g = c.benchmark_group("local");
+    g.sample_size(30);
+    g.bench_function("podrun run start -> first line", |b| b.iter(first_line));
+    g.finish();
+    let mut samples: Vec<Duration> = (0..40).map(|_| first_line()).collect();
+    samples.sort();
+    let median = samples[samples.len() / 2].as_secs_f64() * 1e3;
+    let verdict = if median <= 20.0 {
+        "meets goal"
+    } else {
+        "MISSES goal"
+    };
+    println!(
+        "\n== summary ==\npodrun run start -> first line: {median:6.1} ms   goal <= 20 ms   {verdict}"
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,598 @@
+//! The local runtime: real processes, run through `podrun pod run` and
+//! `podrun run` as a user would.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+use crate::support;
+
+fn podrun() -> StdCommand {
+    let mut cmd = StdCommand::cargo_bin("podrun").unwrap();
+    cmd.env("PODRUN_CACHE_DIR", support::shared_cache())
+        .env_remove("PODRUN_LOG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Writes `manifest` to a file in a fresh directory.
+fn manifest(manifest: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pod.yaml");
+    std::fs::write(&path, manifest).unwrap();
+    (dir, path)
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    result: Value,
+}
+
+fn finish(out: Output, result_file: &Path) -> Run {
+    let result = std::fs::read_to_string(result_file)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null);
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        result,
+    }
+}
+
+/// Runs a Pod manifest with `podrun pod run`.
+fn run_pod(yaml: &str, extra: &[&str]) -> Run {
+    let (dir, path) = manifest(yaml);
+    let result_file = dir.path().join("result.json");
+    let out = podrun()
+        .args(["pod", "run", "-f"])
+        .arg(&path)
+        .arg("--result-file")
+        .arg(&result_file)
+        .args(extra)
+        .output()
+        .unwrap();
+    finish(out, &result_file)
+}
+
+fn pod(restart: &str, extra_spec: &str, containers: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: t}}\nspec:\n  restartPolicy: {restart}\n  terminationGracePeriodSeconds: 2\n{extra_spec}{containers}"
+    )
+}
+
+fn container(name: &str, script: &str) -> String {
+    format!(
+        "  - name: {name}\n    image: busybox\n    command: [sh, -c, {}]\n",
+        serde_json::to_string(script).unwrap()
+    )
+}
+
+#[test]
+fn exit_codes_propagate() {
+    let run = run_pod(
+        &pod(
+            "Never",
+            "",
+            &format!("  containers:\n{}", container("main", "echo hello; exit 3")),
+        ),
+        &[],
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.stdout, "hello\n");
+    assert_eq!(run.result["reason"], "Error");
+    assert_eq!(run.result["containers"][0]["exitCode"], 3);
+    let run = run_pod(
+        &pod(
+            "Never",
+            "",
+            &format!("  containers:\n{}", container("main", "exit 0")),
+        ),
+        &[],
+    );
+    assert_eq!(
+        (run.code, run.result["outcome"].as_str()),
+        (0, Some("succeeded")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn init_containers_run_in_order_and_a_failure_stops_the_pod() {
+    let containers = format!(
+        "  initContainers:\n{}{}{}  containers:\n{}",
+        container("one", "echo one; sleep 0.2"),
+        container("two", "echo two; exit 4"),
+        container("three", "echo three"),
+        container("main", "echo main"),
+    );
+    let run = run_pod(&pod("Never", "", &containers), &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(run.stdout, "[one] one\n[two] two\n");
+    let states: Vec<(&str, &str)> = run.result["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("one", "terminated"),
+            ("two", "terminated"),
+            ("three", "waiting"),
+            ("main", "waiting")
+        ]
+    );
+
+    let containers = format!(
+        "  initContainers:\n{}{}  containers:\n{}",
+        container("one", "echo one"),
+        container("two", "echo two"),
+        container("main", "echo main"),
+    );
+    let run = run_pod(&pod("Never", "", &containers), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "[one] one\n[two] two\n[main] main\n");
+}
+
+#[test]
+fn the_deadline_stops_the_pod() {
+    let start = Instant::now();
+    let run = run_pod(
+        &pod(
+            "Never",
+            "  activeDeadlineSeconds: 1\n",
+            &format!(
+                "  containers:\n{}",
+                container("main", "echo start; sleep 30")
+            ),
+        ),
+        &[],
+    );
+    assert_eq!(run.code, 124, "{}", run.stderr);
+    assert_eq!(run.result["reason"], "DeadlineExceeded");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn the_grace_period_lets_a_process_finish_then_kills_it() {
+    // Traps SIGTERM, says so, and finishes its work within the grace period.
+    let polite = "trap 'echo got TERM; sleep 0.3; echo cleaned up; exit 0' TERM; echo ready; while true; do sleep 0.1; done";
+    let start = Instant::now();
+    let run = run_pod(
+        &pod(
+            "Never",
+            "  activeDeadlineSeconds: 1\n",
+            &format!("  containers:\n{}", container("main", polite)),
+        ),
+        &[],
+    );
+    // One SIGTERM, to the whole process group (the shell reports its
+    // killed `sleep` as "Terminated").
+    assert!(run.stdout.starts_with("ready\n"), "{}", run.stdout);
+    assert_eq!(run.stdout.matches("got TERM").count(), 1, "{}", run.stdout);
+    assert!(
+        run.stdout.ends_with("cleaned up\n"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(run.code, 124);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    // Ignores SIGTERM: killed when the 2 s grace period is over.
+    let stubborn = "trap 'echo ignoring TERM' TERM; echo ready; while true; do sleep 0.1; done";
+    let start = Instant::now();
+    let run = run_pod(
+        &pod(
+            "Never",
+            "  activeDeadlineSeconds: 1\n",
+            &format!("  containers:\n{}", container("main", stubborn)),
+        ),
+        &[],
+    );
+    let took = start.elapsed();
+    assert!(run.stdout.starts_with("ready\n"), "{}", run.stdout);
+    assert_eq!(
+        run.stdout.matches("ignoring TERM").count(),
+        1,
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(8),
+        "took {took:?}"
+    );
+}
+
+fn liveness(restart: &str) -> String {
+    let probe = "    livenessProbe:\n      exec: {command: [\"false\"]}\n      periodSeconds: 1\n      failureThreshold: 2\n";
+    pod(
+        restart,
+        "  activeDeadlineSeconds: 6\n",
+        &format!(
+            "  containers:\n{}{probe}",
+            container("main", "echo started; sleep 30")
+        ),
+    )
+}
+
+#[test]
+fn a_failing_liveness_probe_restarts_or_fails_the_container() {
+    let run = run_pod(&liveness("OnFailure"), &[]);
+    assert!(
+        run.stdout.matches("started").count() >= 2,
+        "not restarted: {}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.result["containers"][0]["restarts"].as_i64().unwrap() >= 1,
+        "{}",
+        run.result
+    );
+    assert_eq!(run.code, 124, "ends at the deadline: {}", run.stderr);
+
+    let start = Instant::now();
+    let run = run_pod(&liveness("Never"), &[]);
+    assert_eq!(run.stdout, "started\n");
+    assert_eq!(run.result["outcome"], "failed", "{}", run.result);
+    assert_ne!(run.code, 0);
+    assert_ne!(run.code, 124, "failed before the deadline: {}", run.result);
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, Value)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split("\r\n\r\n").nth(1)?;
+    Some((code, serde_json::from_str(body).ok()?))
+}
+
+fn start_pod(yaml: &str, extra: &[&str]) -> (tempfile::TempDir, Child) {
+    let (dir, path) = manifest(yaml);
+    let child = podrun()
+        .args(["pod", "run", "-f"])
+        .arg(&path)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (dir, child)
+}
+
+/// Polls `/healthy` until it answers `want`, for at most `limit`.
+fn wait_healthy(port: u16, want: bool, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some((code, body)) = get(port, "/healthy")
+            && body["healthy"] == want
+        {
+            assert_eq!(code, if want { 200 } else { 503 });
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn readiness_drives_healthy_and_status() {
+    let flag = tempfile::NamedTempFile::new().unwrap();
+    let flag_path = flag.path().display().to_string();
+    let probe = format!(
+        "    readinessProbe:\n      exec: {{command: [test, -e, {flag_path}]}}\n      periodSeconds: 1\n      failureThreshold: 1\n"
+    );
+    let yaml = pod(
+        "Never",
+        "",
+        &format!("  containers:\n{}{probe}", container("main", "sleep 30")),
+    );
+    let port = free_port();
+    let (_dir, mut child) = start_pod(&yaml, &["--status-addr", &format!("127.0.0.1:{port}")]);
+    assert!(
+        wait_healthy(port, true, Duration::from_secs(10)),
+        "never healthy"
+    );
+    let (_, status) = get(port, "/status").unwrap();
+    assert_eq!(status["phase"], "Running");
+    assert_eq!(status["containers"][0]["ready"], true);
+    drop(flag); // the probe starts failing
+    assert!(
+        wait_healthy(port, false, Duration::from_secs(10)),
+        "never unhealthy"
+    );
+    let (_, status) = get(port, "/status").unwrap();
+    assert_eq!(status["containers"][0]["ready"], false);
+    // SIGTERM stops the run: exit 143.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+}
+
+#[test]
+fn http_and_tcp_probes_reach_a_serving_process() {
+    let port = free_port();
+    let status_port = free_port();
+    let server = format!("exec python3 -m http.server {port} --bind 127.0.0.1");
+    let probes = format!(
+        "    readinessProbe:\n      httpGet: {{path: /, port: {port}}}\n      periodSeconds: 1\n    livenessProbe:\n      tcpSocket: {{port: web}}\n      periodSeconds: 1\n    ports: [{{name: web, containerPort: {port}}}]\n"
+    );
+    let yaml = pod(
+        "Never",
+        "",
+        &format!("  containers:\n{}{probes}", container("web", &server)),
+    );
+    let (_dir, mut child) = start_pod(
+        &yaml,
+        &["--status-addr", &format!("127.0.0.1:{status_port}")],
+    );
+    let healthy = wait_healthy(status_port, true, Duration::from_secs(15));
+    let (_, status) = get(status_port, "/status").unwrap_or_default();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let code = child.wait().unwrap().code();
+    assert!(healthy, "the http probe never passed: {status}");
+    assert_eq!(
+        status["containers"][0]["restartCount"], 0,
+        "the tcp probe failed: {status}"
+    );
+    assert_eq!(code, Some(130));
+}
+
+#[test]
+fn empty_dir_is_shared_between_containers() {
+    let spec = "  volumes: [{name: shared, emptyDir: {}}]\n";
+    let mount = "    volumeMounts: [{name: shared, mountPath: /podrun-test-shared}]\n";
+    let containers = format!(
+        "  initContainers:\n{}{mount}  containers:\n{}{mount}{}{mount}",
+        container("writer", "echo from-writer > /podrun-test-shared/file"),
+        container(
+            "reader",
+            "cat /podrun-test-shared/file; echo two > /podrun-test-shared/two"
+        ),
+        container("other", "sleep 0.5; cat /podrun-test-shared/two"),
+    );
+    let run = run_pod(&pod("Never", spec, &containers), &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("[reader] from-writer\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("[other] two\n"), "{}", run.stdout);
+    assert!(
+        !Path::new("/podrun-test-shared").exists(),
+        "the mount point is left behind"
+    );
+}
+
+#[test]
+fn variables_expand_like_kubernetes() {
+    let c = "  - name: main\n    image: busybox\n    env:\n    - {name: WHO, value: world}\n    - {name: GREETING, value: hello $(WHO)}\n    command: [printf, '%s|%s|%s|%s\\n']\n    args: ['$(WHO)', '$(GREETING)', '$$(WHO)', '$(MISSING)']\n";
+    let run = run_pod(&pod("Never", "", &format!("  containers:\n{c}")), &[]);
+    assert_eq!(
+        run.stdout, "world|hello world|$(WHO)|$(MISSING)\n",
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn stdin_goes_to_the_worker() {
+    let containers = format!(
+        "  containers:\n{}{}",
+        container("worker", "tr a-z A-Z"),
+        container("helper", "echo helping"),
+    );
+    let (dir, path) = manifest(&pod("Never", "", &containers));
+    let mut child = podrun()
+        .args(["pod", "run", "--stdin", "-f"])
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"shout this\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stdout, "SHOUT THIS\n",
+        "the worker's output is the run's output"
+    );
+    assert!(stderr.contains("[helper] helping"), "{stderr}");
+}
+
+#[test]
+fn unsupported_fields_fail_clearly() {
+    let c = "  - name: main\n    image: busybox\n    command: [env]\n    env:\n    - name: SECRET\n      valueFrom: {secretKeyRef: {name: s, key: k}}\n";
+    let run = run_pod(&pod("Never", "", &format!("  containers:\n{c}")), &[]);
+    assert_eq!(run.code, 126, "{}", run.stderr);
+    assert_eq!(run.result["reason"], "CreateContainerConfigError");
+    assert!(
+        run.result["message"]
+            .as_str()
+            .unwrap()
+            .contains("valueFrom is not supported"),
+        "{}",
+        run.result
+    );
+    let run = run_pod(
+        &pod(
+            "Never",
+            "",
+            &format!(
+                "  containers:\n{}",
+                container("main", "true")
+                    .replace("command: [sh, -c, \"true\"]", "command: [/no/such/program]")
+            ),
+        ),
+        &[],
+    );
+    assert_eq!(run.code, 127, "{}", run.stderr);
+    assert_eq!(run.result["reason"], "StartError");
+}
+
+/// Each scenario under tests/fixtures/scenarios gets the same verdict from
+/// the default classifier locally as from the pod status a real cluster
+/// reported for it (kube-*.json, recorded from a v1.20 cluster).
+#[test]
+fn the_classifier_gives_the_same_verdict_as_on_a_cluster() {
+    use podrun::hooks::{Kind, Limits, Source, Spec, classify, types};
+    let hook = support::hooks()
+        .load(&Spec {
+            source: Source::Builtin("default-classifier"),
+            kind: Kind::Classify,
+            settings: serde_json::json!({}),
+            limits: Limits::default(),
+        })
+        .unwrap();
+    let app = types::Application {
+        name: "scenario".into(),
+        run_id: "r".into(),
+        namespace: None,
+        image: String::new(),
+        arguments: vec![],
+        uid: None,
+        gid: None,
+        requests: types::Resources {
+            cpu: None,
+            memory: None,
+        },
+        limits: types::Resources {
+            cpu: None,
+            memory: None,
+        },
+        params: vec![],
+        restart_policy: None,
+        timeout_seconds: None,
+        pending_timeout_seconds: None,
+    };
+    let dir = support::root().join("tests/fixtures/scenarios");
+    for name in ["success", "exit-3", "init-fails", "deadline", "oom"] {
+        if name == "oom" && !cgroups_available() {
+            eprintln!("skipping the oom scenario: memory cgroups need root");
+            continue;
+        }
+        let observed = std::fs::read_to_string(dir.join(format!("kube-{name}.json"))).unwrap();
+        let observation = classify::Observation {
+            pod: observed,
+            events: "[]".into(),
+            elapsed_ms: 60_000,
+        };
+        let kube = hook.classify(&app, &observation).unwrap().value.unwrap();
+        let yaml = std::fs::read_to_string(dir.join(format!("{name}.yaml"))).unwrap();
+        let local = run_pod(&yaml, &[]);
+        let kube_outcome = podrun::result::outcome(kube.outcome);
+        assert_eq!(
+            (
+                local.result["outcome"].as_str(),
+                local.result["reason"].as_str(),
+                local.code
+            ),
+            (
+                Some(kube_outcome),
+                Some(kube.reason.as_str()),
+                kube.exit_code.unwrap()
+            ),
+            "scenario {name}: local {} vs cluster {kube:?}\n{}",
+            local.result,
+            local.stderr
+        );
+    }
+}
+
+fn cgroups_available() -> bool {
+    Path::new("/sys/fs/cgroup/memory").is_dir()
+        || Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+#[test]
+fn a_memory_limit_ends_in_oom_killed() {
+    if !cgroups_available() || !is_root() {
+        eprintln!("skipping: memory cgroups need root");
+        return;
+    }
+    let yaml =
+        std::fs::read_to_string(support::root().join("tests/fixtures/scenarios/oom.yaml")).unwrap();
+    let run = run_pod(&yaml, &[]);
+    assert_eq!(run.code, 137, "{}", run.stderr);
+    assert_eq!(run.result["reason"], "OOMKilled");
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+#[test]
+fn podrun_run_uses_the_application_config() {
+    let out = podrun()
+        .current_dir(support::root().join("examples/hello"))
+        .args([
+            "run",
+            "-a",
+            "hello",
+            "-c",
+            "sh -c 'echo hello from $HOSTNAME; exit 5'",
+            "--run-id",
+            "local-1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from hello-local-1\n"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("running the pod locally"), "{stderr}");
+    assert!(stderr.contains("run local-1 failed (Error)"), "{stderr}");
+}
