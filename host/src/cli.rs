@@ -448,25 +448,8 @@ fn run_manifest(cache_dir: Option<PathBuf>, args: PodRunArgs) -> Result<Code, Fa
     let hooks = hooks(cache_dir)?;
     let classifiers = default_classifiers(&hooks, None)?;
     let pod_name = pod.metadata.name.clone().unwrap_or_else(|| "pod".into());
-    let none = || types::Resources {
-        cpu: None,
-        memory: None,
-    };
-    let context = types::Application {
-        name: pod_name,
-        run_id,
-        namespace: pod.metadata.namespace.clone(),
-        image: String::new(),
-        arguments: Vec::new(),
-        uid: None,
-        gid: None,
-        requests: none(),
-        limits: none(),
-        params: Vec::new(),
-        restart_policy: None,
-        timeout_seconds: None,
-        pending_timeout_seconds: None,
-    };
+    let mut context = crate::hooks::bare_application(&pod_name, &run_id);
+    context.namespace = pod.metadata.namespace.clone();
     execute(
         pod,
         &context,

@@ -9,27 +9,7 @@ use podrun::pipeline::{PipelineError, Request, prepare};
 use crate::support::{self, Scratch, app};
 
 fn context() -> types::Application {
-    types::Application {
-        name: "t".into(),
-        run_id: "r1".into(),
-        namespace: None,
-        image: "busybox".into(),
-        arguments: vec![],
-        uid: None,
-        gid: None,
-        requests: types::Resources {
-            cpu: None,
-            memory: None,
-        },
-        limits: types::Resources {
-            cpu: None,
-            memory: None,
-        },
-        params: vec![],
-        restart_policy: None,
-        timeout_seconds: None,
-        pending_timeout_seconds: None,
-    }
+    podrun::hooks::bare_application("t", "r1")
 }
 
 fn pod() -> types::Object {

@@ -484,7 +484,7 @@ fn unsupported_fields_fail_clearly() {
 /// reported for it (kube-*.json, recorded from a v1.20 cluster).
 #[test]
 fn the_classifier_gives_the_same_verdict_as_on_a_cluster() {
-    use podrun::hooks::{Kind, Limits, Source, Spec, classify, types};
+    use podrun::hooks::{Kind, Limits, Source, Spec, classify};
     let hook = support::hooks()
         .load(&Spec {
             source: Source::Builtin("default-classifier"),
@@ -493,27 +493,7 @@ fn the_classifier_gives_the_same_verdict_as_on_a_cluster() {
             limits: Limits::default(),
         })
         .unwrap();
-    let app = types::Application {
-        name: "scenario".into(),
-        run_id: "r".into(),
-        namespace: None,
-        image: String::new(),
-        arguments: vec![],
-        uid: None,
-        gid: None,
-        requests: types::Resources {
-            cpu: None,
-            memory: None,
-        },
-        limits: types::Resources {
-            cpu: None,
-            memory: None,
-        },
-        params: vec![],
-        restart_policy: None,
-        timeout_seconds: None,
-        pending_timeout_seconds: None,
-    };
+    let app = podrun::hooks::bare_application("scenario", "r");
     let dir = support::root().join("tests/fixtures/scenarios");
     for name in ["success", "exit-3", "init-fails", "deadline", "oom"] {
         if name == "oom" && !cgroups_available() {

@@ -20,6 +20,30 @@ pub use engine::{Called, Hook, Hooks, LogLine};
 
 use crate::exit::Code;
 
+/// A context with only a name and a run id: for runs without an
+/// application config, and for tests.
+pub fn bare_application(name: &str, run_id: &str) -> types::Application {
+    let none = || types::Resources {
+        cpu: None,
+        memory: None,
+    };
+    types::Application {
+        name: name.to_string(),
+        run_id: run_id.to_string(),
+        namespace: None,
+        image: String::new(),
+        arguments: Vec::new(),
+        uid: None,
+        gid: None,
+        requests: none(),
+        limits: none(),
+        params: Vec::new(),
+        restart_policy: None,
+        timeout_seconds: None,
+        pending_timeout_seconds: None,
+    }
+}
+
 /// The three kinds of hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
