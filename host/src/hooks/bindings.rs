@@ -8,8 +8,8 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub use exports::podrun::hook::classify;
-pub use exports::podrun::hook::mutate;
-pub use exports::podrun::hook::render;
-pub use podrun::hook::log;
-pub use podrun::hook::types;
+pub use self::exports::podrun::hook::classify;
+pub use self::exports::podrun::hook::mutate;
+pub use self::exports::podrun::hook::render;
+pub use self::podrun::hook::log;
+pub use self::podrun::hook::types;
