@@ -41,6 +41,8 @@ enum Command {
     /// Built-in hooks
     #[command(subcommand)]
     Hooks(HooksCommand),
+    /// Delete podrun's pods left on the cluster (finished or orphaned)
+    Gc(GcArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,18 +52,65 @@ enum PodCommand {
 }
 
 /// Where the pod runs.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum RuntimeKind {
     /// The pod's containers as processes on this machine
     Local,
+    /// A Kubernetes cluster
+    Kube,
+}
+
+/// Which cluster.
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// The kubeconfig file [default: $KUBECONFIG, ~/.kube/config, then in-cluster]
+    #[arg(
+        short = 'k',
+        long = "kube-config",
+        visible_alias = "kubeconfig",
+        value_name = "PATH"
+    )]
+    kube_config: Option<PathBuf>,
+
+    /// The kubeconfig context
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+}
+
+impl ClusterArgs {
+    fn connect(&self) -> crate::runtime::kube::Connect {
+        crate::runtime::kube::Connect {
+            kubeconfig: self.kube_config.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
+/// What happens to a cluster pod at the end of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KeepArg {
+    Never,
+    OnFailure,
+    Always,
 }
 
 /// How a run executes and reports.
 #[derive(Debug, Args)]
 struct ExecArgs {
-    /// Where the pod runs [default: local]
+    /// Where the pod runs [default: kube when a cluster is configured, else local]
     #[arg(long, value_enum)]
     runtime: Option<RuntimeKind>,
+
+    #[command(flatten)]
+    cluster: ClusterArgs,
+
+    /// Keep the cluster pod at the end: never, on-failure, always
+    #[arg(long, value_enum, default_value_t = KeepArg::Never)]
+    keep: KeepArg,
+
+    /// How long the pod may stay Pending (90s, 10m…), overriding the config's
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pending_timeout: Option<u64>,
 
     /// Send podrun's stdin to the container named `worker`; its stdout is the
     /// run's output
@@ -93,10 +142,6 @@ struct RunCommand {
     #[command(flatten)]
     run: RunArgs,
 
-    /// How long the pod may stay Pending (90s, 10m…), overriding the config's
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pending_timeout: Option<u64>,
-
     #[command(flatten)]
     exec: ExecArgs,
 }
@@ -113,6 +158,24 @@ struct PodRunArgs {
 
     #[command(flatten)]
     exec: ExecArgs,
+}
+
+#[derive(Debug, Args)]
+struct GcArgs {
+    /// Delete podrun pods older than this (90s, 10m, 2h, 1d)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    older_than: u64,
+
+    /// Only in this namespace [default: all namespaces]
+    #[arg(short, long, value_name = "NS")]
+    namespace: Option<String>,
+
+    /// Only list what would be deleted
+    #[arg(long)]
+    dry_run: bool,
+
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,7 +290,7 @@ impl From<pipeline::PipelineError> for Failure {
 
 /// Runs podrun with the process's arguments.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(with_subcommand(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -253,6 +316,25 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// pod-runner's invocation has no subcommand (`podrun --application A
+/// --namespace N --command C`): it means `run`.
+fn with_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let commands = ["run", "render", "pod", "hooks", "gc", "help"];
+    let first = args
+        .iter()
+        .skip(1)
+        .find(|a| !a.to_string_lossy().starts_with('-'));
+    let named = first.is_some_and(|a| commands.contains(&a.to_string_lossy().as_ref()));
+    let runs = args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == "-a" || a == "--application" || a.starts_with("--application=")
+    });
+    if runs && !named {
+        args.insert(1.min(args.len()), "run".into());
+    }
+    args
+}
+
 fn init_tracing(verbose: bool) {
     let filter = if verbose { "podrun=debug,info" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PODRUN_LOG")
@@ -270,6 +352,7 @@ fn run(cli: Cli) -> Result<Code, Failure> {
         Command::Render(args) => render(cli.cache_dir, *args),
         Command::Run(args) => run_application(cli.cache_dir, *args),
         Command::Pod(PodCommand::Run(args)) => run_manifest(cli.cache_dir, *args),
+        Command::Gc(args) => gc(args),
         Command::Hooks(HooksCommand::List) => {
             let mut out = std::io::stdout().lock();
             for b in builtin::BUILTINS {
@@ -404,11 +487,13 @@ fn run_application(cache_dir: Option<PathBuf>, args: RunCommand) -> Result<Code,
     let classifiers = default_classifiers(&hooks, Some((&config, app)))?;
     let mut prepared = pipeline::prepare(&hooks, &config, &request)?;
     show_hook_logs(&prepared);
-    if let Some(p) = args.pending_timeout {
+    if let Some(p) = args.exec.pending_timeout {
         prepared.context.pending_timeout_seconds = Some(p);
     }
+    let namespace = prepared.context.namespace.clone();
     execute(
         prepared.pod,
+        namespace,
         &prepared.context,
         &classifiers,
         &args.exec,
@@ -450,8 +535,10 @@ fn run_manifest(cache_dir: Option<PathBuf>, args: PodRunArgs) -> Result<Code, Fa
     let pod_name = pod.metadata.name.clone().unwrap_or_else(|| "pod".into());
     let mut context = crate::hooks::bare_application(&pod_name, &run_id);
     context.namespace = pod.metadata.namespace.clone();
+    context.pending_timeout_seconds = args.exec.pending_timeout;
     execute(
         pod,
+        context.namespace.clone(),
         &context,
         &classifiers,
         &args.exec,
@@ -461,21 +548,32 @@ fn run_manifest(cache_dir: Option<PathBuf>, args: PodRunArgs) -> Result<Code, Fa
 
 fn execute(
     pod: k8s_openapi::api::core::v1::Pod,
+    namespace: Option<String>,
     context: &types::Application,
     classifiers: &[Hook],
     exec: &ExecArgs,
     prepare: std::time::Duration,
 ) -> Result<Code, Failure> {
-    if exec.runtime.is_none() {
-        eprintln!("podrun: running the pod locally (--runtime local)");
-    }
-    eprintln!(
-        "podrun: local runtime: images are not pulled; containers run as processes on this machine"
-    );
+    let connect = exec.cluster.connect();
+    let runtime = match exec.runtime {
+        Some(r) => r,
+        None if connect.configured() => RuntimeKind::Kube,
+        None => {
+            eprintln!(
+                "podrun: no cluster configured (no --kube-config, KUBECONFIG or ~/.kube/config): running the pod locally"
+            );
+            RuntimeKind::Local
+        }
+    };
     let options = lifecycle::Options {
         stdin: exec.stdin,
         status_addr: exec.status_addr,
         logs_to_stderr: exec.output == RunFormat::Json,
+        keep: match exec.keep {
+            KeepArg::Never => lifecycle::Keep::Never,
+            KeepArg::OnFailure => lifecycle::Keep::OnFailure,
+            KeepArg::Always => lifecycle::Keep::Always,
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -487,10 +585,36 @@ fn execute(
                 anyhow::anyhow!("cannot start the runtime: {e}"),
             ))
         })?;
-    let outcome = rt.block_on(lifecycle::run_local(pod, context, classifiers, &options));
+    let outcome = rt.block_on(async {
+        let runner = match runtime {
+            RuntimeKind::Local => {
+                eprintln!("podrun: local runtime: images are not pulled; containers run as processes on this machine");
+                let local = crate::runtime::local::Options { stdin: exec.stdin };
+                lifecycle::Runner::Local(crate::runtime::local::LocalPod::start(pod.clone(), local))
+            }
+            RuntimeKind::Kube => {
+                use crate::runtime::kube::{KubePod, client};
+                let (client, default_ns) = client(&connect).await.map_err(|e| Failure::from((e.exit_code(), e)))?;
+                let ns = namespace.unwrap_or(default_ns);
+                let kube = KubePod::start(client, &ns, pod.clone(), &context.run_id, exec.stdin)
+                    .await
+                    .map_err(|e| Failure::from((e.exit_code(), e)))?;
+                let name = pod.metadata.name.as_deref().unwrap_or_default();
+                if kube.reattached {
+                    eprintln!("podrun: re-attaching to pod {ns}/{name} of run {}", context.run_id);
+                } else {
+                    eprintln!("podrun: created pod {ns}/{name}");
+                }
+                lifecycle::Runner::Kube(kube)
+            }
+        };
+        lifecycle::run(runner, &pod, context, classifiers, &options)
+            .await
+            .map_err(|e| Failure::from((e.exit_code(), e)))
+    });
     // A reader blocked on stdin must not keep podrun alive.
     rt.shutdown_background();
-    let mut result = outcome.map_err(|e| Failure::from((e.exit_code(), e)))?;
+    let mut result = outcome?;
     result.timings.prepare_ms = prepare.as_millis() as u64;
     let json = serde_json::to_string_pretty(&result).unwrap_or_default();
     if let Some(path) = &exec.result_file {
@@ -517,4 +641,32 @@ fn execute(
         0 => Code::Success,
         n => Code::Container(n),
     })
+}
+
+fn gc(args: GcArgs) -> Result<Code, Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::from((
+                Code::Cluster,
+                anyhow::anyhow!("cannot start the runtime: {e}"),
+            ))
+        })?;
+    let age = std::time::Duration::from_secs(args.older_than);
+    let deleted = rt.block_on(async {
+        let (client, _) = crate::runtime::kube::client(&args.cluster.connect()).await?;
+        crate::runtime::kube::gc(client, args.namespace.as_deref(), age, args.dry_run).await
+    });
+    let deleted = deleted.map_err(|e| Failure::from((e.exit_code(), e)))?;
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    for pod in &deleted {
+        println!("{verb} pod {pod}");
+    }
+    eprintln!("podrun: {verb} {} pod(s)", deleted.len());
+    Ok(Code::Success)
 }

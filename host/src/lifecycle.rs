@@ -13,7 +13,8 @@ use crate::exit::Code;
 use crate::hooks::{Hook, HookError, classify, types};
 use crate::logs::Console;
 use crate::result::{self, RunResult, Timings};
-use crate::runtime::local::{self, LocalPod};
+use crate::runtime::kube::KubePod;
+use crate::runtime::local::LocalPod;
 use crate::runtime::{Event, Stop};
 use crate::status_server;
 
@@ -27,6 +28,68 @@ pub struct Options {
     pub status_addr: Option<SocketAddr>,
     /// Container output goes to stderr (stdout carries the JSON result).
     pub logs_to_stderr: bool,
+    /// What to do with a cluster pod at the end.
+    pub keep: Keep,
+}
+
+/// Whether the pod is kept at the end of a run on a cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Keep {
+    /// Delete it.
+    #[default]
+    Never,
+    /// Keep it when the run failed, for a look.
+    OnFailure,
+    /// Keep it.
+    Always,
+}
+
+/// A started pod, on either runtime.
+pub enum Runner {
+    /// On this machine.
+    Local(LocalPod),
+    /// On a cluster.
+    Kube(KubePod),
+}
+
+impl Runner {
+    async fn next(&mut self) -> Option<Event> {
+        match self {
+            Runner::Local(p) => p.next().await,
+            Runner::Kube(p) => p.next().await,
+        }
+    }
+
+    /// The verdict is in: end the pod (after its last logs).
+    fn finish(&self, failed: bool, keep: Keep) {
+        match self {
+            Runner::Local(p) => p.stop(Stop::Graceful),
+            Runner::Kube(p) => p.finish(delete(keep, failed)),
+        }
+    }
+
+    /// A signal, or a failure of podrun: stop the pod now.
+    fn interrupt(&self, how: Stop, keep: Keep) {
+        match self {
+            Runner::Local(p) => p.stop(how),
+            Runner::Kube(p) => p.interrupt(keep != Keep::Always),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Runner::Local(_) => "local",
+            Runner::Kube(_) => "kube",
+        }
+    }
+}
+
+fn delete(keep: Keep, failed: bool) -> bool {
+    match keep {
+        Keep::Never => true,
+        Keep::OnFailure => !failed,
+        Keep::Always => false,
+    }
 }
 
 /// Why a run could not be carried out.
@@ -55,10 +118,11 @@ impl RunError {
     }
 }
 
-/// Runs `pod` on the local runtime until a classifier gives a final
-/// verdict, or a signal stops it.
-pub async fn run_local(
-    pod: Pod,
+/// Follows a started pod until a classifier gives a final verdict, or a
+/// signal stops it. `pod` is the pod as it was started.
+pub async fn run(
+    mut running: Runner,
+    pod: &Pod,
     app: &types::Application,
     classifiers: &[Hook],
     options: &Options,
@@ -74,54 +138,70 @@ pub async fn run_local(
             .await
             .map_err(|source| RunError::StatusServer { addr, source })?;
     }
-    let mut running = LocalPod::start(
-        pod,
-        local::Options {
-            stdin: options.stdin,
-        },
-    );
     let mut sigint = signal(SignalKind::interrupt()).ok();
     let mut sigterm = signal(SignalKind::terminate()).ok();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut latest: Option<Pod> = None;
+    let mut events = String::from("[]");
     let mut verdict: Option<classify::Verdict> = None;
     let mut interrupted: Option<Code> = None;
     let mut failure: Option<HookError> = None;
+    let mut gone = false;
+    let mut progress = crate::logs::Progress::new();
 
     loop {
         let mut decide = false;
         tokio::select! {
             event = running.next() => match event {
-                Some(Event::Status(pod)) => {
+                Some(Event::Status(pod, pod_events)) => {
                     if let Ok(mut s) = shared.write() {
                         *s = Some((*pod).clone());
                     }
                     latest = Some(*pod);
+                    events = pod_events;
                     decide = true;
                 }
-                Some(Event::Log { container, line }) => console.line(&container, &line),
+                Some(Event::Log { container, line }) => {
+                    progress.clear();
+                    console.line(&container, &line);
+                }
+                Some(Event::Gone) => {
+                    if verdict.is_none() && interrupted.is_none() && !gone {
+                        gone = true;
+                        running.finish(true, Keep::Always);
+                    }
+                }
                 Some(Event::Finished) | None => break,
             },
             // Some verdicts depend on time alone (pending timeout, grace).
             _ = tick.tick() => decide = true,
-            Some(_) = recv(&mut sigint) => stop_for_signal(&running, &mut interrupted, Code::Interrupted),
-            Some(_) = recv(&mut sigterm) => stop_for_signal(&running, &mut interrupted, Code::Terminated),
+            Some(_) = recv(&mut sigint) => stop_for_signal(&running, &mut interrupted, Code::Interrupted, options.keep),
+            Some(_) = recv(&mut sigterm) => stop_for_signal(&running, &mut interrupted, Code::Terminated, options.keep),
+        }
+        if decide
+            && let Some(pod) = &latest
+            && verdict.is_none()
+            && interrupted.is_none()
+        {
+            progress.show(pod, start.elapsed());
         }
         if decide
             && verdict.is_none()
             && interrupted.is_none()
             && failure.is_none()
+            && !gone
             && let Some(pod) = &latest
         {
-            match classify(classifiers, app, pod, start.elapsed()) {
+            match classify(classifiers, app, pod, &events, start.elapsed()) {
                 Ok(Some(v)) if v.outcome != classify::Outcome::Running => {
+                    progress.clear();
+                    running.finish(v.outcome == classify::Outcome::Failed, options.keep);
                     verdict = Some(v);
-                    running.stop(Stop::Graceful);
                 }
                 Ok(_) => {}
                 Err(e) => {
                     failure = Some(e);
-                    running.stop(Stop::Graceful);
+                    running.interrupt(Stop::Graceful, options.keep);
                 }
             }
         }
@@ -129,11 +209,13 @@ pub async fn run_local(
     if let Some(e) = failure {
         return Err(e.into());
     }
+    progress.clear();
     if verdict.is_none()
         && interrupted.is_none()
+        && !gone
         && let Some(pod) = &latest
     {
-        verdict = classify(classifiers, app, pod, start.elapsed())?;
+        verdict = classify(classifiers, app, pod, &events, start.elapsed())?;
     }
     let timings = Timings {
         prepare_ms: 0,
@@ -143,7 +225,7 @@ pub async fn run_local(
     let base = RunResult {
         run_id: app.run_id.clone(),
         pod: pod_name,
-        runtime: "local".into(),
+        runtime: running.name().into(),
         outcome: String::new(),
         retryable: false,
         reason: String::new(),
@@ -154,6 +236,16 @@ pub async fn run_local(
         containers,
         timings,
     };
+    if gone && interrupted.is_none() && verdict.is_none() {
+        return Ok(RunResult {
+            outcome: "failed".into(),
+            retryable: true,
+            reason: "PodDeleted".into(),
+            message: "the pod was deleted by someone else".into(),
+            exit_code: Code::Cluster.number(),
+            ..base
+        });
+    }
     Ok(match (interrupted, verdict) {
         (Some(code), _) => RunResult {
             outcome: "interrupted".into(),
@@ -204,16 +296,16 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
 
 /// The first signal stops the pod gracefully; a second one kills it and
 /// exits at once.
-fn stop_for_signal(running: &LocalPod, interrupted: &mut Option<Code>, code: Code) {
+fn stop_for_signal(running: &Runner, interrupted: &mut Option<Code>, code: Code, keep: Keep) {
     if interrupted.is_some() {
-        running.stop(Stop::Kill);
+        running.interrupt(Stop::Kill, keep);
         // Give the supervisor a moment to deliver SIGKILL, then go.
         std::thread::sleep(Duration::from_millis(50));
         std::process::exit(code.number().into());
     }
     *interrupted = Some(code);
     eprintln!("podrun: stopping the pod (a second signal exits at once)");
-    running.stop(Stop::Graceful);
+    running.interrupt(Stop::Graceful, keep);
 }
 
 /// Asks each classifier in order; the first with an opinion decides.
@@ -221,11 +313,12 @@ pub fn classify(
     classifiers: &[Hook],
     app: &types::Application,
     pod: &Pod,
+    events: &str,
     elapsed: Duration,
 ) -> Result<Option<classify::Verdict>, HookError> {
     let observation = classify::Observation {
         pod: serde_json::to_string(pod).unwrap_or_default(),
-        events: "[]".into(),
+        events: events.to_string(),
         elapsed_ms: elapsed.as_millis() as u64,
     };
     for hook in classifiers {

@@ -48,3 +48,63 @@ impl Console {
         };
     }
 }
+
+/// A one-line progress display on a terminal while the pod is pending.
+pub struct Progress {
+    tty: bool,
+    shown: bool,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress {
+    /// Shows progress only when stderr is a terminal.
+    pub fn new() -> Self {
+        use std::io::IsTerminal;
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    /// Shows the pod's phase, what it waits for, and the time elapsed.
+    pub fn show(&mut self, pod: &k8s_openapi::api::core::v1::Pod, elapsed: std::time::Duration) {
+        let status = pod.status.as_ref();
+        let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        if !self.tty || phase != "Pending" {
+            self.clear();
+            return;
+        }
+        let waiting = status
+            .into_iter()
+            .flat_map(|s| {
+                s.init_container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.container_statuses.iter().flatten())
+            })
+            .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
+        let scheduled = status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+            })
+            .and_then(|c| c.reason.clone());
+        let reason = waiting.or(scheduled).unwrap_or_default();
+        let line = format!("{phase} {reason} {}s", elapsed.as_secs());
+        let _ = write!(std::io::stderr(), "\r\x1b[2K{}", line.trim());
+        self.shown = true;
+    }
+
+    /// Removes the line.
+    pub fn clear(&mut self) {
+        if std::mem::take(&mut self.shown) {
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+        }
+    }
+}

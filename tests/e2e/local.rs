@@ -14,7 +14,13 @@ use crate::support;
 
 fn podrun() -> StdCommand {
     let mut cmd = StdCommand::cargo_bin("podrun").unwrap();
+    // No cluster configured: the local runtime is the default.
+    let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
     cmd.env("PODRUN_CACHE_DIR", support::shared_cache())
+        .env("HOME", home)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("PODRUN_LOG")
         .stdin(Stdio::null());
     cmd
@@ -573,6 +579,7 @@ fn podrun_run_uses_the_application_config() {
         "hello from hello-local-1\n"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no cluster configured"), "{stderr}");
     assert!(stderr.contains("running the pod locally"), "{stderr}");
     assert!(stderr.contains("run local-1 failed (Error)"), "{stderr}");
 }

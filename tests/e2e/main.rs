@@ -3,5 +3,7 @@
 
 mod cli;
 mod engine;
+mod kube;
 mod local;
+mod proxy;
 mod support;

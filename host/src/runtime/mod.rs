@@ -2,6 +2,7 @@
 //! Kubernetes PodStatus, and its containers' log lines, so that classifier
 //! hooks and the console cannot tell runtimes apart.
 
+pub mod kube;
 pub mod local;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -9,8 +10,11 @@ use k8s_openapi::api::core::v1::Pod;
 /// What a running pod reports.
 #[derive(Debug)]
 pub enum Event {
-    /// The pod, with its status, after a change.
-    Status(Box<Pod>),
+    /// The pod, with its status, after a change, and its recent events as
+    /// a JSON list (oldest first).
+    Status(Box<Pod>, String),
+    /// The pod was deleted by someone else.
+    Gone,
     /// One line (or the last, unterminated piece) of a container's output.
     Log {
         /// The container's name.

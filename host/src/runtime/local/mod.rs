@@ -674,7 +674,7 @@ impl Supervisor {
         self.last_status = Some(status.clone());
         let mut pod = self.pod.clone();
         pod.status = Some(status);
-        let _ = self.events.send(Event::Status(Box::new(pod)));
+        let _ = self.events.send(Event::Status(Box::new(pod), "[]".into()));
     }
 }
 

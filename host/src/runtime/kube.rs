@@ -1,0 +1,625 @@
+//! The Kubernetes runtime: creates the pod with kube-rs, watches it (not
+//! polling; dropped watches and expired resource versions are resumed by the
+//! watcher), follows every container's logs in the order they run, sends
+//! stdin to the `worker` container, and deletes the pod at the end.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ContainerStatus, Event as KubeEvent, Pod};
+use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Config};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::Event;
+use crate::exit::Code;
+
+/// The label that carries the run id (set by the `labels` hook, and by this
+/// runtime when a pod lacks it).
+pub const RUN_ID_LABEL: &str = "podrun.dev/run-id";
+/// The label that marks podrun's pods.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+/// How to reach the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    /// A kubeconfig file; otherwise `KUBECONFIG`, `~/.kube/config`, then
+    /// the in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// A context of the kubeconfig.
+    pub context: Option<String>,
+}
+
+impl Connect {
+    /// Whether a cluster is configured at all: a flag, `KUBECONFIG`,
+    /// `~/.kube/config`, or running in a pod.
+    pub fn configured(&self) -> bool {
+        self.kubeconfig.is_some()
+            || self.context.is_some()
+            || std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
+            || dirs::home_dir().is_some_and(|h| h.join(".kube/config").is_file())
+            || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+    }
+}
+
+/// A failure to talk to the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// The kubeconfig cannot be used.
+    #[error("cannot use the cluster configuration: {0}")]
+    Config(String),
+    /// The API refused or failed a request.
+    #[error("the Kubernetes API failed: {0}")]
+    Api(String),
+    /// A pod of that name exists and belongs to another run.
+    #[error("pod {0} already exists and belongs to another run")]
+    NameTaken(String),
+}
+
+impl KubeError {
+    /// The exit code this failure ends podrun with.
+    pub fn exit_code(&self) -> Code {
+        match self {
+            KubeError::Config(_) | KubeError::NameTaken(_) => Code::Usage,
+            KubeError::Api(_) => Code::Cluster,
+        }
+    }
+}
+
+/// A client and the namespace the configuration names.
+pub async fn client(connect: &Connect) -> Result<(Client, String), KubeError> {
+    let options = KubeConfigOptions {
+        context: connect.context.clone(),
+        ..Default::default()
+    };
+    let err = |e: &dyn std::fmt::Display| KubeError::Config(e.to_string());
+    let config = match &connect.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| err(&format!("{}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| err(&e))?
+        }
+        None if connect.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| err(&e))?,
+        None => Config::infer().await.map_err(|e| err(&e))?,
+    };
+    let namespace = config.default_namespace.clone();
+    let client = Client::try_from(config).map_err(|e| err(&e))?;
+    Ok((client, namespace))
+}
+
+/// Whether a failed request may succeed when sent again.
+fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// Retries `f` on transient errors with exponential back-off, for at most a
+/// minute.
+async fn retry<T, F, Fut>(mut f: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match f().await {
+            Err(e) if transient(&e) && Instant::now() + delay < give_up => {
+                tracing::debug!("retrying after a transient API error: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// What the run asks of the pod.
+#[derive(Debug)]
+enum Control {
+    /// The verdict is in: read the last logs, then delete the pod or not.
+    Finish { delete: bool },
+    /// A signal: delete the pod (or not) and stop following it.
+    Interrupt { delete: bool },
+}
+
+/// A pod on a cluster, as a stream of [`Event`]s.
+pub struct KubePod {
+    events: mpsc::UnboundedReceiver<Event>,
+    control: mpsc::UnboundedSender<Control>,
+    /// Whether an existing pod of the run was found and re-attached to.
+    pub reattached: bool,
+    /// The namespace the pod runs in.
+    pub namespace: String,
+}
+
+impl KubePod {
+    /// Creates the pod (or re-attaches to the run's existing pod) and starts
+    /// following it.
+    pub async fn start(
+        client: Client,
+        namespace: &str,
+        mut pod: Pod,
+        run_id: &str,
+        stdin: bool,
+    ) -> Result<KubePod, KubeError> {
+        let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
+        labels.insert(RUN_ID_LABEL.into(), run_id.into());
+        labels
+            .entry(MANAGED_BY_LABEL.into())
+            .or_insert_with(|| "podrun".into());
+        if stdin {
+            // Attaching needs the container to keep stdin open until then.
+            for c in pod.spec.iter_mut().flat_map(|s| s.containers.iter_mut()) {
+                if c.name == "worker" {
+                    c.stdin = Some(true);
+                    c.stdin_once = Some(true);
+                }
+            }
+        }
+        let ours = |p: &Pod| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(RUN_ID_LABEL))
+                .map(String::as_str)
+                == Some(run_id)
+        };
+        let api_err = |e: kube::Error| KubeError::Api(e.to_string());
+        let existing = retry(|| api.get_opt(&name)).await.map_err(api_err)?;
+        let reattached = match existing {
+            Some(p) if ours(&p) => true,
+            Some(_) => return Err(KubeError::NameTaken(name)),
+            None => {
+                let created = retry(|| async {
+                    match api.create(&PostParams::default(), &pod).await {
+                        // An earlier attempt may have been applied even
+                        // though its answer was lost: one pod per run.
+                        Err(kube::Error::Api(s)) if s.code == 409 => {
+                            match api.get_opt(&name).await? {
+                                Some(p) if ours(&p) => Ok(p),
+                                _ => Err(kube::Error::Api(s)),
+                            }
+                        }
+                        other => other,
+                    }
+                })
+                .await;
+                match created {
+                    Ok(_) => false,
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        return Err(KubeError::NameTaken(name));
+                    }
+                    Err(e) => return Err(api_err(e)),
+                }
+            }
+        };
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let follower = Follower {
+            api,
+            events_api: Api::namespaced(client, namespace),
+            name,
+            events: events_tx,
+            stdin,
+        };
+        tokio::spawn(follower.run(control_rx));
+        Ok(KubePod {
+            events,
+            control,
+            reattached,
+            namespace: namespace.to_string(),
+        })
+    }
+
+    /// The next thing the pod reports; `None` after [`Event::Finished`].
+    pub async fn next(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// The verdict is in: print the last logs, then delete the pod if
+    /// `delete`.
+    pub fn finish(&self, delete: bool) {
+        let _ = self.control.send(Control::Finish { delete });
+    }
+
+    /// Stop now: delete the pod if `delete`.
+    pub fn interrupt(&self, delete: bool) {
+        let _ = self.control.send(Control::Interrupt { delete });
+    }
+}
+
+struct Follower {
+    api: Api<Pod>,
+    events_api: Api<KubeEvent>,
+    name: String,
+    events: mpsc::UnboundedSender<Event>,
+    stdin: bool,
+}
+
+impl Follower {
+    async fn run(self, mut control: mpsc::UnboundedReceiver<Control>) {
+        let (pod_tx, pod_rx) = watch::channel::<Option<Pod>>(None);
+        let (finishing, finishing_rx) = watch::channel(false);
+        let logs = tokio::spawn(follow_logs(
+            self.api.clone(),
+            self.name.clone(),
+            pod_rx.clone(),
+            finishing_rx,
+            self.events.clone(),
+        ));
+        if self.stdin {
+            tokio::spawn(attach_stdin(
+                self.api.clone(),
+                self.name.clone(),
+                pod_rx.clone(),
+            ));
+        }
+        let config = watcher::Config::default().fields(&format!("metadata.name={}", self.name));
+        let mut stream = watcher(self.api.clone(), config).default_backoff().boxed();
+        let mut done: Option<bool> = None;
+        loop {
+            tokio::select! {
+                item = stream.next() => match item {
+                    Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
+                        let _ = pod_tx.send(Some(pod.clone()));
+                        let events = self.recent_events().await;
+                        let _ = self.events.send(Event::Status(Box::new(pod), events));
+                    }
+                    Some(Ok(watcher::Event::Delete(_))) => {
+                        let _ = pod_tx.send(None);
+                        let _ = self.events.send(Event::Gone);
+                    }
+                    Some(Ok(_)) => {}
+                    // The watcher resumes by itself (410 Gone included).
+                    Some(Err(e)) => tracing::debug!("watch of pod {}: {e}; resuming", self.name),
+                    None => break,
+                },
+                msg = control.recv() => match msg {
+                    Some(Control::Finish { delete }) => {
+                        done = Some(delete);
+                        break;
+                    }
+                    Some(Control::Interrupt { delete }) => {
+                        if delete {
+                            self.delete().await;
+                        }
+                        logs.abort();
+                        let _ = self.events.send(Event::Finished);
+                        return;
+                    }
+                    None => return,
+                },
+            }
+        }
+        // Every line is printed before the run ends: the followers finish
+        // once their containers have ended and a last read is done; those
+        // of containers that never started stop waiting now.
+        let _ = finishing.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(3), logs).await;
+        if done.unwrap_or(true) {
+            self.delete().await;
+        }
+        let _ = self.events.send(Event::Finished);
+    }
+
+    async fn recent_events(&self) -> String {
+        let lp = ListParams::default().fields(&format!("involvedObject.name={}", self.name));
+        match self.events_api.list(&lp).await {
+            Ok(list) => {
+                let mut items = list.items;
+                items.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
+                let start = items.len().saturating_sub(20);
+                serde_json::to_string(&items[start..]).unwrap_or_else(|_| "[]".into())
+            }
+            Err(_) => "[]".into(),
+        }
+    }
+
+    async fn delete(&self) {
+        let dp = DeleteParams::default();
+        let result = retry(|| self.api.delete(&self.name, &dp)).await;
+        match result {
+            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Err(e) => eprintln!("podrun: could not delete pod {}: {e}", self.name),
+        }
+    }
+}
+
+/// The containers whose logs to follow, in the order they run.
+fn containers(pod: &Pod) -> Vec<(String, bool)> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let inits = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| (c.name.clone(), true));
+    inits
+        .chain(spec.containers.iter().map(|c| (c.name.clone(), false)))
+        .collect()
+}
+
+fn status_of<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
+    let s = pod.status.as_ref()?;
+    s.init_container_statuses
+        .iter()
+        .flatten()
+        .chain(s.container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+}
+
+fn started(pod: &Pod, name: &str) -> bool {
+    status_of(pod, name)
+        .and_then(|s| s.state.as_ref())
+        .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+}
+
+fn terminated(pod: &Pod, name: &str) -> bool {
+    status_of(pod, name)
+        .and_then(|s| s.state.as_ref())
+        .is_some_and(|st| st.terminated.is_some())
+}
+
+fn pod_over(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// Follows the logs of every container: init containers one after the
+/// other, then the containers together.
+async fn follow_logs(
+    api: Api<Pod>,
+    name: String,
+    pods: watch::Receiver<Option<Pod>>,
+    finishing: watch::Receiver<bool>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let mut rx = pods.clone();
+    let first = loop {
+        if let Some(p) = rx.borrow_and_update().clone() {
+            break p;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    };
+    let (inits, mains): (Vec<_>, Vec<_>) =
+        containers(&first).into_iter().partition(|(_, init)| *init);
+    for (c, _) in inits {
+        follow(&api, &name, &c, pods.clone(), finishing.clone(), &events).await;
+    }
+    let mains = mains.into_iter().map(|(c, _)| {
+        let (api, name, pods, events) = (api.clone(), name.clone(), pods.clone(), events.clone());
+        let finishing = finishing.clone();
+        async move { follow(&api, &name, &c, pods, finishing, &events).await }
+    });
+    futures::future::join_all(mains).await;
+}
+
+/// Follows one container's log until it has ended, resuming dropped
+/// streams from the last timestamp seen without repeating or losing lines.
+async fn follow(
+    api: &Api<Pod>,
+    name: &str,
+    container: &str,
+    mut pods: watch::Receiver<Option<Pod>>,
+    mut finishing: watch::Receiver<bool>,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    // Wait until the container has started (or the run is over without it).
+    loop {
+        let state = pods.borrow_and_update().clone();
+        match state {
+            Some(p) if started(&p, container) => break,
+            Some(p) if pod_over(&p) => return,
+            _ if *finishing.borrow() => return,
+            None if pods.has_changed().is_err() => return,
+            _ => {}
+        }
+        tokio::select! {
+            changed = pods.changed() => if changed.is_err() { return },
+            _ = finishing.changed() => {}
+        }
+    }
+    let mut last: Seen = None;
+    let mut attempts = 0u32;
+    loop {
+        let ended_before = pods
+            .borrow()
+            .as_ref()
+            .is_none_or(|p| terminated(p, container));
+        let since = last.map(|(ts, _)| {
+            // sinceTime has whole seconds: start at the second of the last
+            // line and skip what was already printed.
+            let secs = ts.as_second();
+            jiff::Timestamp::from_second(secs).unwrap_or(ts)
+        });
+        let lp = LogParams {
+            container: Some(container.to_string()),
+            follow: !ended_before,
+            timestamps: true,
+            since_time: since,
+            ..Default::default()
+        };
+        match api.log_stream(name, &lp).await {
+            Ok(stream) => {
+                attempts = 0;
+                if last.is_some() {
+                    tracing::debug!("resuming the log of {container} from {since:?}");
+                }
+                let mut skip = last.map(|(_, n)| n).unwrap_or(0);
+                let mut lines = Box::pin(futures::AsyncBufReadExt::lines(stream));
+                loop {
+                    match lines.next().await {
+                        Some(Ok(line)) => print_new(container, &line, &mut last, &mut skip, events),
+                        None => break,
+                        Some(Err(e)) => {
+                            tracing::debug!("log stream of {container} dropped: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                attempts += 1;
+                tracing::debug!("cannot read the log of {container}: {e}");
+                if attempts > 20 {
+                    eprintln!("podrun: gave up reading the log of container {container}: {e}");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250 * u64::from(attempts.min(8)))).await;
+            }
+        }
+        // The stream read to its end after the container ended: done.
+        if ended_before {
+            return;
+        }
+        if pods.borrow().is_none() {
+            return;
+        }
+        // The stream ended before the pod's status says the container did:
+        // wait for the status (or a moment) before reading again.
+        let _ = tokio::time::timeout(Duration::from_millis(500), pods.changed()).await;
+    }
+}
+
+/// The last timestamp printed and how many lines carried it.
+type Seen = Option<(jiff::Timestamp, usize)>;
+
+/// Prints `raw` (a line with the kubelet's RFC 3339 timestamp in front)
+/// unless an earlier stream printed it. `skip` counts the lines with the
+/// last timestamp that the current stream has yet to pass over.
+fn print_new(
+    container: &str,
+    raw: &str,
+    last: &mut Seen,
+    skip: &mut usize,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    let (ts, text) = match raw.split_once(' ') {
+        Some((t, rest)) => match t.parse::<jiff::Timestamp>() {
+            Ok(ts) => (Some(ts), rest),
+            Err(_) => (None, raw),
+        },
+        None => (raw.parse::<jiff::Timestamp>().ok(), ""),
+    };
+    if let Some(ts) = ts {
+        match last {
+            Some((seen, _)) if ts < *seen => return,
+            Some((seen, count)) if ts == *seen => {
+                if *skip > 0 {
+                    *skip -= 1;
+                    return;
+                }
+                *count += 1;
+            }
+            _ => {
+                *last = Some((ts, 1));
+                *skip = 0;
+            }
+        }
+    }
+    let mut line = text.as_bytes().to_vec();
+    line.push(b'\n');
+    let _ = events.send(Event::Log {
+        container: container.to_string(),
+        line,
+    });
+}
+
+/// Sends podrun's stdin to the `worker` container once it runs.
+async fn attach_stdin(api: Api<Pod>, name: String, mut pods: watch::Receiver<Option<Pod>>) {
+    loop {
+        let ready = pods
+            .borrow_and_update()
+            .as_ref()
+            .map(|p| started(p, "worker"));
+        match ready {
+            Some(true) => break,
+            None if pods.has_changed().is_err() => return,
+            _ => {}
+        }
+        if pods.changed().await.is_err() {
+            return;
+        }
+    }
+    let params = AttachParams::default()
+        .container("worker")
+        .stdin(true)
+        .stdout(false)
+        .stderr(false);
+    match api.attach(&name, &params).await {
+        Ok(mut attached) => {
+            if let Some(mut input) = attached.stdin() {
+                let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut input).await;
+                use tokio::io::AsyncWriteExt;
+                let _ = input.shutdown().await;
+            }
+            // Before the v5 attach protocol an API server cannot close stdin
+            // alone: ending the session closes it (stdinOnce). The session
+            // gets a second to send the last bytes; dropping it ends it.
+            let _ = tokio::time::timeout(Duration::from_secs(1), attached.join()).await;
+        }
+        Err(e) => eprintln!("podrun: cannot attach stdin to container worker: {e}"),
+    }
+}
+
+/// Deletes podrun's pods older than `age` in `namespace` (all namespaces
+/// when `None`); returns the names deleted.
+pub async fn gc(
+    client: Client,
+    namespace: Option<&str>,
+    age: Duration,
+    dry_run: bool,
+) -> Result<Vec<String>, KubeError> {
+    let api: Api<Pod> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let lp = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}=podrun"));
+    let pods = retry(|| api.list(&lp))
+        .await
+        .map_err(|e| KubeError::Api(e.to_string()))?;
+    let now = jiff::Timestamp::now();
+    let mut deleted = Vec::new();
+    for p in pods.items {
+        let created = p
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or(now);
+        let old = now.duration_since(created).unsigned_abs() >= age;
+        let (Some(name), Some(ns)) = (p.metadata.name.clone(), p.metadata.namespace.clone()) else {
+            continue;
+        };
+        if !old {
+            continue;
+        }
+        if !dry_run {
+            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let dp = DeleteParams::default();
+            retry(|| api.delete(&name, &dp))
+                .await
+                .map_err(|e| KubeError::Api(e.to_string()))?;
+        }
+        deleted.push(format!("{ns}/{name}"));
+    }
+    Ok(deleted)
+}

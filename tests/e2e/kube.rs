@@ -1,0 +1,551 @@
+//! The Kubernetes runtime against a real cluster.
+//!
+//! These tests need a cluster whose only image may be `busybox:local`:
+//! `PODRUN_E2E_KUBECONFIG` names its kubeconfig, and the fault-injection
+//! tests also need `PODRUN_E2E_PLAIN_API`, a plain-HTTP URL of its API
+//! (`kubectl proxy`). Run them with `cargo test -p podrun --test e2e --
+//! --ignored kube::` (`.ci/run` starts a local cluster and does).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+use crate::proxy::{Faults, Proxy};
+use crate::support;
+
+fn kubeconfig() -> PathBuf {
+    std::env::var_os("PODRUN_E2E_KUBECONFIG")
+        .map(PathBuf::from)
+        .expect("PODRUN_E2E_KUBECONFIG must name the test cluster's kubeconfig")
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", podrun::run_id::new())
+}
+
+fn podrun(kubeconfig: &Path) -> StdCommand {
+    let mut cmd = StdCommand::cargo_bin("podrun").unwrap();
+    cmd.env("PODRUN_CACHE_DIR", support::shared_cache())
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A pod named `name` with `body` (YAML lines at `spec:` level).
+fn manifest(name: &str, body: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n{body}"
+    )
+}
+
+fn container(name: &str, script: &str) -> String {
+    format!(
+        "  - name: {name}\n    image: busybox:local\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, {}]\n",
+        serde_json::to_string(script).unwrap()
+    )
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    result: Value,
+}
+
+fn write_manifest(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pod.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    (dir, path)
+}
+
+fn finish(out: Output, result: &Path) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        result: std::fs::read_to_string(result)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(Value::Null),
+    }
+}
+
+fn run_on(kubeconfig: &Path, yaml: &str, extra: &[&str]) -> Run {
+    let (dir, path) = write_manifest(yaml);
+    let result = dir.path().join("result.json");
+    let out = podrun(kubeconfig)
+        .args(["pod", "run", "-f"])
+        .arg(&path)
+        .arg("--result-file")
+        .arg(&result)
+        .args(extra)
+        .output()
+        .unwrap();
+    finish(out, &result)
+}
+
+fn run(yaml: &str, extra: &[&str]) -> Run {
+    run_on(&kubeconfig(), yaml, extra)
+}
+
+/// `kubectl get pod NAME -o json`, or `None` when it does not exist (or is
+/// being deleted).
+fn live_pod(name: &str) -> Option<Value> {
+    let out = StdCommand::new("kubectl")
+        .env("KUBECONFIG", kubeconfig())
+        .args(["get", "pod", name, "-o", "json", "--ignore-not-found"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["metadata"]["deletionTimestamp"].is_null().then_some(v)
+}
+
+fn kubectl_delete(name: &str) {
+    let _ = StdCommand::new("kubectl")
+        .env("KUBECONFIG", kubeconfig())
+        .args(["delete", "pod", name, "--wait=false", "--ignore-not-found"])
+        .output();
+}
+
+fn numbered(n: usize) -> String {
+    (1..=n).map(|i| format!("{i}\n")).collect()
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn success_with_logs_in_order_and_the_pod_deleted() {
+    let name = unique("ok");
+    let r = run(
+        &manifest(
+            &name,
+            &format!(
+                "  containers:\n{}",
+                container("main", "for i in $(seq 1 50); do echo $i; done")
+            ),
+        ),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, numbered(50));
+    assert_eq!(r.result["runtime"], "kube");
+    assert!(live_pod(&name).is_none(), "the pod was not deleted");
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_failing_container_gives_its_exit_code() {
+    let r = run(
+        &manifest(
+            &unique("exit"),
+            &format!(
+                "  containers:\n{}",
+                container("main", "echo failing; exit 3")
+            ),
+        ),
+        &[],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(r.stdout, "failing\n");
+    assert_eq!(r.result["reason"], "Error");
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn init_containers_then_main_all_logs_in_order() {
+    let body = format!(
+        "  initContainers:\n{}{}  containers:\n{}",
+        container("first", "echo one; echo two"),
+        container("second", "echo three"),
+        container("main", "echo four"),
+    );
+    let r = run(&manifest(&unique("init"), &body), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "[first] one\n[first] two\n[second] three\n[main] four\n"
+    );
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_missing_image_fails_fast() {
+    let body =
+        "  containers:\n  - name: main\n    image: registry.invalid/nope:1\n    command: [sh]\n";
+    let start = Instant::now();
+    let r = run(&manifest(&unique("image"), body), &[]);
+    assert_eq!(r.code, 126, "{}", r.stderr);
+    let reason = r.result["reason"].as_str().unwrap_or_default();
+    assert!(
+        ["ErrImagePull", "ImagePullBackOff"].contains(&reason),
+        "{}",
+        r.result
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn oom_killed() {
+    let yaml = std::fs::read_to_string(support::root().join("tests/fixtures/scenarios/oom.yaml"))
+        .unwrap()
+        .replace("scenario-oom", &unique("oom"));
+    let r = run(&yaml, &[]);
+    assert_eq!(
+        (r.code, r.result["reason"].as_str()),
+        (137, Some("OOMKilled")),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn deadline_exceeded() {
+    let body = format!(
+        "  activeDeadlineSeconds: 2\n  containers:\n{}",
+        container("main", "echo waiting; sleep 60")
+    );
+    let r = run(&manifest(&unique("deadline"), &body), &[]);
+    assert_eq!(
+        (r.code, r.result["reason"].as_str()),
+        (124, Some("DeadlineExceeded")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stdout, "waiting\n");
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn pending_timeout_for_an_unschedulable_pod() {
+    let body = format!(
+        "  nodeSelector: {{podrun-test: nowhere}}\n  containers:\n{}",
+        container("main", "true")
+    );
+    let name = unique("pending");
+    let r = run(&manifest(&name, &body), &["--pending-timeout", "3s"]);
+    assert_eq!(
+        (r.code, r.result["reason"].as_str()),
+        (124, Some("PendingTimeout")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.result["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Unschedulable"),
+        "{}",
+        r.result
+    );
+    assert!(live_pod(&name).is_none(), "the pod was not deleted");
+}
+
+fn spawn_run(yaml: &str, extra: &[&str]) -> (tempfile::TempDir, Child) {
+    let (dir, path) = write_manifest(yaml);
+    let child = podrun(&kubeconfig())
+        .args(["pod", "run", "-f"])
+        .arg(&path)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (dir, child)
+}
+
+/// Waits until the pod runs.
+fn wait_running(name: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if live_pod(name).is_some_and(|p| p["status"]["phase"] == "Running") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("pod {name} never ran");
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn sigterm_deletes_the_pod_and_exits_143() {
+    let name = unique("sigterm");
+    let (_dir, child) = spawn_run(
+        &manifest(
+            &name,
+            &format!("  containers:\n{}", container("main", "echo up; sleep 60")),
+        ),
+        &[],
+    );
+    wait_running(&name);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(live_pod(&name).is_none(), "the pod was not deleted");
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn run_id_reattaches_after_podrun_is_killed() {
+    let name = unique("reattach");
+    let run_id = unique("r");
+    let yaml = manifest(
+        &name,
+        &format!(
+            "  containers:\n{}",
+            container("main", "echo begin; sleep 4; echo end; exit 5")
+        ),
+    );
+    let (_dir, mut first) = spawn_run(&yaml, &["--run-id", &run_id]);
+    wait_running(&name);
+    first.kill().unwrap(); // SIGKILL: no clean-up
+    first.wait().unwrap();
+    let r = run(&yaml, &["--run-id", &run_id, "--keep", "always"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("re-attaching"), "{}", r.stderr);
+    assert_eq!(r.stdout, "begin\nend\n");
+    // A different run may not take the kept pod over.
+    let other = run(&yaml, &["--run-id", &unique("other")]);
+    assert_eq!(other.code, 125, "{}", other.stderr);
+    kubectl_delete(&name);
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn stdin_goes_to_the_worker() {
+    let body = format!("  containers:\n{}", container("worker", "tr a-z A-Z"));
+    let (dir, path) = write_manifest(&manifest(&unique("stdin"), &body));
+    let mut child = podrun(&kubeconfig())
+        .args(["pod", "run", "--stdin", "-f"])
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"shout this\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "SHOUT THIS\n");
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn keep_on_failure_keeps_only_failed_pods() {
+    let failed = unique("keep-fail");
+    let r = run(
+        &manifest(
+            &failed,
+            &format!("  containers:\n{}", container("main", "exit 2")),
+        ),
+        &["--keep", "on-failure"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(live_pod(&failed).is_some(), "a failed pod must be kept");
+    kubectl_delete(&failed);
+    let ok = unique("keep-ok");
+    let r = run(
+        &manifest(
+            &ok,
+            &format!("  containers:\n{}", container("main", "true")),
+        ),
+        &["--keep", "on-failure"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(live_pod(&ok).is_none(), "a successful pod must be deleted");
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn the_original_invocation_works() {
+    let out = podrun(&kubeconfig())
+        .current_dir(support::root().join("examples/hello"))
+        .env_remove("KUBECONFIG")
+        .args([
+            "--application",
+            "hello",
+            "--namespace",
+            "default",
+            "--command",
+            "echo from the original form",
+        ])
+        .arg("--kube-config")
+        .arg(kubeconfig())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from the original form\n"
+    );
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn gc_removes_old_podrun_pods() {
+    let name = unique("gc");
+    let r = run(
+        &manifest(
+            &name,
+            &format!("  containers:\n{}", container("main", "exit 1")),
+        ),
+        &["--keep", "always"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let out = podrun(&kubeconfig())
+        .args(["gc", "--older-than", "1s", "-n", "default"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("default/{name}")));
+    assert!(live_pod(&name).is_none());
+}
+
+// Through a fault-injecting proxy in front of the API's plain-HTTP port.
+
+fn proxied(faults: Faults) -> Option<Proxy> {
+    match std::env::var("PODRUN_E2E_PLAIN_API") {
+        Ok(upstream) => Some(Proxy::start(&upstream, faults)),
+        Err(_) => {
+            panic!("PODRUN_E2E_PLAIN_API must name the cluster's plain-HTTP API (kubectl proxy)")
+        }
+    }
+}
+
+/// Numbered lines over a few seconds, so that streams can be cut mid-run.
+fn slow_counter(name: &str, lines: usize) -> String {
+    manifest(
+        name,
+        &format!(
+            "  containers:\n{}",
+            container(
+                "main",
+                &format!("for i in $(seq 1 {lines}); do echo $i; sleep 0.02; done")
+            )
+        ),
+    )
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn cut_watches_lose_nothing() {
+    let proxy = proxied(Faults {
+        cut_watches_after: Some(Duration::from_millis(700)),
+        ..Faults::default()
+    })
+    .unwrap();
+    let r = run_on(
+        &proxy.kubeconfig,
+        &slow_counter(&unique("watchcut"), 150),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, numbered(150));
+    assert!(proxy.watches_cut() > 0, "no watch was cut");
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_watch_answered_with_410_gone_resumes() {
+    let proxy = proxied(Faults {
+        gone_watches: 2,
+        ..Faults::default()
+    })
+    .unwrap();
+    let r = run_on(&proxy.kubeconfig, &slow_counter(&unique("gone"), 40), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, numbered(40));
+    assert_eq!(proxy.gone_sent(), 2);
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn cut_log_streams_lose_and_repeat_no_line() {
+    let proxy = proxied(Faults {
+        cut_logs_after_bytes: Some(300),
+        ..Faults::default()
+    })
+    .unwrap();
+    let r = run_on(
+        &proxy.kubeconfig,
+        &slow_counter(&unique("logcut"), 200),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, numbered(200));
+    assert!(proxy.logs_cut() > 2, "log streams were not cut");
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn errors_on_create_are_retried_into_exactly_one_pod() {
+    let proxy = proxied(Faults {
+        create_errors: vec![429, 500, 503],
+        ..Faults::default()
+    })
+    .unwrap();
+    let name = unique("create");
+    let r = run_on(
+        &proxy.kubeconfig,
+        &manifest(
+            &name,
+            &format!("  containers:\n{}", container("main", "echo once")),
+        ),
+        &["--keep", "always"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "once\n");
+    assert_eq!(proxy.creates_failed(), 3);
+    // The create that follows a lost answer must not make a second pod.
+    let lost = proxied(Faults {
+        lose_create_answers: 1,
+        ..Faults::default()
+    })
+    .unwrap();
+    let name2 = unique("lost");
+    let r = run_on(
+        &lost.kubeconfig,
+        &manifest(
+            &name2,
+            &format!("  containers:\n{}", container("main", "echo once")),
+        ),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "once\n");
+    kubectl_delete(&name);
+}
