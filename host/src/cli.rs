@@ -170,6 +170,10 @@ struct GcArgs {
     #[arg(short, long, value_name = "NS")]
     namespace: Option<String>,
 
+    /// Only pods that also match this label selector (app.kubernetes.io/name=report)
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    selector: Option<String>,
+
     /// Only list what would be deleted
     #[arg(long)]
     dry_run: bool,
@@ -656,7 +660,14 @@ fn gc(args: GcArgs) -> Result<Code, Failure> {
     let age = std::time::Duration::from_secs(args.older_than);
     let deleted = rt.block_on(async {
         let (client, _) = crate::runtime::kube::client(&args.cluster.connect()).await?;
-        crate::runtime::kube::gc(client, args.namespace.as_deref(), age, args.dry_run).await
+        crate::runtime::kube::gc(
+            client,
+            args.namespace.as_deref(),
+            args.selector.as_deref(),
+            age,
+            args.dry_run,
+        )
+        .await
     });
     let deleted = deleted.map_err(|e| Failure::from((e.exit_code(), e)))?;
     let verb = if args.dry_run {

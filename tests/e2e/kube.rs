@@ -414,16 +414,18 @@ fn the_original_invocation_works() {
 #[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
 fn gc_removes_old_podrun_pods() {
     let name = unique("gc");
+    let run_id = unique("gc-run");
+    let body = format!("  containers:\n{}", container("main", "exit 1"));
     let r = run(
-        &manifest(
-            &name,
-            &format!("  containers:\n{}", container("main", "exit 1")),
-        ),
-        &["--keep", "always"],
+        &manifest(&name, &body),
+        &["--keep", "always", "--run-id", &run_id],
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
+    std::thread::sleep(Duration::from_secs(1));
+    // Other tests' pods run beside this one: only this run's pod is chosen.
+    let selector = format!("podrun.dev/run-id={run_id}");
     let out = podrun(&kubeconfig())
-        .args(["gc", "--older-than", "1s", "-n", "default"])
+        .args(["gc", "--older-than", "1s", "-n", "default", "-l", &selector])
         .output()
         .unwrap();
     assert!(
@@ -431,7 +433,10 @@ fn gc_removes_old_podrun_pods() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("default/{name}")));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("deleted pod default/{name}\n")
+    );
     assert!(live_pod(&name).is_none());
 }
 

@@ -464,12 +464,30 @@ async fn follow(
                     tracing::debug!("resuming the log of {container} from {since:?}");
                 }
                 let mut skip = last.map(|(_, n)| n).unwrap_or(0);
-                let mut lines = Box::pin(futures::AsyncBufReadExt::lines(stream));
+                // A resumed stream must overlap what was printed; otherwise
+                // lines may be missing (a rotated log), and the user is told.
+                let mut unverified = last;
+                let mut stream = Box::pin(stream);
                 loop {
-                    match lines.next().await {
-                        Some(Ok(line)) => print_new(container, &line, &mut last, &mut skip, events),
-                        None => break,
-                        Some(Err(e)) => {
+                    let mut raw = Vec::new();
+                    match futures::AsyncBufReadExt::read_until(&mut stream, b'\n', &mut raw).await {
+                        Ok(0) => break,
+                        // A line cut short by a dropped stream is read again
+                        // whole from the resumed one.
+                        Ok(_) if !raw.ends_with(b"\n") && !ended_before => break,
+                        Ok(_) => {
+                            let text = String::from_utf8_lossy(&raw);
+                            let line = text.strip_suffix('\n').unwrap_or(&text);
+                            let printed = print_new(container, line, &mut last, &mut skip, events);
+                            if let Some((seen, _)) = unverified.take()
+                                && printed
+                            {
+                                eprintln!(
+                                    "podrun: the log of container {container} was interrupted; lines after {seen} may be missing"
+                                );
+                            }
+                        }
+                        Err(e) => {
                             tracing::debug!("log stream of {container} dropped: {e}");
                             break;
                         }
@@ -504,14 +522,15 @@ type Seen = Option<(jiff::Timestamp, usize)>;
 
 /// Prints `raw` (a line with the kubelet's RFC 3339 timestamp in front)
 /// unless an earlier stream printed it. `skip` counts the lines with the
-/// last timestamp that the current stream has yet to pass over.
+/// last timestamp that the current stream has yet to pass over. Returns
+/// whether the line was printed.
 fn print_new(
     container: &str,
     raw: &str,
     last: &mut Seen,
     skip: &mut usize,
     events: &mpsc::UnboundedSender<Event>,
-) {
+) -> bool {
     let (ts, text) = match raw.split_once(' ') {
         Some((t, rest)) => match t.parse::<jiff::Timestamp>() {
             Ok(ts) => (Some(ts), rest),
@@ -521,11 +540,11 @@ fn print_new(
     };
     if let Some(ts) = ts {
         match last {
-            Some((seen, _)) if ts < *seen => return,
+            Some((seen, _)) if ts < *seen => return false,
             Some((seen, count)) if ts == *seen => {
                 if *skip > 0 {
                     *skip -= 1;
-                    return;
+                    return false;
                 }
                 *count += 1;
             }
@@ -541,6 +560,7 @@ fn print_new(
         container: container.to_string(),
         line,
     });
+    true
 }
 
 /// Sends podrun's stdin to the `worker` container once it runs.
@@ -581,10 +601,12 @@ async fn attach_stdin(api: Api<Pod>, name: String, mut pods: watch::Receiver<Opt
 }
 
 /// Deletes podrun's pods older than `age` in `namespace` (all namespaces
-/// when `None`); returns the names deleted.
+/// when `None`) that match `selector` too, if given; returns the names
+/// deleted.
 pub async fn gc(
     client: Client,
     namespace: Option<&str>,
+    selector: Option<&str>,
     age: Duration,
     dry_run: bool,
 ) -> Result<Vec<String>, KubeError> {
@@ -592,7 +614,11 @@ pub async fn gc(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let lp = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}=podrun"));
+    let mut labels = format!("{MANAGED_BY_LABEL}=podrun");
+    if let Some(extra) = selector {
+        labels = format!("{labels},{extra}");
+    }
+    let lp = ListParams::default().labels(&labels);
     let pods = retry(|| api.list(&lp))
         .await
         .map_err(|e| KubeError::Api(e.to_string()))?;
@@ -622,4 +648,51 @@ pub async fn gc(
         deleted.push(format!("{ns}/{name}"));
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds streams of timestamped lines through `print_new` as `follow`
+    /// does on each reconnection, and returns what was printed.
+    fn replay(streams: &[&[&str]]) -> Vec<String> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut last: Seen = None;
+        for stream in streams {
+            let mut skip = last.map(|(_, n)| n).unwrap_or(0);
+            for line in *stream {
+                print_new("c", line, &mut last, &mut skip, &tx);
+            }
+        }
+        drop(tx);
+        let mut out = Vec::new();
+        while let Ok(Event::Log { line, .. }) = rx.try_recv() {
+            out.push(String::from_utf8(line).unwrap());
+        }
+        out
+    }
+
+    const A: &str = "2026-11-23T10:00:00.100000000Z";
+    const B: &str = "2026-11-23T10:00:00.200000000Z";
+    const C: &str = "2026-11-23T10:00:01.000000000Z";
+
+    #[test]
+    fn a_resumed_stream_repeats_no_line_and_loses_none() {
+        let first: &[&str] = &[&format!("{A} one"), &format!("{B} two")];
+        // Resumed from the second of B: A and B come again.
+        let second: &[&str] = &[
+            &format!("{A} one"),
+            &format!("{B} two"),
+            &format!("{C} three"),
+        ];
+        assert_eq!(replay(&[first, second]), ["one\n", "two\n", "three\n"]);
+    }
+
+    #[test]
+    fn lines_with_the_same_timestamp_are_counted() {
+        let first: &[&str] = &[&format!("{B} x1"), &format!("{B} x2")];
+        let second: &[&str] = &[&format!("{B} x1"), &format!("{B} x2"), &format!("{B} x3")];
+        assert_eq!(replay(&[first, second]), ["x1\n", "x2\n", "x3\n"]);
+    }
 }

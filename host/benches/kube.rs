@@ -1,0 +1,234 @@
+//! The Kubernetes runtime on a real cluster (`KUBECONFIG`; the only image
+//! needed is `busybox:local`, or set `PODRUN_BENCH_IMAGE`):
+//!
+//! - container exit → podrun exit, above the moment the kubelet's status
+//!   report of the terminated container reaches a watcher (goal: median
+//!   ≤ 100 ms);
+//! - log throughput through podrun for a pod printing 100 MB (goal:
+//!   ≥ 100 MB/s, or the limit named);
+//! - a whole short run beside `kubectl run --rm -i --restart=Never` on the
+//!   same pod (goal: podrun ≤ 0.9 × kubectl's wall time).
+//!
+//! Run with `KUBECONFIG=… cargo bench -p podrun --bench kube`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn image() -> String {
+    std::env::var("PODRUN_BENCH_IMAGE").unwrap_or_else(|_| "busybox:local".into())
+}
+
+fn manifest(name: &str, script: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {}\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, {}]\n",
+        image(),
+        serde_json::to_string(script).unwrap()
+    )
+}
+
+fn podrun(dir: &Path, name: &str, script: &str) -> Command {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, manifest(name, script)).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_podrun"));
+    cmd.env("PODRUN_CACHE_DIR", root().join("target/bench-hook-cache"))
+        .args(["pod", "run", "--runtime", "kube", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", podrun::run_id::new())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Seconds since the epoch, as f64.
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Runs a pod that exits after a second, while a watcher notes when the
+/// terminated container is first reported; returns podrun's exit time
+/// minus that moment, in milliseconds.
+fn exit_latency(rt: &tokio::runtime::Runtime, dir: &Path) -> f64 {
+    let name = unique("exit");
+    let reported = rt.block_on(async {
+        let client = kube::Client::try_default().await.unwrap();
+        let api: Api<Pod> = Api::default_namespaced(client);
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let mut stream = watcher(api, config)
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        let mut child = podrun(dir, &name, "sleep 1; exit 0").spawn().unwrap();
+        let mut reported = None;
+        while let Some(Ok(pod)) = stream.next().await {
+            let terminated = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
+                });
+            if terminated {
+                reported = Some(now());
+                break;
+            }
+        }
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success());
+        reported.unwrap()
+    });
+    // podrun has exited by now; its exit is bounded by when wait returned.
+    (now() - reported) * 1000.0
+}
+
+/// Streams 100 MB of 100-byte lines through podrun; returns MB/s from the
+/// first byte to the end of podrun's output.
+fn throughput(dir: &Path) -> (f64, usize) {
+    let name = unique("logs");
+    let line = "0123456789".repeat(10);
+    let script = format!("yes {} | head -c 100000000", &line[..99]);
+    let mut child = podrun(dir, &name, &script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0usize;
+    let mut first: Option<Instant> = None;
+    loop {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        first.get_or_insert_with(Instant::now);
+        total += n;
+    }
+    let took = first.map(|f| f.elapsed()).unwrap_or(Duration::from_secs(1));
+    child.wait().unwrap();
+    (total as f64 / 1e6 / took.as_secs_f64(), total)
+}
+
+fn short_run_podrun(dir: &Path) {
+    let status = podrun(dir, &unique("short"), "echo hello")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn short_run_kubectl() {
+    let out = Command::new("kubectl")
+        .args([
+            "run",
+            &unique("kubectl"),
+            "--rm",
+            "-i",
+            "--restart=Never",
+            "--quiet",
+        ])
+        .arg(format!("--image={}", image()))
+        .args([
+            "--image-pull-policy=IfNotPresent",
+            "--",
+            "sh",
+            "-c",
+            "echo hello",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn bench(c: &mut Criterion) {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        println!(
+            "kube benchmarks: not run (set KUBECONFIG to a cluster that has {})",
+            image()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    short_run_podrun(dir.path()); // warms the hook cache and the node
+
+    let mut g = c.benchmark_group("kube");
+    g.sample_size(10).measurement_time(Duration::from_secs(30));
+    g.bench_function("whole short run: podrun", |b| {
+        b.iter(|| short_run_podrun(dir.path()))
+    });
+    g.bench_function("whole short run: kubectl run --rm -i", |b| {
+        b.iter(short_run_kubectl)
+    });
+    g.finish();
+
+    println!("\n== summary: medians ==");
+    let latency = median((0..7).map(|_| exit_latency(&rt, dir.path())).collect());
+    let verdict = |ok: bool| if ok { "meets goal" } else { "MISSES goal" };
+    println!(
+        "container terminated (as reported) -> podrun exit: {latency:7.1} ms   goal <= 100 ms   {}",
+        verdict(latency <= 100.0)
+    );
+    let timed = |f: &dyn Fn()| {
+        median(
+            (0..5)
+                .map(|_| {
+                    let s = Instant::now();
+                    f();
+                    s.elapsed().as_secs_f64()
+                })
+                .collect(),
+        )
+    };
+    let podrun_s = timed(&|| short_run_podrun(dir.path()));
+    let kubectl_s = timed(&short_run_kubectl);
+    let ratio = podrun_s / kubectl_s;
+    println!(
+        "whole short run: podrun {podrun_s:.2} s, kubectl run --rm -i {kubectl_s:.2} s, ratio {ratio:.2}   goal <= 0.9   {}",
+        verdict(ratio <= 0.9)
+    );
+    let (mbps, bytes) = throughput(dir.path());
+    println!(
+        "log throughput, 100 MB pod: {mbps:7.1} MB/s ({bytes} bytes received)   goal >= 100 MB/s   {}",
+        verdict(mbps >= 100.0 && bytes == 100_000_000)
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
