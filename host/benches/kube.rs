@@ -110,16 +110,15 @@ fn exit_latency(rt: &tokio::runtime::Runtime, dir: &Path) -> f64 {
     (now() - reported) * 1000.0
 }
 
-/// Streams 100 MB of 100-byte lines through podrun; returns MB/s from the
-/// first byte to the end of podrun's output.
-fn throughput(dir: &Path) -> (f64, usize) {
-    let name = unique("logs");
+/// 100 MB of 100-byte lines.
+fn hundred_mb() -> String {
     let line = "0123456789".repeat(10);
-    let script = format!("yes {} | head -c 100000000", &line[..99]);
-    let mut child = podrun(dir, &name, &script)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    format!("yes {} | head -c 100000000", &line[..99])
+}
+
+/// Reads `child`'s stdout to its end; returns MB/s from the first byte to
+/// the end, and the bytes read.
+fn drain(mut child: std::process::Child) -> (f64, usize) {
     let mut out = child.stdout.take().unwrap();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0usize;
@@ -135,6 +134,46 @@ fn throughput(dir: &Path) -> (f64, usize) {
     let took = first.map(|f| f.elapsed()).unwrap_or(Duration::from_secs(1));
     child.wait().unwrap();
     (total as f64 / 1e6 / took.as_secs_f64(), total)
+}
+
+/// The 100 MB pod through podrun.
+fn throughput(dir: &Path) -> (f64, usize) {
+    let child = podrun(dir, &unique("logs"), &hundred_mb())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drain(child)
+}
+
+/// The same pod's log through `kubectl logs -f`, for comparison.
+fn throughput_kubectl(dir: &Path) -> (f64, usize) {
+    let name = unique("kubectl-logs");
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, manifest(&name, &hundred_mb())).unwrap();
+    let kubectl = |args: &[&str]| {
+        Command::new("kubectl")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    };
+    kubectl(&["apply", "-f", path.to_str().unwrap()]);
+    kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        &format!("pod/{name}"),
+        "--timeout=60s",
+    ]);
+    let child = Command::new("kubectl")
+        .args(["logs", "-f", &name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let result = drain(child);
+    kubectl(&["delete", "pod", &name, "--wait=false"]);
+    result
 }
 
 fn short_run_podrun(dir: &Path) {
@@ -206,18 +245,18 @@ fn bench(c: &mut Criterion) {
         verdict(latency <= 100.0)
     );
     let timed = |f: &dyn Fn()| {
-        median(
-            (0..5)
-                .map(|_| {
-                    let s = Instant::now();
-                    f();
-                    s.elapsed().as_secs_f64()
-                })
-                .collect(),
-        )
+        let s = Instant::now();
+        f();
+        s.elapsed().as_secs_f64()
     };
-    let podrun_s = timed(&|| short_run_podrun(dir.path()));
-    let kubectl_s = timed(&short_run_kubectl);
+    // The kubelet reports a container's end at its next relist (every
+    // second): runs are interleaved and many, to compare like with like.
+    let (mut p, mut k) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        p.push(timed(&|| short_run_podrun(dir.path())));
+        k.push(timed(&short_run_kubectl));
+    }
+    let (podrun_s, kubectl_s) = (median(p), median(k));
     let ratio = podrun_s / kubectl_s;
     println!(
         "whole short run: podrun {podrun_s:.2} s, kubectl run --rm -i {kubectl_s:.2} s, ratio {ratio:.2}   goal <= 0.9   {}",
@@ -225,8 +264,12 @@ fn bench(c: &mut Criterion) {
     );
     let (mbps, bytes) = throughput(dir.path());
     println!(
-        "log throughput, 100 MB pod: {mbps:7.1} MB/s ({bytes} bytes received)   goal >= 100 MB/s   {}",
+        "log throughput, 100 MB pod, podrun:          {mbps:7.1} MB/s ({bytes} of 100000000 bytes)   goal >= 100 MB/s   {}",
         verdict(mbps >= 100.0 && bytes == 100_000_000)
+    );
+    let (mbps, bytes) = throughput_kubectl(dir.path());
+    println!(
+        "log throughput, 100 MB pod, kubectl logs -f: {mbps:7.1} MB/s ({bytes} of 100000000 bytes)   (the kubelet's own limit)"
     );
 }
 

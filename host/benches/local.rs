@@ -39,6 +39,31 @@ fn first_line() -> Duration {
     took
 }
 
+/// A container printing 100 MB, through podrun to a pipe.
+fn throughput() -> (f64, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pod.yaml");
+    let line = &"0123456789".repeat(10)[..99];
+    std::fs::write(
+        &path,
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: logs}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: busybox\n    command: [sh, -c, 'yes {line} | head -c 100000000']\n"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
+        .env("PODRUN_CACHE_DIR", root().join("target/bench-hook-cache"))
+        .args(["pod", "run", "--runtime", "local", "-f"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let bytes =
+        std::io::copy(&mut child.stdout.take().unwrap(), &mut std::io::sink()).unwrap() as usize;
+    child.wait().unwrap();
+    (bytes as f64 / 1e6 / start.elapsed().as_secs_f64(), bytes)
+}
+
 fn bench(c: &mut Criterion) {
     first_line(); // warms the hook cache
     let mut g = c.benchmark_group("local");
@@ -56,6 +81,8 @@ fn bench(c: &mut Criterion) {
     println!(
         "\n== summary ==\npodrun run start -> first line: {median:6.1} ms   goal <= 20 ms   {verdict}"
     );
+    let (mbps, bytes) = throughput();
+    println!("log throughput, 100 MB of 100-byte lines: {mbps:.0} MB/s ({bytes} bytes)");
 }
 
 criterion_group!(benches, bench);

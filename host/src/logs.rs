@@ -23,21 +23,26 @@ impl Console {
         }
     }
 
-    /// Writes one line of `container`'s output.
-    pub fn line(&self, container: &str, line: &[u8]) {
+    /// Writes output of `container`: one line or several.
+    pub fn line(&self, container: &str, text: &[u8]) {
         let main = !self.worker_only || container == "worker";
         let (prefix, to_stderr) = if main {
             (self.prefix && !self.worker_only, self.to_stderr)
         } else {
             (true, true)
         };
-        let mut buf = Vec::with_capacity(line.len() + container.len() + 4);
+        let mut buf = Vec::with_capacity(text.len() + container.len() + 4);
         if prefix {
-            buf.extend_from_slice(format!("[{container}] ").as_bytes());
-        }
-        buf.extend_from_slice(line);
-        if prefix && !line.ends_with(b"\n") {
-            buf.push(b'\n');
+            let tag = format!("[{container}] ");
+            for line in text.split_inclusive(|b| *b == b'\n') {
+                buf.extend_from_slice(tag.as_bytes());
+                buf.extend_from_slice(line);
+            }
+            if !text.ends_with(b"\n") {
+                buf.push(b'\n');
+            }
+        } else {
+            buf.extend_from_slice(text);
         }
         // A closed stdout (`| head`) must not stop the run.
         let _ = if to_stderr {

@@ -277,7 +277,11 @@ impl Follower {
                 item = stream.next() => match item {
                     Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
                         let _ = pod_tx.send(Some(pod.clone()));
-                        let events = self.recent_events().await;
+                        // Events explain a pod that does not start; once it
+                        // runs, its status says it all (and the round trip
+                        // would delay the verdict).
+                        let pending = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|p| p == "Pending");
+                        let events = if pending { self.recent_events().await } else { "[]".into() };
                         let _ = self.events.send(Event::Status(Box::new(pod), events));
                     }
                     Some(Ok(watcher::Event::Delete(_))) => {
@@ -340,14 +344,18 @@ impl Follower {
     }
 }
 
-/// The containers whose logs to follow, in the order they run.
+/// The containers whose logs to follow, in the order they run, and whether
+/// each runs alone before the others (an init container).
 fn containers(pod: &Pod) -> Vec<(String, bool)> {
     let spec = pod.spec.clone().unwrap_or_default();
-    let inits = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(|c| (c.name.clone(), true));
+    // Sidecars (init containers that always restart) run beside the
+    // containers, not before them.
+    let inits = spec.init_containers.iter().flatten().map(|c| {
+        (
+            c.name.clone(),
+            c.restart_policy.as_deref() != Some("Always"),
+        )
+    });
     inits
         .chain(spec.containers.iter().map(|c| (c.name.clone(), false)))
         .collect()
@@ -468,29 +476,57 @@ async fn follow(
                 // lines may be missing (a rotated log), and the user is told.
                 let mut unverified = last;
                 let mut stream = Box::pin(stream);
+                let mut batch = Vec::new();
+                let mut take = |line: &[u8], batch: &mut Vec<u8>| {
+                    let text = String::from_utf8_lossy(line);
+                    let line = text.strip_suffix('\n').unwrap_or(&text);
+                    let printed = print_new(line, &mut last, &mut skip, batch);
+                    if let Some((seen, _)) = unverified.take()
+                        && printed
+                    {
+                        eprintln!(
+                            "podrun: the log of container {container} was interrupted; lines after {seen} may be missing"
+                        );
+                    }
+                };
                 loop {
-                    let mut raw = Vec::new();
-                    match futures::AsyncBufReadExt::read_until(&mut stream, b'\n', &mut raw).await {
-                        Ok(0) => break,
-                        // A line cut short by a dropped stream is read again
-                        // whole from the resumed one.
-                        Ok(_) if !raw.ends_with(b"\n") && !ended_before => break,
-                        Ok(_) => {
-                            let text = String::from_utf8_lossy(&raw);
-                            let line = text.strip_suffix('\n').unwrap_or(&text);
-                            let printed = print_new(container, line, &mut last, &mut skip, events);
-                            if let Some((seen, _)) = unverified.take()
-                                && printed
-                            {
-                                eprintln!(
-                                    "podrun: the log of container {container} was interrupted; lines after {seen} may be missing"
-                                );
-                            }
-                        }
+                    // Whole lines as they are buffered, one event per batch:
+                    // a busy container must not cost a write per line.
+                    let chunk = match futures::AsyncBufReadExt::fill_buf(&mut stream).await {
+                        Ok([]) => break,
+                        Ok(chunk) => chunk,
                         Err(e) => {
                             tracing::debug!("log stream of {container} dropped: {e}");
                             break;
                         }
+                    };
+                    match chunk.iter().rposition(|b| *b == b'\n') {
+                        Some(end) => {
+                            for line in chunk[..=end].split_inclusive(|b| *b == b'\n') {
+                                take(line, &mut batch);
+                            }
+                            futures::AsyncBufRead::consume(stream.as_mut(), end + 1);
+                        }
+                        None => {
+                            let mut raw = Vec::new();
+                            match futures::AsyncBufReadExt::read_until(&mut stream, b'\n', &mut raw)
+                                .await
+                            {
+                                // A line cut short by a dropped stream is read
+                                // again whole from the resumed one.
+                                Ok(_) if raw.ends_with(b"\n") || ended_before => {
+                                    take(&raw, &mut batch)
+                                }
+                                _ => break,
+                            }
+                        }
+                    }
+                    if !batch.is_empty() {
+                        let line = std::mem::take(&mut batch);
+                        let _ = events.send(Event::Log {
+                            container: container.to_string(),
+                            line,
+                        });
                     }
                 }
             }
@@ -520,17 +556,11 @@ async fn follow(
 /// The last timestamp printed and how many lines carried it.
 type Seen = Option<(jiff::Timestamp, usize)>;
 
-/// Prints `raw` (a line with the kubelet's RFC 3339 timestamp in front)
-/// unless an earlier stream printed it. `skip` counts the lines with the
-/// last timestamp that the current stream has yet to pass over. Returns
-/// whether the line was printed.
-fn print_new(
-    container: &str,
-    raw: &str,
-    last: &mut Seen,
-    skip: &mut usize,
-    events: &mpsc::UnboundedSender<Event>,
-) -> bool {
+/// Appends `raw` (a line with the kubelet's RFC 3339 timestamp in front)
+/// to `out` without its timestamp, unless an earlier stream printed it.
+/// `skip` counts the lines with the last timestamp that the current stream
+/// has yet to pass over. Returns whether the line was taken.
+fn print_new(raw: &str, last: &mut Seen, skip: &mut usize, out: &mut Vec<u8>) -> bool {
     let (ts, text) = match raw.split_once(' ') {
         Some((t, rest)) => match t.parse::<jiff::Timestamp>() {
             Ok(ts) => (Some(ts), rest),
@@ -554,12 +584,8 @@ fn print_new(
             }
         }
     }
-    let mut line = text.as_bytes().to_vec();
-    line.push(b'\n');
-    let _ = events.send(Event::Log {
-        container: container.to_string(),
-        line,
-    });
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'\n');
     true
 }
 
@@ -657,20 +683,19 @@ mod tests {
     /// Feeds streams of timestamped lines through `print_new` as `follow`
     /// does on each reconnection, and returns what was printed.
     fn replay(streams: &[&[&str]]) -> Vec<String> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
         let mut last: Seen = None;
+        let mut out = Vec::new();
         for stream in streams {
             let mut skip = last.map(|(_, n)| n).unwrap_or(0);
             for line in *stream {
-                print_new("c", line, &mut last, &mut skip, &tx);
+                print_new(line, &mut last, &mut skip, &mut out);
             }
         }
-        drop(tx);
-        let mut out = Vec::new();
-        while let Ok(Event::Log { line, .. }) = rx.try_recv() {
-            out.push(String::from_utf8(line).unwrap());
-        }
-        out
+        String::from_utf8(out)
+            .unwrap()
+            .split_inclusive('\n')
+            .map(String::from)
+            .collect()
     }
 
     const A: &str = "2026-11-23T10:00:00.100000000Z";

@@ -440,18 +440,30 @@ impl Supervisor {
             let events = self.events.clone();
             let container = launch.name.clone();
             readers.push(tokio::spawn(async move {
-                let mut reader = BufReader::new(out);
+                let mut reader = BufReader::with_capacity(64 << 10, out);
                 loop {
-                    let mut line = Vec::new();
-                    match reader.read_until(b'\n', &mut line).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {
-                            let _ = events.send(Event::Log {
-                                container: container.clone(),
-                                line,
-                            });
-                        }
-                    }
+                    // Whole lines as they are buffered, one event per batch.
+                    let line = match reader.fill_buf().await {
+                        Ok([]) | Err(_) => return,
+                        Ok(chunk) => match chunk.iter().rposition(|b| *b == b'\n') {
+                            Some(end) => {
+                                let lines = chunk[..=end].to_vec();
+                                reader.consume(end + 1);
+                                lines
+                            }
+                            None => {
+                                let mut line = Vec::new();
+                                if reader.read_until(b'\n', &mut line).await.is_err() {
+                                    return;
+                                }
+                                line
+                            }
+                        },
+                    };
+                    let _ = events.send(Event::Log {
+                        container: container.clone(),
+                        line,
+                    });
                 }
             }));
         }
