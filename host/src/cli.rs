@@ -579,16 +579,7 @@ fn execute(
             KeepArg::Always => lifecycle::Keep::Always,
         },
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            Failure::from((
-                Code::Cluster,
-                anyhow::anyhow!("cannot start the runtime: {e}"),
-            ))
-        })?;
+    let rt = async_runtime()?;
     let outcome = rt.block_on(async {
         let runner = match runtime {
             RuntimeKind::Local => {
@@ -648,15 +639,7 @@ fn execute(
 }
 
 fn gc(args: GcArgs) -> Result<Code, Failure> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            Failure::from((
-                Code::Cluster,
-                anyhow::anyhow!("cannot start the runtime: {e}"),
-            ))
-        })?;
+    let rt = async_runtime()?;
     let age = std::time::Duration::from_secs(args.older_than);
     let deleted = rt.block_on(async {
         let (client, _) = crate::runtime::kube::client(&args.cluster.connect()).await?;
@@ -680,4 +663,18 @@ fn gc(args: GcArgs) -> Result<Code, Failure> {
     }
     eprintln!("podrun: {verb} {} pod(s)", deleted.len());
     Ok(Code::Success)
+}
+
+fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            (
+                Code::Cluster,
+                anyhow::anyhow!("cannot start the async runtime: {e}"),
+            )
+                .into()
+        })
 }

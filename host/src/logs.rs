@@ -84,14 +84,7 @@ impl Progress {
             self.clear();
             return;
         }
-        let waiting = status
-            .into_iter()
-            .flat_map(|s| {
-                s.init_container_statuses
-                    .iter()
-                    .flatten()
-                    .chain(s.container_statuses.iter().flatten())
-            })
+        let waiting = crate::runtime::container_statuses(pod)
             .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
         let scheduled = status
             .and_then(|s| s.conditions.as_ref())

@@ -59,15 +59,9 @@ async fn status(State(pod): State<Shared>) -> Json<Value> {
     let containers = crate::result::containers(pod.as_ref());
     let status = pod.as_ref().and_then(|p| p.status.as_ref());
     let ready = |name: &str| {
-        status
-            .into_iter()
-            .flat_map(|s| {
-                s.init_container_statuses
-                    .iter()
-                    .flatten()
-                    .chain(s.container_statuses.iter().flatten())
-            })
-            .any(|c| c.name == name && c.ready)
+        pod.as_ref().is_some_and(|p| {
+            crate::runtime::container_statuses(p).any(|c| c.name == name && c.ready)
+        })
     };
     let containers: Vec<Value> = containers
         .iter()

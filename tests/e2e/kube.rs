@@ -6,16 +6,15 @@
 //! (`kubectl proxy`). Run them with `cargo test -p podrun --test e2e --
 //! --ignored kube::` (`.ci/run` starts a local cluster and does).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
 use crate::proxy::{Faults, Proxy};
-use crate::support;
+use crate::support::{self, Run, write_manifest};
 
 fn kubeconfig() -> PathBuf {
     std::env::var_os("PODRUN_E2E_KUBECONFIG")
@@ -49,32 +48,6 @@ fn container(name: &str, script: &str) -> String {
     )
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    result: Value,
-}
-
-fn write_manifest(yaml: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pod.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    (dir, path)
-}
-
-fn finish(out: Output, result: &Path) -> Run {
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        result: std::fs::read_to_string(result)
-            .ok()
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or(Value::Null),
-    }
-}
-
 fn run_on(kubeconfig: &Path, yaml: &str, extra: &[&str]) -> Run {
     let (dir, path) = write_manifest(yaml);
     let result = dir.path().join("result.json");
@@ -86,7 +59,7 @@ fn run_on(kubeconfig: &Path, yaml: &str, extra: &[&str]) -> Run {
         .args(extra)
         .output()
         .unwrap();
-    finish(out, &result)
+    Run::collect(out, &result)
 }
 
 fn run(yaml: &str, extra: &[&str]) -> Run {
@@ -329,21 +302,7 @@ fn run_id_reattaches_after_podrun_is_killed() {
 fn stdin_goes_to_the_worker() {
     let body = format!("  containers:\n{}", container("worker", "tr a-z A-Z"));
     let (dir, path) = write_manifest(&manifest(&unique("stdin"), &body));
-    let mut child = podrun(&kubeconfig())
-        .args(["pod", "run", "--stdin", "-f"])
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"shout this\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::pod_run_with_stdin(podrun(&kubeconfig()), &path, b"shout this\n");
     drop(dir);
     assert_eq!(
         out.status.code(),

@@ -4,13 +4,13 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
-use crate::support;
+use crate::support::{self, Run, write_manifest};
 
 fn podrun() -> StdCommand {
     let mut cmd = StdCommand::cargo_bin("podrun").unwrap();
@@ -26,37 +26,9 @@ fn podrun() -> StdCommand {
     cmd
 }
 
-/// Writes `manifest` to a file in a fresh directory.
-fn manifest(manifest: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pod.yaml");
-    std::fs::write(&path, manifest).unwrap();
-    (dir, path)
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    result: Value,
-}
-
-fn finish(out: Output, result_file: &Path) -> Run {
-    let result = std::fs::read_to_string(result_file)
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(Value::Null);
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        result,
-    }
-}
-
 /// Runs a Pod manifest with `podrun pod run`.
 fn run_pod(yaml: &str, extra: &[&str]) -> Run {
-    let (dir, path) = manifest(yaml);
+    let (dir, path) = write_manifest(yaml);
     let result_file = dir.path().join("result.json");
     let out = podrun()
         .args(["pod", "run", "-f"])
@@ -66,7 +38,7 @@ fn run_pod(yaml: &str, extra: &[&str]) -> Run {
         .args(extra)
         .output()
         .unwrap();
-    finish(out, &result_file)
+    Run::collect(out, &result_file)
 }
 
 fn pod(restart: &str, extra_spec: &str, containers: &str) -> String {
@@ -293,7 +265,7 @@ fn get(port: u16, path: &str) -> Option<(u16, Value)> {
 }
 
 fn start_pod(yaml: &str, extra: &[&str]) -> (tempfile::TempDir, Child) {
-    let (dir, path) = manifest(yaml);
+    let (dir, path) = write_manifest(yaml);
     let child = podrun()
         .args(["pod", "run", "-f"])
         .arg(&path)
@@ -428,22 +400,8 @@ fn stdin_goes_to_the_worker() {
         container("worker", "tr a-z A-Z"),
         container("helper", "echo helping"),
     );
-    let (dir, path) = manifest(&pod("Never", "", &containers));
-    let mut child = podrun()
-        .args(["pod", "run", "--stdin", "-f"])
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"shout this\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let (dir, path) = write_manifest(&pod("Never", "", &containers));
+    let out = support::pod_run_with_stdin(podrun(), &path, b"shout this\n");
     drop(dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

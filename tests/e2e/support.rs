@@ -71,3 +71,54 @@ pub fn app(name: &str, extra: &str) -> String {
         "applications:\n- name: {name}\n  template: templates/pod.tmpl\n  container:\n    image: busybox:local\n{extra}"
     )
 }
+
+/// What a `podrun` run printed and the result it wrote.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub result: serde_json::Value,
+}
+
+impl Run {
+    /// Collects `out` and the JSON result written to `result_file`.
+    pub fn collect(out: std::process::Output, result_file: &Path) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            result: std::fs::read_to_string(result_file)
+                .ok()
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+/// Writes a Pod manifest to a file in a fresh directory.
+pub fn write_manifest(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pod.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    (dir, path)
+}
+
+/// Runs `podrun pod run --stdin -f PATH` with `input` on its stdin.
+pub fn pod_run_with_stdin(
+    mut podrun: std::process::Command,
+    path: &Path,
+    input: &[u8],
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = podrun
+        .args(["pod", "run", "--stdin", "-f"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}

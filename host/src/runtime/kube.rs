@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -211,6 +213,7 @@ impl KubePod {
         let (events_tx, events) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
         let follower = Follower {
+            progress: Arc::new(AtomicU64::new(0)),
             api,
             events_api: Api::namespaced(client, namespace),
             name,
@@ -244,6 +247,8 @@ impl KubePod {
 }
 
 struct Follower {
+    /// Bytes of log passed on, to tell a slow stream from a stuck one.
+    progress: Arc<AtomicU64>,
     api: Api<Pod>,
     events_api: Api<KubeEvent>,
     name: String,
@@ -256,6 +261,7 @@ impl Follower {
         let (pod_tx, pod_rx) = watch::channel::<Option<Pod>>(None);
         let (finishing, finishing_rx) = watch::channel(false);
         let logs = tokio::spawn(follow_logs(
+            self.progress.clone(),
             self.api.clone(),
             self.name.clone(),
             pod_rx.clone(),
@@ -314,7 +320,25 @@ impl Follower {
         // once their containers have ended and a last read is done; those
         // of containers that never started stop waiting now.
         let _ = finishing.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(3), logs).await;
+        let mut logs = logs;
+        let mut seen = self.progress.load(Ordering::Relaxed);
+        // No fixed limit while lines keep coming; a stream stuck for 5 s
+        // is given up.
+        while tokio::time::timeout(Duration::from_secs(5), &mut logs)
+            .await
+            .is_err()
+        {
+            let now = self.progress.load(Ordering::Relaxed);
+            if now == seen {
+                eprintln!(
+                    "podrun: the last logs of pod {} did not arrive; giving up on them",
+                    self.name
+                );
+                logs.abort();
+                break;
+            }
+            seen = now;
+        }
         if done.unwrap_or(true) {
             self.delete().await;
         }
@@ -362,12 +386,7 @@ fn containers(pod: &Pod) -> Vec<(String, bool)> {
 }
 
 fn status_of<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
-    let s = pod.status.as_ref()?;
-    s.init_container_statuses
-        .iter()
-        .flatten()
-        .chain(s.container_statuses.iter().flatten())
-        .find(|c| c.name == name)
+    super::container_statuses(pod).find(|c| c.name == name)
 }
 
 fn started(pod: &Pod, name: &str) -> bool {
@@ -392,6 +411,7 @@ fn pod_over(pod: &Pod) -> bool {
 /// Follows the logs of every container: init containers one after the
 /// other, then the containers together.
 async fn follow_logs(
+    progress: Arc<AtomicU64>,
     api: Api<Pod>,
     name: String,
     pods: watch::Receiver<Option<Pod>>,
@@ -410,12 +430,21 @@ async fn follow_logs(
     let (inits, mains): (Vec<_>, Vec<_>) =
         containers(&first).into_iter().partition(|(_, init)| *init);
     for (c, _) in inits {
-        follow(&api, &name, &c, pods.clone(), finishing.clone(), &events).await;
+        follow(
+            &progress,
+            &api,
+            &name,
+            &c,
+            pods.clone(),
+            finishing.clone(),
+            &events,
+        )
+        .await;
     }
     let mains = mains.into_iter().map(|(c, _)| {
         let (api, name, pods, events) = (api.clone(), name.clone(), pods.clone(), events.clone());
-        let finishing = finishing.clone();
-        async move { follow(&api, &name, &c, pods, finishing, &events).await }
+        let (finishing, progress) = (finishing.clone(), progress.clone());
+        async move { follow(&progress, &api, &name, &c, pods, finishing, &events).await }
     });
     futures::future::join_all(mains).await;
 }
@@ -423,6 +452,7 @@ async fn follow_logs(
 /// Follows one container's log until it has ended, resuming dropped
 /// streams from the last timestamp seen without repeating or losing lines.
 async fn follow(
+    progress: &AtomicU64,
     api: &Api<Pod>,
     name: &str,
     container: &str,
@@ -490,9 +520,25 @@ async fn follow(
                     }
                 };
                 loop {
+                    // Once the verdict is in, a container still running (a
+                    // sidecar) is no longer followed; an ended one is read
+                    // to its last line, however long that takes.
+                    let running = || {
+                        !pods
+                            .borrow()
+                            .as_ref()
+                            .is_some_and(|p| terminated(p, container))
+                    };
+                    if *finishing.borrow() && running() {
+                        return;
+                    }
                     // Whole lines as they are buffered, one event per batch:
                     // a busy container must not cost a write per line.
-                    let chunk = match futures::AsyncBufReadExt::fill_buf(&mut stream).await {
+                    let read = tokio::select! {
+                        read = futures::AsyncBufReadExt::fill_buf(&mut stream) => read,
+                        _ = finishing.changed(), if !*finishing.borrow() => continue,
+                    };
+                    let chunk = match read {
                         Ok([]) => break,
                         Ok(chunk) => chunk,
                         Err(e) => {
@@ -522,6 +568,7 @@ async fn follow(
                         }
                     }
                     if !batch.is_empty() {
+                        progress.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         let line = std::mem::take(&mut batch);
                         let _ = events.send(Event::Log {
                             container: container.to_string(),

@@ -5,7 +5,17 @@
 pub mod kube;
 pub mod local;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+
+/// The statuses of a pod's init containers, then of its containers.
+pub fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    pod.status.iter().flat_map(|s| {
+        s.init_container_statuses
+            .iter()
+            .flatten()
+            .chain(s.container_statuses.iter().flatten())
+    })
+}
 
 /// What a running pod reports.
 #[derive(Debug)]
