@@ -23,7 +23,16 @@ fn first_line() -> Duration {
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
         .env("PODRUN_CACHE_DIR", root().join("target/bench-hook-cache"))
-        .args(["run", "--runtime", "local", "-a", "hello", "-c", "echo first", "-p"])
+        .args([
+            "run",
+            "--runtime",
+            "local",
+            "-a",
+            "hello",
+            "-c",
+            "echo first",
+            "-p",
+        ])
         .arg(root().join("examples/hello"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

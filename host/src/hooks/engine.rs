@@ -49,11 +49,14 @@ fn config(pooling: bool) -> Config {
     config.epoch_interruption(true);
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(256)
-            .total_core_instances(1024)
-            .total_memories(512)
-            .total_tables(512)
-            .max_memory_size(Limits::MAX_MEMORY);
+        pool.total_component_instances(64)
+            .total_core_instances(256)
+            .total_memories(128)
+            .total_tables(128)
+            .max_memory_size(Limits::MAX_MEMORY)
+            // Hooks are called synchronously: no fiber stacks (each one
+            // costs a guard page to set up at start).
+            .total_stacks(0);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
