@@ -581,6 +581,7 @@ fn execute(
     };
     let rt = async_runtime()?;
     let outcome = rt.block_on(async {
+        let signals = lifecycle::Signals::catch();
         let runner = match runtime {
             RuntimeKind::Local => {
                 eprintln!("podrun: local runtime: images are not pulled; containers run as processes on this machine");
@@ -603,7 +604,7 @@ fn execute(
                 lifecycle::Runner::Kube(kube)
             }
         };
-        lifecycle::run(runner, &pod, context, classifiers, &options)
+        lifecycle::run(signals, runner, &pod, context, classifiers, &options)
             .await
             .map_err(|e| Failure::from((e.exit_code(), e)))
     });

@@ -44,6 +44,23 @@ pub enum Keep {
     Always,
 }
 
+/// SIGINT and SIGTERM, caught from before the pod is created so that a
+/// signal during creation still cleans up.
+pub struct Signals {
+    sigint: Option<tokio::signal::unix::Signal>,
+    sigterm: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Starts catching both signals (inside a tokio runtime).
+    pub fn catch() -> Self {
+        Signals {
+            sigint: signal(SignalKind::interrupt()).ok(),
+            sigterm: signal(SignalKind::terminate()).ok(),
+        }
+    }
+}
+
 /// A started pod, on either runtime.
 pub enum Runner {
     /// On this machine.
@@ -121,6 +138,7 @@ impl RunError {
 /// Follows a started pod until a classifier gives a final verdict, or a
 /// signal stops it. `pod` is the pod as it was started.
 pub async fn run(
+    signals: Signals,
     mut running: Runner,
     pod: &Pod,
     app: &types::Application,
@@ -138,8 +156,10 @@ pub async fn run(
             .await
             .map_err(|source| RunError::StatusServer { addr, source })?;
     }
-    let mut sigint = signal(SignalKind::interrupt()).ok();
-    let mut sigterm = signal(SignalKind::terminate()).ok();
+    let Signals {
+        mut sigint,
+        mut sigterm,
+    } = signals;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut latest: Option<Pod> = None;
     let mut events = String::from("[]");
