@@ -43,6 +43,8 @@ enum Command {
     Hooks(HooksCommand),
     /// Delete podrun's pods left on the cluster (finished or orphaned)
     Gc(GcArgs),
+    /// Apply mutate hooks (default: sequence) to the Pods, Jobs and CronJobs of a YAML file
+    Convert(ConvertArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +160,19 @@ struct PodRunArgs {
 
     #[command(flatten)]
     exec: ExecArgs,
+}
+
+#[derive(Debug, Args)]
+struct ConvertArgs {
+    /// The YAML file (several documents allowed), `-` for stdin
+    #[arg(short, long, value_name = "FILE")]
+    file: PathBuf,
+
+    /// A mutate hook to apply, in order: a built-in name or a .wasm path,
+    /// optionally with settings as JSON (`sequence={"strategy":"entrypoint"}`)
+    /// [default: sequence]
+    #[arg(long = "hook", value_name = "HOOK[=SETTINGS]")]
+    hooks: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -357,6 +372,7 @@ fn run(cli: Cli) -> Result<Code, Failure> {
         Command::Run(args) => run_application(cli.cache_dir, *args),
         Command::Pod(PodCommand::Run(args)) => run_manifest(cli.cache_dir, *args),
         Command::Gc(args) => gc(args),
+        Command::Convert(args) => convert(cli.cache_dir, args),
         Command::Hooks(HooksCommand::List) => {
             let mut out = std::io::stdout().lock();
             for b in builtin::BUILTINS {
@@ -678,4 +694,55 @@ fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
             )
                 .into()
         })
+}
+
+fn convert(cache_dir: Option<PathBuf>, args: ConvertArgs) -> Result<Code, Failure> {
+    let usage = |m: String| Failure::from((Code::Usage, anyhow::anyhow!(m)));
+    let name = args.file.display().to_string();
+    let text = if name == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(&args.file)
+    }
+    .map_err(|e| usage(format!("cannot read {name}: {e}")))?;
+    let specs = if args.hooks.is_empty() {
+        vec!["sequence".to_string()]
+    } else {
+        args.hooks
+    };
+    let hooks = hooks(cache_dir)?;
+    let loaded = specs
+        .iter()
+        .map(|s| {
+            let (hook, with) = match s.split_once('=') {
+                Some((h, json)) => {
+                    let with: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+                        usage(format!("--hook {s}: the settings are not JSON: {e}"))
+                    })?;
+                    (h, with)
+                }
+                None => (s.as_str(), serde_json::json!({})),
+            };
+            let mut r = config::HookRef::named(hook);
+            r.with = with;
+            let spec = config::builtin_spec(&r, Kind::Mutate)
+                .map_err(|m| usage(format!("--hook {s}: {m}")))?;
+            hooks
+                .load(&spec)
+                .map_err(|e| Failure::from((e.exit_code(), e)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let context = crate::hooks::bare_application("convert", &crate::run_id::new());
+    let out = crate::convert::convert(&text, &name, &loaded, &context).map_err(|e| {
+        let code = match &e {
+            crate::convert::ConvertError::Hook { error, .. } => error.exit_code(),
+            crate::convert::ConvertError::Parse { .. } => Code::Usage,
+        };
+        Failure::from((code, e))
+    })?;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush());
+    Ok(Code::Success)
 }

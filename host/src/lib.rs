@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod convert;
 pub mod exit;
 pub mod hooks;
 pub mod lifecycle;

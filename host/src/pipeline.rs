@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::config::{Application, Config, ConfigError};
 use crate::exit::Code;
-use crate::hooks::{HookError, Hooks, Kind, LogLine, mutate, render, types};
+use crate::hooks::{Called, Hook, HookError, Hooks, Kind, LogLine, mutate, render, types};
 use crate::run_id;
 
 /// What the caller asks for.
@@ -175,39 +175,11 @@ pub fn prepare(
 
     for hook in &mutate_hooks {
         let before = request.explain.then(|| object.clone());
-        let wire = types::Object {
-            api_version: string_field(&object, "apiVersion"),
-            kind: string_field(&object, "kind"),
-            json: object.to_string(),
-        };
-        let called = hook.mutate(&context, &wire)?;
-        let malformed = |message: String| HookError::Output {
+        let called = apply(hook, &context, &mut object)?;
+        validate(&object).map_err(|m| HookError::Output {
             hook: hook.name().to_string(),
-            message,
-        };
-        match &called.value {
-            mutate::Mutation::Unchanged => {}
-            mutate::Mutation::MergePatch(patch) => {
-                let patch: Value = serde_json::from_str(patch)
-                    .map_err(|e| malformed(format!("the merge patch is not JSON: {e}")))?;
-                if !patch.is_object() {
-                    return Err(malformed("the merge patch is not a JSON object".into()).into());
-                }
-                json_patch::merge(&mut object, &patch);
-            }
-            mutate::Mutation::Replace(json) => object = parse_object(hook.name(), json)?,
-        }
-        if string_field(&object, "kind") != wire.kind
-            || string_field(&object, "apiVersion") != wire.api_version
-        {
-            return Err(malformed(format!(
-                "it changed the object's type from {} {}",
-                wire.api_version, wire.kind
-            ))
-            .into());
-        }
-        validate(&object)
-            .map_err(|m| malformed(format!("the {} is no longer valid: {m}", wire.kind)))?;
+            message: format!("the Pod is no longer valid: {m}"),
+        })?;
         steps.push(Step {
             hook: hook.name().to_string(),
             kind: Kind::Mutate,
@@ -227,6 +199,46 @@ pub fn prepare(
         context,
         steps,
     })
+}
+
+/// Calls the mutate hook `hook` on `object` and applies what it returns.
+/// A hook may not change the object's type.
+pub fn apply(
+    hook: &Hook,
+    context: &types::Application,
+    object: &mut Value,
+) -> Result<Called<mutate::Mutation>, HookError> {
+    let wire = types::Object {
+        api_version: string_field(object, "apiVersion"),
+        kind: string_field(object, "kind"),
+        json: object.to_string(),
+    };
+    let called = hook.mutate(context, &wire)?;
+    let malformed = |message: String| HookError::Output {
+        hook: hook.name().to_string(),
+        message,
+    };
+    match &called.value {
+        mutate::Mutation::Unchanged => {}
+        mutate::Mutation::MergePatch(patch) => {
+            let patch: Value = serde_json::from_str(patch)
+                .map_err(|e| malformed(format!("the merge patch is not JSON: {e}")))?;
+            if !patch.is_object() {
+                return Err(malformed("the merge patch is not a JSON object".into()));
+            }
+            json_patch::merge(object, &patch);
+        }
+        mutate::Mutation::Replace(json) => *object = parse_object(hook.name(), json)?,
+    }
+    if string_field(object, "kind") != wire.kind
+        || string_field(object, "apiVersion") != wire.api_version
+    {
+        return Err(malformed(format!(
+            "it changed the object's type from {} {}",
+            wire.api_version, wire.kind
+        )));
+    }
+    Ok(called)
 }
 
 /// The context every hook of the run sees.

@@ -333,3 +333,76 @@ fn parameters_reach_the_template() {
         .code(125)
         .stderr(predicate::str::contains("--param team=VALUE"));
 }
+
+fn convert(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut cmd = podrun();
+    cmd.current_dir(support::root()).arg("convert").args(args);
+    if let Some(input) = stdin {
+        cmd.write_stdin(input.to_string());
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn convert_sequences_workloads_and_passes_the_rest() {
+    let (code, out, err) = convert(&["-f", "tests/fixtures/convert/mixed.yaml"], None);
+    assert_eq!(code, 0, "{err}");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&out).unwrap();
+    assert_eq!(docs.len(), 4);
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&docs[0]["spec"]["initContainers"]),
+        ["setup", "first", "second"]
+    );
+    assert_eq!(names(&docs[0]["spec"]["containers"]), ["third"]);
+    assert_eq!(
+        names(&docs[1]["spec"]["template"]["spec"]["initContainers"]),
+        ["extract"]
+    );
+    let cron = &docs[2]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(names(&cron["containers"]), ["b"]);
+    assert_eq!(
+        docs[3],
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"mode": "fast"}})
+    );
+}
+
+#[test]
+fn convert_reads_stdin_and_takes_hook_settings() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: x, command: [a]}\n  - {name: b, image: x, command: [b]}\n";
+    let (code, out, err) = convert(
+        &["-f", "-", "--hook", r#"sequence={"strategy":"entrypoint"}"#],
+        Some(pod),
+    );
+    assert_eq!(code, 0, "{err}");
+    let doc: Value = serde_saphyr::from_str(out.trim_start_matches("---\n")).unwrap();
+    assert_eq!(
+        doc["spec"]["containers"][1]["command"],
+        serde_json::json!(["/bin/sh", "-c"])
+    );
+    let no_command = pod.replace(", command: [b]", "");
+    let (code, _, err) = convert(
+        &["-f", "-", "--hook", r#"sequence={"strategy":"entrypoint"}"#],
+        Some(&no_command),
+    );
+    assert_eq!(code, 122, "{err}");
+    assert!(
+        err.contains("document 1 (Pod p)") && err.contains("container b has no command"),
+        "{err}"
+    );
+    let (code, _, err) = convert(&["-f", "-"], Some("kind: [\n"));
+    assert_eq!(code, 125, "{err}");
+    let (code, _, err) = convert(&["-f", "-", "--hook", "nope"], Some(pod));
+    assert_eq!(code, 125, "{err}");
+}

@@ -513,3 +513,51 @@ fn errors_on_create_are_retried_into_exactly_one_pod() {
     assert_eq!(r.stdout, "once\n");
     kubectl_delete(&name);
 }
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_converted_pod_runs_its_steps_in_order() {
+    let name = unique("steps");
+    let pod = manifest(
+        &name,
+        &format!(
+            "  containers:\n{}{}{}",
+            container("one", "echo one $(cut -d\" \" -f1 /proc/uptime)"),
+            container("two", "echo two $(cut -d\" \" -f1 /proc/uptime)"),
+            container("three", "echo three $(cut -d\" \" -f1 /proc/uptime)"),
+        ),
+    );
+    let out = podrun(&kubeconfig())
+        .args(["convert", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(pod.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    let r = run(&String::from_utf8(out.stdout).unwrap(), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Each step prints the node's uptime (a shared clock, in 1/100 s).
+    let lines: Vec<(&str, f64)> = r
+        .stdout
+        .lines()
+        .map(|l| {
+            let mut words = l.split_whitespace().skip(1);
+            (
+                words.next().unwrap(),
+                words.next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = lines.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["one", "two", "three"], "{}", r.stdout);
+    assert!(
+        lines.windows(2).all(|w| w[0].1 < w[1].1),
+        "the steps overlapped: {}",
+        r.stdout
+    );
+}

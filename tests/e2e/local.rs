@@ -541,3 +541,72 @@ fn podrun_run_uses_the_application_config() {
     assert!(stderr.contains("running the pod locally"), "{stderr}");
     assert!(stderr.contains("run local-1 failed (Error)"), "{stderr}");
 }
+
+/// Converts `yaml` with `podrun convert` and the given hook.
+fn converted(yaml: &str, hook: &str) -> String {
+    let mut cmd = podrun();
+    let mut child = cmd
+        .args(["convert", "-f", "-", "--hook", hook])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_entrypoint_sequence_runs_steps_in_order_and_stops_at_a_failure() {
+    let steps = format!(
+        "  containers:\n{}{}{}",
+        container("one", "sleep 0.3; echo one"),
+        container("two", "echo two"),
+        container("three", "echo three"),
+    );
+    let yaml = converted(
+        &pod("Never", "", &steps),
+        r#"sequence={"strategy":"entrypoint"}"#,
+    );
+    let run = run_pod(&yaml, &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let order: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.contains("podrun sequence"))
+        .collect();
+    assert_eq!(order, ["[one] one", "[two] two", "[three] three"]);
+
+    let failing = format!(
+        "  containers:\n{}{}{}",
+        container("one", "echo one"),
+        container("two", "echo two; exit 6"),
+        container("three", "echo three"),
+    );
+    let yaml = converted(
+        &pod("Never", "", &failing),
+        r#"sequence={"strategy":"entrypoint"}"#,
+    );
+    let run = run_pod(&yaml, &[]);
+    assert_eq!(
+        run.code, 6,
+        "the failed step decides: {}\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        !run.stdout.contains("[three] three"),
+        "a step ran after the failure: {}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("[three] podrun sequence: skipped"),
+        "{}",
+        run.stdout
+    );
+}

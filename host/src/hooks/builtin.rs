@@ -39,6 +39,11 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "labels for finding and cleaning up runs: managed-by, application, run id",
     },
     Builtin {
+        name: "sequence",
+        kind: Kind::Mutate,
+        summary: "run a pod's containers one after the other (init-containers or entrypoint strategy)",
+    },
+    Builtin {
         name: "default-classifier",
         kind: Kind::Classify,
         summary: "the usual endings: exit codes, OOMKilled, deadlines, evictions, image errors, pending timeout",
