@@ -29,7 +29,7 @@ pub enum ConvertError {
         /// Its name.
         name: String,
         /// What the hook did.
-        error: HookError,
+        error: Box<HookError>,
     },
 }
 
@@ -63,7 +63,7 @@ pub fn convert(
                     index: i + 1,
                     kind: kind.clone(),
                     name: doc["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                    error,
+                    error: Box::new(error),
                 })?;
             }
         }
