@@ -610,3 +610,32 @@ fn the_entrypoint_sequence_runs_steps_in_order_and_stops_at_a_failure() {
         run.stdout
     );
 }
+
+#[test]
+fn classifier_rules_from_the_config_decide() {
+    let rules = "  hooks:\n    classify:\n    - hook: default-classifier\n      with:\n        rules:\n        - {name: nothing-to-do, action: ignore, on-exit-codes: {operator: In, values: [3]}}\n";
+    let scratch = support::Scratch::new(&support::app("hello", rules));
+    let out = podrun()
+        .current_dir(scratch.path())
+        .args([
+            "run",
+            "--runtime",
+            "local",
+            "-a",
+            "hello",
+            "-o",
+            "json",
+            "-c",
+            "sh -c 'exit 3'",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["rule"], "nothing-to-do");
+}

@@ -12,7 +12,10 @@
 //! | still Pending past the application's pending timeout | failed | 124 |
 //!
 //! Settings: `image-grace-seconds` (default 0: image errors fail at once),
-//! `sidecars` (container names that do not keep a run alive).
+//! `sidecars` (container names that do not keep a run alive), and `rules`
+//! in the spirit of a Job's podFailurePolicy (see [`rules`]).
+
+pub mod rules;
 
 use podrun_hook_sdk::k8s_openapi::api::core::v1::{
     ContainerStateTerminated, ContainerStatus, Pod, PodStatus,
@@ -56,6 +59,7 @@ pub struct DefaultClassifier;
 struct Settings {
     image_grace_seconds: u64,
     sidecars: Vec<String>,
+    rules: Vec<rules::Rule>,
 }
 
 impl Classify for DefaultClassifier {
@@ -63,7 +67,9 @@ impl Classify for DefaultClassifier {
         let settings: Settings = ctx.settings()?;
         let pod: Pod = podrun_hook_sdk::serde_json::from_str(&obs.pod)
             .map_err(|e| format!("cannot read the pod: {e}"))?;
-        Ok(Some(classify(ctx, &settings, &pod, obs.elapsed_ms)))
+        Ok(Some(rules::apply(&settings.rules, &pod, |pod| {
+            classify(ctx, &settings, pod, obs.elapsed_ms)
+        })))
     }
 }
 

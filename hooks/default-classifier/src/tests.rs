@@ -213,3 +213,94 @@ fn bad_settings_are_an_error() {
             .contains("grace")
     );
 }
+
+mod rules {
+    use super::*;
+
+    fn with_rules(p: &Pod, rules: Value) -> Verdict {
+        run(p, 10, json!({"rules": rules}), None)
+    }
+
+    #[test]
+    fn ignore_turns_an_exit_code_into_success() {
+        let p = pod(
+            "Never",
+            json!({"phase": "Failed", "containerStatuses": [terminated("main", 3, "Error")]}),
+        );
+        let rules = json!([{"name": "nothing-to-do", "action": "ignore", "on-exit-codes": {"container": "main", "operator": "In", "values": [3]}}]);
+        let v = with_rules(&p, rules);
+        assert_eq!(
+            (v.outcome, v.exit_code, v.rule.as_deref()),
+            (Outcome::Succeeded, Some(0), Some("nothing-to-do"))
+        );
+        // Another container's code does not match.
+        let rules = json!([{"name": "x", "action": "ignore", "on-exit-codes": {"container": "proxy", "operator": "In", "values": [3]}}]);
+        assert_eq!(with_rules(&p, rules).outcome, Outcome::Failed);
+    }
+
+    #[test]
+    fn fail_retryable_and_first_match_wins() {
+        let p = pod(
+            "Never",
+            json!({"phase": "Failed", "containerStatuses": [terminated("main", 75, "Error")]}),
+        );
+        let rules = json!([
+            {"name": "retry", "action": "fail-retryable", "on-exit-codes": {"operator": "In", "values": [75]}},
+            {"name": "never", "action": "fail", "on-exit-codes": {"operator": "NotIn", "values": [1]}},
+        ]);
+        let v = with_rules(&p, rules);
+        assert_eq!(
+            (v.retryable, v.exit_code, v.rule.as_deref()),
+            (true, Some(75), Some("retry"))
+        );
+        assert!(
+            v.evidence.iter().any(|e| e.contains("rule retry")),
+            "{:?}",
+            v.evidence
+        );
+        let rules = json!([{"name": "not-one", "action": "fail", "on-exit-codes": {"operator": "NotIn", "values": [1]}}]);
+        assert_eq!(with_rules(&p, rules).rule.as_deref(), Some("not-one"));
+    }
+
+    #[test]
+    fn conditions_and_reasons() {
+        let p = pod(
+            "Never",
+            json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True"}]}),
+        );
+        let rules = json!([{"name": "disrupted", "action": "fail", "on-pod-conditions": [{"type": "DisruptionTarget"}]}]);
+        let v = with_rules(&p, rules);
+        assert!(!v.retryable, "the rule overrides the default (retryable)");
+        assert_eq!(v.rule.as_deref(), Some("disrupted"));
+        let p = pod(
+            "Never",
+            json!({"phase": "Pending", "containerStatuses": [waiting("main", "ImagePullBackOff")]}),
+        );
+        let rules =
+            json!([{"name": "patient", "action": "ignore", "on-reasons": ["ImagePullBackOff"]}]);
+        assert_eq!(with_rules(&p, rules).outcome, Outcome::Running);
+        let rules =
+            json!([{"name": "count", "action": "count", "on-reasons": ["ImagePullBackOff"]}]);
+        let v = with_rules(&p, rules);
+        assert_eq!(
+            (v.outcome, v.exit_code, v.rule.as_deref()),
+            (Outcome::Failed, Some(COULD_NOT_START), Some("count"))
+        );
+    }
+
+    #[test]
+    fn a_bad_rule_is_an_error() {
+        let ctx = Context::for_test("a")
+            .with_settings(json!({"rules": [{"name": "x", "action": "explode"}]}));
+        let obs = Observation {
+            pod: "{}".into(),
+            events: "[]".into(),
+            elapsed_ms: 0,
+        };
+        assert!(
+            DefaultClassifier::classify(&ctx, &obs)
+                .unwrap_err()
+                .contains("explode")
+        );
+    }
+}
