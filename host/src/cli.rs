@@ -41,6 +41,9 @@ enum Command {
     /// Built-in hooks
     #[command(subcommand)]
     Hooks(HooksCommand),
+    /// Tools for hook authors
+    #[command(subcommand)]
+    Hook(HookCommand),
     /// Delete podrun's pods left on the cluster (finished or orphaned)
     Gc(GcArgs),
     /// Apply mutate hooks (default: sequence) to the Pods, Jobs and CronJobs of a YAML file
@@ -195,6 +198,43 @@ struct GcArgs {
 
     #[command(flatten)]
     cluster: ClusterArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum HookCommand {
+    /// Run a hook on a fixture: a Pod, Job or CronJob (mutate), a pod with its
+    /// status (classify) or a template (render)
+    Test(HookTestArgs),
+}
+
+#[derive(Debug, Args)]
+struct HookTestArgs {
+    /// A built-in hook's name or a .wasm component
+    hook: String,
+
+    /// The fixture (YAML)
+    #[arg(short, long, value_name = "FILE")]
+    input: PathBuf,
+
+    /// The hook's settings, as JSON or YAML
+    #[arg(long, value_name = "SETTINGS", default_value = "{}")]
+    with: String,
+
+    /// The kind of hook [default: the built-in's; for a .wasm, the first
+    /// of mutate, classify, render it exports]
+    #[arg(long, value_enum)]
+    kind: Option<KindArg>,
+
+    /// Compare with this expected result (YAML) and fail when it differs
+    #[arg(long, value_name = "FILE")]
+    expect: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KindArg {
+    Render,
+    Mutate,
+    Classify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +412,7 @@ fn run(cli: Cli) -> Result<Code, Failure> {
         Command::Run(args) => run_application(cli.cache_dir, *args),
         Command::Pod(PodCommand::Run(args)) => run_manifest(cli.cache_dir, *args),
         Command::Gc(args) => gc(args),
+        Command::Hook(HookCommand::Test(args)) => hook_test(cli.cache_dir, args),
         Command::Convert(args) => convert(cli.cache_dir, args),
         Command::Hooks(HooksCommand::List) => {
             let mut out = std::io::stdout().lock();
@@ -745,4 +786,72 @@ fn convert(cache_dir: Option<PathBuf>, args: ConvertArgs) -> Result<Code, Failur
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
     Ok(Code::Success)
+}
+
+fn hook_test(cache_dir: Option<PathBuf>, args: HookTestArgs) -> Result<Code, Failure> {
+    let usage = |m: String| Failure::from((Code::Usage, anyhow::anyhow!(m)));
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))
+    };
+    let fixture = read(&args.input)?;
+    let with: serde_json::Value =
+        serde_saphyr::from_str(&args.with).map_err(|e| usage(format!("--with: {e}")))?;
+    let mut reference = config::HookRef::named(&args.hook);
+    reference.with = with;
+    let kinds = match (args.kind, builtin::find(&args.hook)) {
+        (Some(KindArg::Render), _) => vec![Kind::Render],
+        (Some(KindArg::Mutate), _) => vec![Kind::Mutate],
+        (Some(KindArg::Classify), _) => vec![Kind::Classify],
+        (None, Some(b)) => vec![b.kind],
+        (None, None) => vec![Kind::Mutate, Kind::Classify, Kind::Render],
+    };
+    let hooks = hooks(cache_dir)?;
+    let mut last_error = None;
+    let mut loaded = None;
+    for kind in kinds {
+        let spec = config::builtin_spec(&reference, kind).map_err(usage)?;
+        match hooks.load(&spec) {
+            Ok(hook) => {
+                loaded = Some((hook, kind));
+                break;
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let (hook, kind) = match (loaded, last_error) {
+        (Some(l), _) => l,
+        (None, Some(e)) => return Err((e.exit_code(), e).into()),
+        (None, None) => return Err(usage("no hook kind to try".into())),
+    };
+    let context = crate::hooks::bare_application("test", "test");
+    let actual = crate::hook_test::run(&hook, kind, &fixture, &context)
+        .map_err(|e| Failure::from((e.exit_code(), e)))?;
+    let Some(expect) = &args.expect else {
+        let text = serde_saphyr::to_string(&actual).unwrap_or_default();
+        print!("{text}");
+        return Ok(Code::Success);
+    };
+    let expected: serde_json::Value = serde_saphyr::from_str(&read(expect)?)
+        .map_err(|e| usage(format!("{}: {e}", expect.display())))?;
+    let differences = crate::hook_test::differences(&expected, &actual);
+    if differences.is_empty() {
+        println!(
+            "ok: {} on {} gives {}",
+            hook.name(),
+            args.input.display(),
+            expect.display()
+        );
+        Ok(Code::Success)
+    } else {
+        println!(
+            "FAILED: {} on {} differs from {}:",
+            hook.name(),
+            args.input.display(),
+            expect.display()
+        );
+        for d in differences {
+            println!("  {d}");
+        }
+        Ok(Code::Container(1))
+    }
 }

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod exit;
+pub mod hook_test;
 pub mod hooks;
 pub mod lifecycle;
 pub mod logs;

@@ -406,3 +406,62 @@ fn convert_reads_stdin_and_takes_hook_settings() {
     let (code, _, err) = convert(&["-f", "-", "--hook", "nope"], Some(pod));
     assert_eq!(code, 125, "{err}");
 }
+
+#[test]
+fn hook_test_runs_a_hook_on_a_fixture_and_checks_expectations() {
+    let fixtures = "tests/fixtures/hooks";
+    let hook_test = |args: &[&str]| {
+        let out = podrun()
+            .current_dir(support::root())
+            .args(["hook", "test"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = hook_test(&[
+        "restart-never",
+        "-i",
+        &format!("{fixtures}/pod.yaml"),
+        "--expect",
+        &format!("{fixtures}/pod.expected.yaml"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok:"), "{out}");
+    let (code, out, _) = hook_test(&[
+        "restart-never",
+        "-i",
+        &format!("{fixtures}/pod.yaml"),
+        "--expect",
+        &format!("{fixtures}/pod.yaml"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains("/spec/restartPolicy is \"Never\""), "{out}");
+    let rules = "{rules: [{name: retry, action: fail-retryable, on-exit-codes: {operator: In, values: [75]}}]}";
+    let (code, out, err) = hook_test(&[
+        "default-classifier",
+        "-i",
+        &format!("{fixtures}/failed-pod.yaml"),
+        "--with",
+        rules,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let verdict: Value = serde_saphyr::from_str(&out).unwrap();
+    assert_eq!(
+        (verdict["retryable"].as_bool(), verdict["rule"].as_str()),
+        (Some(true), Some("retry"))
+    );
+    let guest = support::guest("misbehave").display().to_string();
+    let (code, _, err) = hook_test(&[
+        &guest,
+        "-i",
+        &format!("{fixtures}/pod.yaml"),
+        "--with",
+        "{do: deny}",
+    ]);
+    assert_eq!(code, 121, "{err}");
+}
