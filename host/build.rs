@@ -13,7 +13,13 @@ const TARGET: &str = "wasm32-wasip2";
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
-    for dir in ["hooks", "guest-sdk", "wit", "tests/guests"] {
+    for dir in [
+        "hooks",
+        "guest-sdk",
+        "wit",
+        "tests/guests",
+        "examples/hooks",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(
@@ -23,10 +29,13 @@ fn main() {
 
     let builtins = crate_dirs(&root.join("hooks"));
     let guests = crate_dirs(&root.join("tests/guests"));
+    // The example hooks are built too, so that the tests can run them.
+    let examples = crate_dirs(&root.join("examples/hooks"));
     let packages: Vec<String> = builtins
         .iter()
         .map(|n| format!("podrun-hook-{n}"))
         .chain(guests.iter().map(|n| format!("podrun-test-{n}")))
+        .chain(examples.iter().map(|n| format!("podrun-example-{n}")))
         .collect();
 
     ensure_target();

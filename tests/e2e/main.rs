@@ -3,6 +3,7 @@
 
 mod cli;
 mod engine;
+mod examples;
 mod kube;
 mod local;
 mod proxy;

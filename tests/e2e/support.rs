@@ -122,3 +122,9 @@ pub fn pod_run_with_stdin(
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// The component of an example hook under `examples/hooks/`.
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("PODRUN_TEST_GUESTS"))
+        .join(format!("podrun_example_{}.wasm", name.replace('-', "_")))
+}
