@@ -199,19 +199,20 @@ fn running_is_running() {
     );
 }
 
-#[test]
-fn bad_settings_are_an_error() {
-    let ctx = Context::for_test("a").with_settings(json!({"grace": 1}));
+/// The error a classifier with `settings` gives.
+fn settings_error(settings: Value) -> String {
+    let ctx = Context::for_test("a").with_settings(settings);
     let obs = Observation {
         pod: "{}".into(),
         events: "[]".into(),
         elapsed_ms: 0,
     };
-    assert!(
-        DefaultClassifier::classify(&ctx, &obs)
-            .unwrap_err()
-            .contains("grace")
-    );
+    DefaultClassifier::classify(&ctx, &obs).unwrap_err()
+}
+
+#[test]
+fn bad_settings_are_an_error() {
+    assert!(settings_error(json!({"grace": 1})).contains("grace"));
 }
 
 mod rules {
@@ -290,17 +291,7 @@ mod rules {
 
     #[test]
     fn a_bad_rule_is_an_error() {
-        let ctx = Context::for_test("a")
-            .with_settings(json!({"rules": [{"name": "x", "action": "explode"}]}));
-        let obs = Observation {
-            pod: "{}".into(),
-            events: "[]".into(),
-            elapsed_ms: 0,
-        };
-        assert!(
-            DefaultClassifier::classify(&ctx, &obs)
-                .unwrap_err()
-                .contains("explode")
-        );
+        let err = settings_error(json!({"rules": [{"name": "x", "action": "explode"}]}));
+        assert!(err.contains("explode"), "{err}");
     }
 }
