@@ -11,7 +11,7 @@
 //! | a container config error (CreateContainerConfigError…), past `image-grace-seconds` | failed | 126 |
 //! | still Pending past the application's pending timeout | failed | 124 |
 //!
-//! Settings: `image-grace-seconds` (default 0: image errors fail at once),
+//! Settings: `image-grace-seconds` (default 5; 0 fails image errors at once),
 //! `sidecars` (container names that do not keep a run alive), and `rules`
 //! in the spirit of a Job's podFailurePolicy (see [`rules`]).
 
@@ -49,7 +49,7 @@ const CONFIG_ERRORS: &[&str] = &[
 /// The hook.
 pub struct DefaultClassifier;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(
     crate = "podrun_hook_sdk::serde",
     default,
@@ -60,6 +60,20 @@ struct Settings {
     image_grace_seconds: u64,
     sidecars: Vec<String>,
     rules: Vec<rules::Rule>,
+}
+
+/// How long image and container-config errors are given to clear up by
+/// default: a registry hiccup passes, a missing image still fails fast.
+pub const IMAGE_GRACE_SECONDS: u64 = 5;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            image_grace_seconds: IMAGE_GRACE_SECONDS,
+            sidecars: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
 }
 
 impl Classify for DefaultClassifier {

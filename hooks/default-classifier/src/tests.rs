@@ -131,10 +131,16 @@ fn image_errors_fail_after_the_grace_window() {
         "Never",
         json!({"phase": "Pending", "containerStatuses": [waiting("main", "ImagePullBackOff")]}),
     );
-    let v = run(&p, 100, json!({}), None);
+    // By default a hiccup gets a few seconds.
+    assert_eq!(run(&p, 100, json!({}), None).outcome, Outcome::Running);
+    let v = run(&p, IMAGE_GRACE_SECONDS * 1000, json!({}), None);
     assert_eq!(
         (v.outcome, v.exit_code, v.reason.as_str()),
         (Outcome::Failed, Some(COULD_NOT_START), "ImagePullBackOff")
+    );
+    assert_eq!(
+        run(&p, 0, json!({"image-grace-seconds": 0}), None).outcome,
+        Outcome::Failed
     );
     assert!(v.message.contains("nope:1"), "{}", v.message);
     assert_eq!(
@@ -150,7 +156,7 @@ fn image_errors_fail_after_the_grace_window() {
         json!({"phase": "Pending", "containerStatuses": [waiting("main", "CreateContainerConfigError")]}),
     );
     assert_eq!(
-        run(&p, 100, json!({}), None).exit_code,
+        run(&p, 5_000, json!({}), None).exit_code,
         Some(COULD_NOT_START)
     );
 }
@@ -282,7 +288,12 @@ mod rules {
         assert_eq!(with_rules(&p, rules).outcome, Outcome::Running);
         let rules =
             json!([{"name": "count", "action": "count", "on-reasons": ["ImagePullBackOff"]}]);
-        let v = with_rules(&p, rules);
+        let v = run(
+            &p,
+            10,
+            json!({"rules": rules, "image-grace-seconds": 0}),
+            None,
+        );
         assert_eq!(
             (v.outcome, v.exit_code, v.rule.as_deref()),
             (Outcome::Failed, Some(COULD_NOT_START), Some("count"))
