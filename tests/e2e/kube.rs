@@ -14,7 +14,7 @@ use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
 use crate::proxy::{Faults, Proxy};
-use crate::support::{self, Run, write_manifest};
+use crate::support::{self, Run, container, write_manifest};
 
 fn kubeconfig() -> PathBuf {
     std::env::var_os("PODRUN_E2E_KUBECONFIG")
@@ -38,13 +38,6 @@ fn podrun(kubeconfig: &Path) -> StdCommand {
 fn manifest(name: &str, body: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n{body}"
-    )
-}
-
-fn container(name: &str, script: &str) -> String {
-    format!(
-        "  - name: {name}\n    image: busybox:local\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, {}]\n",
-        serde_json::to_string(script).unwrap()
     )
 }
 

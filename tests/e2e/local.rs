@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
-use crate::support::{self, Run, write_manifest};
+use crate::support::{self, Run, container, write_manifest};
 
 fn podrun() -> StdCommand {
     let mut cmd = StdCommand::cargo_bin("podrun").unwrap();
@@ -44,13 +44,6 @@ fn run_pod(yaml: &str, extra: &[&str]) -> Run {
 fn pod(restart: &str, extra_spec: &str, containers: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: t}}\nspec:\n  restartPolicy: {restart}\n  terminationGracePeriodSeconds: 2\n{extra_spec}{containers}"
-    )
-}
-
-fn container(name: &str, script: &str) -> String {
-    format!(
-        "  - name: {name}\n    image: busybox\n    command: [sh, -c, {}]\n",
-        serde_json::to_string(script).unwrap()
     )
 }
 

@@ -128,3 +128,12 @@ pub fn example(name: &str) -> PathBuf {
     Path::new(env!("PODRUN_TEST_GUESTS"))
         .join(format!("podrun_example_{}.wasm", name.replace('-', "_")))
 }
+
+/// A container (YAML lines under `containers:`) that runs `script` with
+/// `sh -c`, in the image a test cluster has.
+pub fn container(name: &str, script: &str) -> String {
+    format!(
+        "  - name: {name}\n    image: busybox:local\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, {}]\n",
+        serde_json::to_string(script).unwrap()
+    )
+}
