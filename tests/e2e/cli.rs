@@ -230,6 +230,10 @@ fn config_errors_name_file_line_and_field() {
             "defined twice",
         ),
         ("applications: [".into(), "pod-runner.yaml"),
+        (
+            "applications:\n- name: hello\n  template: http://example.invalid/t.tmpl\n  container: {image: x}\n".into(),
+            "must use https",
+        ),
     ];
     for (config, expected) in cases {
         let (code, stderr) = render_config(&config);
@@ -464,4 +468,19 @@ fn hook_test_runs_a_hook_on_a_fixture_and_checks_expectations() {
         "{do: deny}",
     ]);
     assert_eq!(code, 121, "{err}");
+}
+
+#[test]
+fn an_unreachable_https_template_is_a_clear_error() {
+    let scratch = Scratch::new(
+        "applications:\n- name: hello\n  template: https://127.0.0.1:9/pod.tmpl\n  container: {image: x}\n",
+    );
+    podrun()
+        .current_dir(scratch.path())
+        .args(["render", "-a", "hello"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(
+            "cannot read the template https://127.0.0.1:9/pod.tmpl",
+        ));
 }
