@@ -31,29 +31,23 @@ fn app() -> types::Application {
         cpu: cpu.map(String::from),
         memory: Some(memory.into()),
     };
-    types::Application {
-        name: "report".into(),
-        run_id: "c0ffee0123456789".into(),
-        namespace: Some("batch".into()),
-        image: "registry.example/report:2.1".into(),
-        arguments: [
-            "report",
-            "--day",
-            "2026-11-23",
-            "--output",
-            "s3://bucket/reports",
-        ]
-        .map(String::from)
-        .to_vec(),
-        uid: Some("1000".into()),
-        gid: Some("1000".into()),
-        requests: r(Some("100m"), "64Mi"),
-        limits: r(None, "128Mi"),
-        params: vec![],
-        restart_policy: None,
-        timeout_seconds: None,
-        pending_timeout_seconds: None,
-    }
+    let mut app = podrun::hooks::bare_application("report", "c0ffee0123456789");
+    app.namespace = Some("batch".into());
+    app.image = "registry.example/report:2.1".into();
+    app.arguments = [
+        "report",
+        "--day",
+        "2026-11-23",
+        "--output",
+        "s3://bucket/reports",
+    ]
+    .map(String::from)
+    .to_vec();
+    app.uid = Some("1000".into());
+    app.gid = Some("1000".into());
+    app.requests = r(Some("100m"), "64Mi");
+    app.limits = r(None, "128Mi");
+    app
 }
 
 fn pod() -> types::Object {

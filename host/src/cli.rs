@@ -516,6 +516,21 @@ fn explain(prepared: &Prepared) {
     }
 }
 
+/// Loads a hook named outside a config (a built-in or a `.wasm` path);
+/// `what` says where it was named, for the error.
+fn load_unconfigured(
+    hooks: &Hooks,
+    reference: &config::HookRef,
+    kind: Kind,
+    what: &str,
+) -> Result<Hook, Failure> {
+    let spec = config::builtin_spec(reference, kind)
+        .map_err(|m| Failure::from((Code::Usage, anyhow::anyhow!("{what}: {m}"))))?;
+    hooks
+        .load(&spec)
+        .map_err(|e| Failure::from((e.exit_code(), e)))
+}
+
 /// The default classifier, for runs whose config names none.
 fn default_classifiers(
     hooks: &Hooks,
@@ -526,13 +541,14 @@ fn default_classifiers(
         None => vec![config::HookRef::named(config::DEFAULT_CLASSIFY)],
     };
     refs.iter()
-        .map(|r| {
-            let spec = match config {
-                Some((c, _)) => c.hook_spec(r, Kind::Classify),
-                None => config::builtin_spec(r, Kind::Classify),
+        .map(|r| match config {
+            Some((c, _)) => {
+                let spec = c
+                    .hook_spec(r, Kind::Classify)
+                    .map_err(|m| Failure::from((Code::Usage, anyhow::anyhow!(m))))?;
+                hooks.load(&spec).map_err(|e| (e.exit_code(), e).into())
             }
-            .map_err(|m| Failure::from((Code::Usage, anyhow::anyhow!(m))))?;
-            hooks.load(&spec).map_err(|e| (e.exit_code(), e).into())
+            None => load_unconfigured(hooks, r, Kind::Classify, "classifier"),
         })
         .collect()
 }
@@ -766,11 +782,7 @@ fn convert(cache_dir: Option<PathBuf>, args: ConvertArgs) -> Result<Code, Failur
             };
             let mut r = config::HookRef::named(hook);
             r.with = with;
-            let spec = config::builtin_spec(&r, Kind::Mutate)
-                .map_err(|m| usage(format!("--hook {s}: {m}")))?;
-            hooks
-                .load(&spec)
-                .map_err(|e| Failure::from((e.exit_code(), e)))
+            load_unconfigured(&hooks, &r, Kind::Mutate, &format!("--hook {s}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let context = crate::hooks::bare_application("convert", &crate::run_id::new());
