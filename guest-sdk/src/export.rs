@@ -1,58 +1,67 @@
 //! The glue between the WIT contract and the hook traits; used by the
 //! `export_*!` macros, not by hook authors directly.
+//!
+//! Each world has its own bindings module (wit-bindgen exports a whole
+//! world), so the conversions are written once as macros and stamped out
+//! for each module that has the interface. The macros are exported so that
+//! a script interpreter, which generates the `script-hook` bindings in its
+//! own crate (wit-bindgen's export macros of one crate cannot export the
+//! same interface twice), gets the same glue through [`export_script!`].
 
 #![allow(missing_docs)]
 
 use std::marker::PhantomData;
 
-/// Bindings for a render hook.
-pub mod render {
-    wit_bindgen::generate!({
-        world: "render-hook",
-        path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "__export_render_world",
-        default_bindings_module: "::podrun_hook_sdk::__private::render",
-    });
+macro_rules! bindings {
+    ($module:ident, $world:literal, $macro:literal, $path:literal) => {
+        pub mod $module {
+            wit_bindgen::generate!({
+                world: $world,
+                path: "../wit",
+                pub_export_macro: true,
+                export_macro_name: $macro,
+                default_bindings_module: $path,
+            });
+        }
+    };
 }
 
-/// Bindings for a mutate hook.
-pub mod mutate {
-    wit_bindgen::generate!({
-        world: "mutate-hook",
-        path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "__export_mutate_world",
-        default_bindings_module: "::podrun_hook_sdk::__private::mutate",
-    });
-}
-
-/// Bindings for a classify hook.
-pub mod classify {
-    wit_bindgen::generate!({
-        world: "classify-hook",
-        path: "../wit",
-        pub_export_macro: true,
-        export_macro_name: "__export_classify_world",
-        default_bindings_module: "::podrun_hook_sdk::__private::classify",
-    });
-}
+bindings!(
+    render,
+    "render-hook",
+    "__export_render_world",
+    "::podrun_hook_sdk::__private::render"
+);
+bindings!(
+    mutate,
+    "mutate-hook",
+    "__export_mutate_world",
+    "::podrun_hook_sdk::__private::mutate"
+);
+bindings!(
+    classify,
+    "classify-hook",
+    "__export_classify_world",
+    "::podrun_hook_sdk::__private::classify"
+);
 
 #[cfg(target_arch = "wasm32")]
 pub(crate) use mutate::podrun::hook::log as log_import;
 
-macro_rules! context_from_wit {
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __context_from_wit {
     ($module:ident) => {
-        impl From<$module::podrun::hook::types::Context> for crate::Context {
+        impl From<$module::podrun::hook::types::Context> for $crate::Context {
             fn from(ctx: $module::podrun::hook::types::Context) -> Self {
                 use $module::podrun::hook::types::Resources as R;
-                let res = |r: R| crate::Resources {
+                let res = |r: R| $crate::Resources {
                     cpu: r.cpu,
                     memory: r.memory,
                 };
                 let a = ctx.application;
-                crate::Context {
-                    application: crate::Application {
+                $crate::Context {
+                    application: $crate::Application {
                         name: a.name,
                         run_id: a.run_id,
                         namespace: a.namespace,
@@ -74,83 +83,108 @@ macro_rules! context_from_wit {
     };
 }
 
-context_from_wit!(render);
-context_from_wit!(mutate);
-context_from_wit!(classify);
+/// Implements the render export of `$module` for `$adapter<T: Render>`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __render_guest {
+    ($module:ident, $adapter:ident) => {
+        impl<T: $crate::Render> $module::exports::podrun::hook::render::Guest for $adapter<T> {
+            fn render(
+                ctx: $module::podrun::hook::types::Context,
+                template: $module::exports::podrun::hook::render::Template,
+            ) -> Result<String, String> {
+                let template = $crate::Template {
+                    source: template.source,
+                    text: template.text,
+                };
+                T::render(&ctx.into(), &template)
+            }
+        }
+    };
+}
+
+/// Implements the mutate export of `$module` for `$adapter<T: Mutate>`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __mutate_guest {
+    ($module:ident, $adapter:ident) => {
+        impl<T: $crate::Mutate> $module::exports::podrun::hook::mutate::Guest for $adapter<T> {
+            fn mutate(
+                ctx: $module::podrun::hook::types::Context,
+                object: $module::podrun::hook::types::Object,
+            ) -> Result<
+                $module::exports::podrun::hook::mutate::Mutation,
+                $module::exports::podrun::hook::mutate::Refusal,
+            > {
+                use $module::exports::podrun::hook::mutate::{Mutation as M, Refusal as R};
+                let object = $crate::Object {
+                    api_version: object.api_version,
+                    kind: object.kind,
+                    json: object.json,
+                };
+                match T::mutate(&ctx.into(), &object) {
+                    Ok($crate::Mutation::Unchanged) => Ok(M::Unchanged),
+                    Ok($crate::Mutation::MergePatch(p)) => Ok(M::MergePatch(p)),
+                    Ok($crate::Mutation::Replace(o)) => Ok(M::Replace(o)),
+                    Err($crate::Refusal::Denied(m)) => Err(R::Denied(m)),
+                    Err($crate::Refusal::Invalid(m)) => Err(R::Invalid(m)),
+                }
+            }
+        }
+    };
+}
+
+/// Implements the classify export of `$module` for `$adapter<T: Classify>`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __classify_guest {
+    ($module:ident, $adapter:ident) => {
+        impl<T: $crate::Classify> $module::exports::podrun::hook::classify::Guest for $adapter<T> {
+            fn classify(
+                ctx: $module::podrun::hook::types::Context,
+                observation: $module::exports::podrun::hook::classify::Observation,
+            ) -> Result<Option<$module::exports::podrun::hook::classify::Verdict>, String> {
+                use $module::exports::podrun::hook::classify::{Outcome as O, Verdict as V};
+                let observation = $crate::Observation {
+                    pod: observation.pod,
+                    events: observation.events,
+                    elapsed_ms: observation.elapsed_ms,
+                };
+                let verdict = T::classify(&ctx.into(), &observation)?;
+                Ok(verdict.map(|v| V {
+                    outcome: match v.outcome {
+                        $crate::Outcome::Running => O::Running,
+                        $crate::Outcome::Succeeded => O::Succeeded,
+                        $crate::Outcome::Failed => O::Failed,
+                    },
+                    retryable: v.retryable,
+                    reason: v.reason,
+                    message: v.message,
+                    exit_code: v.exit_code,
+                    evidence: v.evidence,
+                    rule: v.rule,
+                }))
+            }
+        }
+    };
+}
+
+crate::__context_from_wit!(render);
+crate::__context_from_wit!(mutate);
+crate::__context_from_wit!(classify);
 
 /// Connects a [`crate::Render`] to the component's export.
 pub struct RenderAdapter<T>(PhantomData<T>);
-
-impl<T: crate::Render> render::exports::podrun::hook::render::Guest for RenderAdapter<T> {
-    fn render(
-        ctx: render::podrun::hook::types::Context,
-        template: render::exports::podrun::hook::render::Template,
-    ) -> Result<String, String> {
-        let template = crate::Template {
-            source: template.source,
-            text: template.text,
-        };
-        T::render(&ctx.into(), &template)
-    }
-}
-
 /// Connects a [`crate::Mutate`] to the component's export.
 pub struct MutateAdapter<T>(PhantomData<T>);
-
-impl<T: crate::Mutate> mutate::exports::podrun::hook::mutate::Guest for MutateAdapter<T> {
-    fn mutate(
-        ctx: mutate::podrun::hook::types::Context,
-        object: mutate::podrun::hook::types::Object,
-    ) -> Result<
-        mutate::exports::podrun::hook::mutate::Mutation,
-        mutate::exports::podrun::hook::mutate::Refusal,
-    > {
-        use mutate::exports::podrun::hook::mutate::{Mutation as M, Refusal as R};
-        let object = crate::Object {
-            api_version: object.api_version,
-            kind: object.kind,
-            json: object.json,
-        };
-        match T::mutate(&ctx.into(), &object) {
-            Ok(crate::Mutation::Unchanged) => Ok(M::Unchanged),
-            Ok(crate::Mutation::MergePatch(p)) => Ok(M::MergePatch(p)),
-            Ok(crate::Mutation::Replace(o)) => Ok(M::Replace(o)),
-            Err(crate::Refusal::Denied(m)) => Err(R::Denied(m)),
-            Err(crate::Refusal::Invalid(m)) => Err(R::Invalid(m)),
-        }
-    }
-}
-
 /// Connects a [`crate::Classify`] to the component's export.
 pub struct ClassifyAdapter<T>(PhantomData<T>);
+/// Connects a [`crate::Script`] interpreter to the component's exports.
+pub struct ScriptAdapter<T>(PhantomData<T>);
 
-impl<T: crate::Classify> classify::exports::podrun::hook::classify::Guest for ClassifyAdapter<T> {
-    fn classify(
-        ctx: classify::podrun::hook::types::Context,
-        observation: classify::exports::podrun::hook::classify::Observation,
-    ) -> Result<Option<classify::exports::podrun::hook::classify::Verdict>, String> {
-        use classify::exports::podrun::hook::classify::{Outcome as O, Verdict as V};
-        let observation = crate::Observation {
-            pod: observation.pod,
-            events: observation.events,
-            elapsed_ms: observation.elapsed_ms,
-        };
-        let verdict = T::classify(&ctx.into(), &observation)?;
-        Ok(verdict.map(|v| V {
-            outcome: match v.outcome {
-                crate::Outcome::Running => O::Running,
-                crate::Outcome::Succeeded => O::Succeeded,
-                crate::Outcome::Failed => O::Failed,
-            },
-            retryable: v.retryable,
-            reason: v.reason,
-            message: v.message,
-            exit_code: v.exit_code,
-            evidence: v.evidence,
-            rule: v.rule,
-        }))
-    }
-}
+crate::__render_guest!(render, RenderAdapter);
+crate::__mutate_guest!(mutate, MutateAdapter);
+crate::__classify_guest!(classify, ClassifyAdapter);
 
 /// Makes a type implementing [`Render`](crate::Render) this component's
 /// render hook.
@@ -199,6 +233,56 @@ macro_rules! export_classify {
         const _: () = {
             type __PodrunClassify = $crate::__private::ClassifyAdapter<$hook>;
             $crate::__private::classify::__export_classify_world!(__PodrunClassify with_types_in $crate::__private::classify);
+        };
+    };
+}
+
+/// Makes a type implementing [`Script`](crate::Script) this component's
+/// script interpreter, serving as a render, mutate and classify hook for
+/// the script podrun loads into it.
+///
+/// `$bindings` is a module of the calling crate holding wit-bindgen's
+/// bindings for podrun's `script-hook` world:
+///
+/// ```ignore
+/// mod bindings {
+///     wit_bindgen::generate!({ world: "script-hook", path: "wit" });
+/// }
+/// podrun_hook_sdk::export_script!(MyInterpreter, bindings);
+/// ```
+#[macro_export]
+macro_rules! export_script {
+    ($interpreter:ty, $bindings:ident) => {
+        const _: fn() = || {
+            fn is_script<T: $crate::Script>() {}
+            is_script::<$interpreter>();
+        };
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::__private::ScriptAdapter;
+            $crate::__context_from_wit!($bindings);
+            $crate::__render_guest!($bindings, ScriptAdapter);
+            $crate::__mutate_guest!($bindings, ScriptAdapter);
+            $crate::__classify_guest!($bindings, ScriptAdapter);
+            impl<T: $crate::Script> $bindings::exports::podrun::hook::script::Guest
+                for ScriptAdapter<T>
+            {
+                fn load(
+                    path: String,
+                    text: String,
+                    kind: $bindings::exports::podrun::hook::script::HookKind,
+                ) -> Result<(), String> {
+                    use $bindings::exports::podrun::hook::script::HookKind as K;
+                    let kind = match kind {
+                        K::Render => $crate::HookKind::Render,
+                        K::Mutate => $crate::HookKind::Mutate,
+                        K::Classify => $crate::HookKind::Classify,
+                    };
+                    <T as $crate::Script>::load(&path, &text, kind)
+                }
+            }
+            type __PodrunScript = ScriptAdapter<$interpreter>;
+    $bindings::export!(__PodrunScript with_types_in $bindings);
         };
     };
 }

@@ -100,6 +100,29 @@ pub trait Classify {
     fn classify(ctx: &Context, observation: &Observation) -> Result<Option<Verdict>, String>;
 }
 
+/// The hook function a script must define, for [`Script::load`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookKind {
+    /// `render`.
+    Render,
+    /// `mutate`.
+    Mutate,
+    /// `classify`.
+    Classify,
+}
+
+/// A script interpreter: a component that runs hooks written in a script
+/// language. podrun calls [`Script::load`] once on a fresh instance, then the
+/// hook function of the script's kind any number of times during one run,
+/// so the interpreter keeps the compiled script between calls. Export it
+/// with [`export_script!`].
+pub trait Script: Render + Mutate + Classify {
+    /// Compiles the script `text` (read from `path`, for messages) and checks
+    /// that it defines what a `kind` hook needs. An error should name the
+    /// line and column.
+    fn load(path: &str, text: &str, kind: HookKind) -> Result<(), String>;
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use crate::export::*;

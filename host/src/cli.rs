@@ -209,7 +209,7 @@ enum HookCommand {
 
 #[derive(Debug, Args)]
 struct HookTestArgs {
-    /// A built-in hook's name or a .wasm component
+    /// A built-in hook's name, a .wasm component or a .rhai script
     hook: String,
 
     /// The fixture (YAML)
@@ -220,8 +220,12 @@ struct HookTestArgs {
     #[arg(long, value_name = "SETTINGS", default_value = "{}")]
     with: String,
 
-    /// The kind of hook [default: the built-in's; for a .wasm, the first
-    /// of mutate, classify, render it exports]
+    /// A runtime parameter the hook sees (repeatable)
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+
+    /// The kind of hook [default: the built-in's; for a .wasm or a script,
+    /// the first of mutate, classify, render it provides]
     #[arg(long, value_enum)]
     kind: Option<KindArg>,
 
@@ -818,7 +822,7 @@ fn hook_test(cache_dir: Option<PathBuf>, args: HookTestArgs) -> Result<Code, Fai
         (None, None) => vec![Kind::Mutate, Kind::Classify, Kind::Render],
     };
     let hooks = hooks(cache_dir)?;
-    let mut last_error = None;
+    let mut errors = Vec::new();
     let mut loaded = None;
     for kind in kinds {
         let spec = config::builtin_spec(&reference, kind).map_err(usage)?;
@@ -827,15 +831,36 @@ fn hook_test(cache_dir: Option<PathBuf>, args: HookTestArgs) -> Result<Code, Fai
                 loaded = Some((hook, kind));
                 break;
             }
-            Err(e) => last_error = Some(e),
+            Err(e) => errors.push(e),
         }
     }
-    let (hook, kind) = match (loaded, last_error) {
-        (Some(l), _) => l,
-        (None, Some(e)) => return Err((e.exit_code(), e).into()),
-        (None, None) => return Err(usage("no hook kind to try".into())),
+    let (hook, kind) = match loaded {
+        Some(l) => l,
+        // One kind tried: its own error; several: why each did not fit.
+        None if errors.len() == 1 => {
+            let e = errors.remove(0);
+            return Err((e.exit_code(), e).into());
+        }
+        None => {
+            let code = errors
+                .iter()
+                .map(|e| e.exit_code())
+                .find(|c| *c != Code::Usage)
+                .unwrap_or(Code::Usage);
+            let mut all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            all.dedup();
+            return Err((code, anyhow::anyhow!("{}", all.join("\n  "))).into());
+        }
     };
-    let context = crate::hooks::bare_application("test", "test");
+    let mut context = crate::hooks::bare_application("test", "test");
+    context.params = args
+        .params
+        .iter()
+        .map(|(name, value)| types::Param {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect();
     let actual = crate::hook_test::run(&hook, kind, &fixture, &context)
         .map_err(|e| Failure::from((e.exit_code(), e)))?;
     let Some(expect) = &args.expect else {

@@ -160,13 +160,16 @@ pub struct HookSet {
     pub classify: Option<Vec<Spanned<HookRef>>>,
 }
 
-/// A hook named in the config: a built-in name or a `.wasm` path, with
-/// optional settings and limits. Written as a plain name, or as a map with
-/// `hook:`, `with:`, `deadline-ms:` and `memory-mib:`.
+/// A hook named in the config: a built-in name, a `.wasm` path or a script,
+/// with optional settings and limits. Written as a plain name or path, or
+/// as a map with `hook:` (or `script:`), `with:`, `deadline-ms:` and
+/// `memory-mib:`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HookRef {
     /// The built-in name or path.
     pub hook: String,
+    /// Whether `hook` is a script's path (`script:`, or a `.rhai` file).
+    pub script: bool,
     /// The `with:` settings (an object).
     pub with: serde_json::Value,
     /// CPU deadline of one call, in milliseconds (default 100).
@@ -178,7 +181,10 @@ pub struct HookRef {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct HookRefMap {
-    hook: String,
+    #[serde(default)]
+    hook: Option<String>,
+    #[serde(default)]
+    script: Option<String>,
     #[serde(default)]
     with: Option<serde_json::Value>,
     #[serde(default)]
@@ -188,10 +194,15 @@ struct HookRefMap {
 }
 
 impl HookRef {
-    /// A reference to the hook `hook` with no settings.
+    /// The file ending of script hooks.
+    pub const SCRIPT_EXTENSION: &str = ".rhai";
+
+    /// A reference to the hook `hook` with no settings; a `.rhai` path is a
+    /// script.
     pub fn named(hook: &str) -> Self {
         HookRef {
             hook: hook.to_string(),
+            script: hook.ends_with(Self::SCRIPT_EXTENSION),
             with: serde_json::json!({}),
             deadline_ms: None,
             memory_mib: None,
@@ -205,7 +216,9 @@ impl<'de> Deserialize<'de> for HookRef {
         impl<'de> Visitor<'de> for V {
             type Value = HookRef;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a hook name, a .wasm path, or a map with `hook:` and `with:`")
+                f.write_str(
+                    "a hook name, a .wasm or .rhai path, or a map with `hook:` or `script:` and `with:`",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<HookRef, E> {
                 Ok(HookRef::named(v))
@@ -216,8 +229,26 @@ impl<'de> Deserialize<'de> for HookRef {
                 if !with.is_object() {
                     return Err(de::Error::custom("`with:` must be a map of settings"));
                 }
+                let (hook, script) = match (m.hook, m.script) {
+                    (Some(h), None) => {
+                        let script = h.ends_with(HookRef::SCRIPT_EXTENSION);
+                        (h, script)
+                    }
+                    (None, Some(s)) => (s, true),
+                    (Some(_), Some(_)) => {
+                        return Err(de::Error::custom(
+                            "a hook has either `hook:` or `script:`, not both",
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(de::Error::custom(
+                            "a hook needs `hook:` (a built-in name or .wasm path) or `script:` (a .rhai path)",
+                        ));
+                    }
+                };
                 Ok(HookRef {
-                    hook: m.hook,
+                    hook,
+                    script,
                     with,
                     deadline_ms: m.deadline_ms,
                     memory_mib: m.memory_mib,
@@ -552,6 +583,14 @@ impl Config {
         }
     }
 
+    /// `path` relative to the config's directory.
+    fn resolve(&self, path: &str) -> PathBuf {
+        match self.dir() {
+            d if d == Path::new(".") => PathBuf::from(path),
+            d => d.join(path),
+        }
+    }
+
     /// Every problem the fields have together, reported at once.
     fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
@@ -642,8 +681,18 @@ impl Config {
 
     /// What the engine needs to load the hook `h` as a `kind` hook.
     pub fn hook_spec(&self, h: &HookRef, kind: Kind) -> Result<hooks::Spec, String> {
-        let source = if h.hook.ends_with(".wasm") || h.hook.contains('/') {
-            let path = self.dir().join(&h.hook);
+        let source = if h.script {
+            let path = self.resolve(&h.hook);
+            if !path.is_file() {
+                return Err(format!(
+                    "script {:?}: {} does not exist",
+                    h.hook,
+                    path.display()
+                ));
+            }
+            Source::Script(path)
+        } else if h.hook.ends_with(".wasm") || h.hook.contains('/') {
+            let path = self.resolve(&h.hook);
             if !path.is_file() {
                 return Err(format!("{:?}: {} does not exist", h.hook, path.display()));
             }

@@ -7,4 +7,5 @@ mod examples;
 mod kube;
 mod local;
 mod proxy;
+mod scripts;
 mod support;

@@ -1,15 +1,17 @@
 //! Host bindings for the WIT contract in `wit/`.
 //!
-//! One world, `any-hook`, gives the imports (the logger) and the types; each
-//! hook kind is then one exported interface, looked up per component.
+//! One world, `script-hook`, gives the imports (the logger), the types and
+//! every exported interface; each component is then checked for the
+//! interface of its kind, and script interpreters for `script` too.
 
 wasmtime::component::bindgen!({
-    world: "any-hook",
+    world: "script-hook",
     path: "../wit",
 });
 
 pub use self::exports::podrun::hook::classify;
 pub use self::exports::podrun::hook::mutate;
 pub use self::exports::podrun::hook::render;
+pub use self::exports::podrun::hook::script;
 pub use self::podrun::hook::log;
 pub use self::podrun::hook::types;

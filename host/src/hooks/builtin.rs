@@ -50,6 +50,9 @@ pub const BUILTINS: &[Builtin] = &[
     },
 ];
 
+/// The built-in script interpreter (`hooks/rhai`): runs `script:` hooks.
+pub const SCRIPT_INTERPRETER: &str = "rhai";
+
 /// The built-in hook called `name`.
 pub fn find(name: &str) -> Option<&'static Builtin> {
     BUILTINS.iter().find(|b| b.name == name)
@@ -67,11 +70,13 @@ mod tests {
     #[test]
     fn every_crate_under_hooks_is_listed_and_embedded() {
         let mut listed: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
+        listed.push(SCRIPT_INTERPRETER);
         listed.sort();
         assert_eq!(listed, BUILTIN_CRATES);
         for b in BUILTINS {
             let wasm = wasm(b.name).unwrap();
             assert!(wasm.starts_with(b"\0asm"), "{} is not wasm", b.name);
         }
+        assert!(wasm(SCRIPT_INTERPRETER).unwrap().starts_with(b"\0asm"));
     }
 }

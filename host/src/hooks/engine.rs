@@ -1,14 +1,15 @@
 //! The wasmtime engine, loading hooks, and calling them.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{HasSelf, InstancePre, Linker};
+use wasmtime::component::{HasSelf, Instance, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use super::bindings::{AnyHook, classify, log, mutate, render, types};
+use super::bindings::{ScriptHook, classify, log, mutate, render, script, types};
 use super::cache::Cache;
 use super::sandbox::{HostState, OUTPUT_CAPACITY};
 use super::{HookError, Kind, Limits, Source, Spec, builtin};
@@ -99,7 +100,7 @@ impl Hooks {
             message: e.to_string(),
         };
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
-        AnyHook::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+        ScriptHook::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(link)?;
         Ok(Hooks {
             linker,
@@ -115,6 +116,7 @@ impl Hooks {
             message,
         };
         let file_bytes;
+        let mut script = None;
         let bytes: &[u8] = match &spec.source {
             Source::Builtin(b) => {
                 builtin::wasm(b).ok_or_else(|| load_err("no such built-in hook".into()))?
@@ -122,6 +124,16 @@ impl Hooks {
             Source::File(path) => {
                 file_bytes = std::fs::read(path).map_err(|e| load_err(e.to_string()))?;
                 &file_bytes
+            }
+            Source::Script(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| load_err(e.to_string()))?;
+                script = Some(Script {
+                    path: path.display().to_string(),
+                    text,
+                    indices: None,
+                });
+                builtin::wasm(builtin::SCRIPT_INTERPRETER)
+                    .ok_or_else(|| load_err("no script interpreter is built in".into()))?
             }
         };
         let component = self
@@ -143,14 +155,45 @@ impl Hooks {
                 Exports::Classify(classify::GuestIndices::new(&pre).map_err(wrong_kind)?)
             }
         };
-        Ok(Hook {
+        if let Some(s) = &mut script {
+            s.indices = Some(
+                script::GuestIndices::new(&pre)
+                    .map_err(|e| load_err(format!("not a script interpreter: {e:#}")))?,
+            );
+        }
+        let hook = Hook {
             name,
             pre,
             exports,
+            kind: spec.kind,
             limits: spec.limits,
             settings: spec.settings.to_string(),
-        })
+            script,
+            live: Mutex::new(None),
+            instances: AtomicU64::new(0),
+        };
+        // A script is compiled now, so that its errors come before the run
+        // starts; the instance is kept for the run's calls.
+        if hook.script.is_some() {
+            let live = hook.instantiate()?;
+            hook.keep(live);
+        }
+        Ok(hook)
     }
+}
+
+/// A script hook's script, and the interpreter's `script` export.
+struct Script {
+    path: String,
+    text: String,
+    indices: Option<script::GuestIndices>,
+}
+
+/// An instance with its store, between the calls of a script hook.
+struct Live {
+    store: Store<HostState>,
+    instance: Instance,
+    output: MemoryOutputPipe,
 }
 
 enum Exports {
@@ -164,14 +207,24 @@ pub struct Hook {
     name: String,
     pre: InstancePre<HostState>,
     exports: Exports,
+    kind: Kind,
     limits: Limits,
     settings: String,
+    script: Option<Script>,
+    live: Mutex<Option<Live>>,
+    instances: AtomicU64,
 }
 
 impl Hook {
     /// The hook's name for messages.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How many instances this hook has made: one per call, but one per
+    /// run for a script hook (and one more after each failure).
+    pub fn instances(&self) -> u64 {
+        self.instances.load(Ordering::Relaxed)
     }
 
     fn context(&self, app: &types::Application) -> types::Context {
@@ -271,30 +324,101 @@ impl Hook {
         }
     }
 
-    /// One call in a fresh instance, under the hook's limits.
-    fn call<R>(
-        &self,
-        f: impl FnOnce(&mut Store<HostState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
-    ) -> Result<Called<R>, HookError> {
-        let start = Instant::now();
+    /// A new instance under the hook's limits; for a script hook, with its
+    /// script loaded.
+    fn instantiate(&self) -> Result<Live, HookError> {
+        self.instances.fetch_add(1, Ordering::Relaxed);
         let output = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let mut store = Store::new(engine(), HostState::new(self.limits.memory, output.clone()));
         store.limiter(|s| &mut s.memory);
+        self.arm(&mut store);
+        let instance = match self.pre.instantiate(&mut store) {
+            Ok(i) => i,
+            Err(e) => return Err(self.failure(e, store.data().memory.exceeded, &output)),
+        };
+        let mut live = Live {
+            store,
+            instance,
+            output,
+        };
+        if let Some(Script {
+            path,
+            text,
+            indices: Some(indices),
+        }) = &self.script
+        {
+            let kind = match self.kind {
+                Kind::Render => script::HookKind::Render,
+                Kind::Mutate => script::HookKind::Mutate,
+                Kind::Classify => script::HookKind::Classify,
+            };
+            let loaded = indices
+                .load(&mut live.store, &live.instance)
+                .and_then(|g| g.call_load(&mut live.store, path, text, kind));
+            match loaded {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => {
+                    return Err(HookError::Script {
+                        hook: self.name.clone(),
+                        message,
+                    });
+                }
+                Err(e) => {
+                    let exceeded = live.store.data().memory.exceeded;
+                    return Err(self.failure(e, exceeded, &live.output));
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    /// Gives the store a fresh CPU deadline for one call.
+    fn arm(&self, store: &mut Store<HostState>) {
         let ticks = self.limits.deadline.as_millis().div_ceil(TICK.as_millis()) as u64;
         store.set_epoch_deadline(ticks.max(1) + 1);
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| f(&mut store, &instance));
+    }
+
+    /// Keeps a script hook's instance for the next call.
+    fn keep(&self, live: Live) {
+        let mut slot = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(live);
+        }
+    }
+
+    /// One call under the hook's limits: in a fresh instance, or for a
+    /// script hook in the run's instance (a new one after a failure).
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<Called<R>, HookError> {
+        let start = Instant::now();
+        let kept = self.live.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut live = match kept {
+            Some(mut live) => {
+                self.arm(&mut live.store);
+                live
+            }
+            None => self.instantiate()?,
+        };
+        let result = f(&mut live.store, &live.instance);
         let elapsed = start.elapsed();
-        let state = store.into_data();
+        let logs = std::mem::take(&mut live.store.data_mut().logs);
         match result {
-            Ok(value) => Ok(Called {
-                value,
-                logs: state.logs,
-                elapsed,
-            }),
-            Err(e) => Err(self.failure(e, state.memory.exceeded, &output)),
+            Ok(value) => {
+                if self.script.is_some() {
+                    self.keep(live);
+                }
+                Ok(Called {
+                    value,
+                    logs,
+                    elapsed,
+                })
+            }
+            Err(e) => {
+                let exceeded = live.store.data().memory.exceeded;
+                Err(self.failure(e, exceeded, &live.output))
+            }
         }
     }
 

@@ -3,7 +3,10 @@
 //!
 //! Each call gets a fresh instance (pre-instantiated once per component, so
 //! a call costs tens of microseconds): nothing a hook keeps in memory
-//! survives into the next call, run or tenant.
+//! survives into the next call, run or tenant. Script hooks are the
+//! exception within a run: compiling a script costs more than a call, so a
+//! script's instance is kept for the calls of one loaded hook (one run) and
+//! dropped after any failure.
 
 mod bindings;
 pub mod builtin;
@@ -15,7 +18,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use bindings::{classify, log, mutate, render, types};
+pub use bindings::{classify, log, mutate, render, script, types};
 pub use engine::{Called, Hook, Hooks, LogLine};
 
 use crate::exit::Code;
@@ -106,13 +109,15 @@ pub enum Source {
     Builtin(&'static str),
     /// A `.wasm` file.
     File(PathBuf),
+    /// A script, run by the built-in interpreter.
+    Script(PathBuf),
 }
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Builtin(name) => f.write_str(name),
-            Source::File(path) => write!(f, "{}", path.display()),
+            Source::File(path) | Source::Script(path) => write!(f, "{}", path.display()),
         }
     }
 }
@@ -139,6 +144,14 @@ pub enum HookError {
         /// The hook.
         hook: String,
         /// What went wrong.
+        message: String,
+    },
+    /// The script does not compile, or lacks the function its kind needs.
+    #[error("{message}")]
+    Script {
+        /// The script.
+        hook: String,
+        /// What is wrong, starting with `path:line:column:` where known.
         message: String,
     },
     /// The component does not export the interface its kind needs.
@@ -215,7 +228,9 @@ impl HookError {
     pub fn exit_code(&self) -> Code {
         match self {
             HookError::Denied { .. } => Code::Denied,
-            HookError::Load { .. } | HookError::WrongKind { .. } => Code::Usage,
+            HookError::Load { .. } | HookError::Script { .. } | HookError::WrongKind { .. } => {
+                Code::Usage
+            }
             _ => Code::HookFailed,
         }
     }

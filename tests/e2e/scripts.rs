@@ -1,0 +1,329 @@
+//! Script hooks: Rhai scripts run by the built-in interpreter component, in
+//! the same sandbox as any hook, through the engine and the CLI.
+
+use assert_cmd::Command;
+use podrun::hooks::{HookError, Kind, Limits, Source, Spec, mutate, types};
+use serde_json::Value;
+
+use crate::support::{self, Scratch, app};
+
+fn podrun(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::cargo_bin("podrun").unwrap();
+    cmd.env("PODRUN_CACHE_DIR", support::shared_cache())
+        .env_remove("KUBECONFIG")
+        .env_remove("PODRUN_LOG")
+        .current_dir(dir);
+    cmd
+}
+
+fn script(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.rhai");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn spec(path: &std::path::Path, kind: Kind, limits: Limits) -> Spec {
+    Spec {
+        source: Source::Script(path.to_path_buf()),
+        kind,
+        settings: serde_json::json!({}),
+        limits,
+    }
+}
+
+fn pod() -> types::Object {
+    types::Object {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        json: r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#.into(),
+    }
+}
+
+fn context() -> types::Application {
+    podrun::hooks::bare_application("t", "r1")
+}
+
+#[test]
+fn a_script_is_compiled_once_per_run_and_again_after_a_failure() {
+    let (_dir, path) = script(
+        "fn mutate(object, ctx) {\n  if object.metadata.name == \"boom\" { throw \"boom\"; }\n  if object.metadata.name == \"spin\" { loop {} }\n  patch(#{metadata: #{labels: #{seen: \"yes\"}}})\n}\n",
+    );
+    let limits = Limits {
+        deadline: std::time::Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let hook = support::hooks()
+        .load(&spec(&path, Kind::Mutate, limits))
+        .unwrap();
+    for _ in 0..20 {
+        let m = hook.mutate(&context(), &pod()).unwrap().value;
+        assert!(
+            matches!(&m, mutate::Mutation::MergePatch(p) if p == r#"{"metadata":{"labels":{"seen":"yes"}}}"#),
+            "{m:?}"
+        );
+    }
+    assert_eq!(
+        hook.instances(),
+        1,
+        "the script was compiled more than once"
+    );
+    // An error the script throws leaves the instance usable.
+    let mut boom = pod();
+    boom.json = boom.json.replace("\"p\"", "\"boom\"");
+    let err = hook.mutate(&context(), &boom).unwrap_err();
+    assert!(
+        matches!(&err, HookError::Failed { message, .. } if message.contains("policy.rhai:2:")),
+        "{err:?}"
+    );
+    assert_eq!(hook.instances(), 1);
+    // A script stopped at its deadline loses its instance; the next call
+    // gets a new one.
+    let mut spin = pod();
+    spin.json = spin.json.replace("\"p\"", "\"spin\"");
+    let err = hook.mutate(&context(), &spin).unwrap_err();
+    assert!(matches!(err, HookError::Deadline { .. }), "{err:?}");
+    hook.mutate(&context(), &pod()).unwrap();
+    assert_eq!(hook.instances(), 2);
+}
+
+#[test]
+fn a_runaway_script_is_stopped_like_any_hook() {
+    let (dir, _) = script("fn mutate(object, ctx) { loop { } }");
+    let forever = podrun(dir.path())
+        .args(["hook", "test", "policy.rhai", "-i"])
+        .arg(support::root().join("examples/scripts/pod.yaml"))
+        .assert()
+        .code(122);
+    let err = String::from_utf8_lossy(&forever.get_output().stderr).into_owned();
+    assert!(err.contains("ran past its deadline of 100 ms"), "{err}");
+
+    let (dir, path) = script("fn mutate(object, ctx) { let s = \"x\"; loop { s += s; } }");
+    let err = support::hooks()
+        .load(&spec(&path, Kind::Mutate, Limits::default()))
+        .unwrap()
+        .mutate(&context(), &pod())
+        .unwrap_err();
+    assert!(matches!(err, HookError::Memory { .. }), "{err:?}");
+    drop(dir);
+}
+
+#[test]
+fn a_script_has_no_access_to_the_host() {
+    // Rhai's `import` would read a file; the interpreter has no resolver,
+    // and WASI gives hooks no files anyway.
+    let (_dir, path) = script("import \"/etc/passwd\" as p;\nfn mutate(object, ctx) { () }");
+    let err = support::hooks()
+        .load(&spec(&path, Kind::Mutate, Limits::default()))
+        .err()
+        .expect("the import must fail");
+    assert!(
+        matches!(&err, HookError::Script { message, .. } if message.contains("policy.rhai:1:")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn script_errors_in_a_config_name_the_line_and_column() {
+    let hooks = "  hooks:\n    mutate: [restart-never, {script: policies/team.rhai}]\n";
+    let scratch = Scratch::new(&app("hello", hooks));
+    std::fs::create_dir(scratch.path().join("policies")).unwrap();
+    std::fs::write(
+        scratch.path().join("policies/team.rhai"),
+        "fn mutate(object, ctx) {\n    let team = ;\n}\n",
+    )
+    .unwrap();
+    let out = podrun(scratch.path())
+        .args(["render", "-a", "hello"])
+        .assert()
+        .code(125);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(err.contains("policies/team.rhai:2:16: "), "{err}");
+
+    // A classify script is checked before any pod exists.
+    std::fs::write(
+        scratch.config_path(),
+        app(
+            "hello",
+            "  hooks:\n    classify: [{script: policies/team.rhai}]\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        scratch.path().join("policies/team.rhai"),
+        "fn mutate(object, ctx) { () }\n",
+    )
+    .unwrap();
+    let out = podrun(scratch.path())
+        .args([
+            "run",
+            "--runtime",
+            "local",
+            "-a",
+            "hello",
+            "-c",
+            "echo never",
+        ])
+        .assert()
+        .code(125);
+    let output = out.get_output();
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        err.contains("a classify script must define `fn classify(observation, ctx)`"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("never"));
+
+    // A missing script is a config error.
+    std::fs::write(
+        scratch.config_path(),
+        app("hello", "  hooks:\n    mutate: [{script: nowhere.rhai}]\n"),
+    )
+    .unwrap();
+    let out = podrun(scratch.path())
+        .args(["render", "-a", "hello"])
+        .assert()
+        .code(125);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(err.contains("script \"nowhere.rhai\""), "{err}");
+}
+
+/// A scratch config whose application uses the example scripts.
+fn with_example_scripts(hooks: &str) -> Scratch {
+    let scratch = Scratch::new(&app("hello", hooks));
+    for name in ["team-policy.rhai", "retry-classifier.rhai"] {
+        std::fs::copy(
+            support::root().join("examples/scripts").join(name),
+            scratch.path().join(name),
+        )
+        .unwrap();
+    }
+    scratch
+}
+
+#[test]
+fn the_example_team_policy_script_labels_or_denies() {
+    let hooks = "    resource-limits: {memory: 64Mi}\n  parameters: [{name: team, default: \"\"}]\n  hooks:\n    mutate: [restart-never, {script: team-policy.rhai}]\n";
+    let scratch = with_example_scripts(hooks);
+    let out = podrun(scratch.path())
+        .args([
+            "render",
+            "-a",
+            "hello",
+            "-o",
+            "json",
+            "--param",
+            "team=data",
+        ])
+        .assert()
+        .success();
+    let pod: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(pod["metadata"]["labels"]["team"], "data");
+    assert_eq!(pod["spec"]["restartPolicy"], "Never");
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(err.contains("labelling the pod for team data"), "{err}");
+    let out = podrun(scratch.path())
+        .args(["render", "-a", "hello"])
+        .assert()
+        .code(121);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(err.contains("no team: pass --param team=NAME"), "{err}");
+
+    // The same script as the Rust example: a container without a memory
+    // limit is refused.
+    let unlimited = with_example_scripts(
+        "  parameters: [team]\n  hooks:\n    mutate: [{script: team-policy.rhai}]\n",
+    );
+    let out = podrun(unlimited.path())
+        .args(["render", "-a", "hello", "--param", "team=data"])
+        .assert()
+        .code(121);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        err.contains("every container needs a memory limit; hello has none"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_example_scripts_pass_their_fixture_tests() {
+    let examples = support::root().join("examples/scripts");
+    podrun(&examples)
+        .args([
+            "hook",
+            "test",
+            "team-policy.rhai",
+            "-i",
+            "pod.yaml",
+            "--with",
+            "{default-team: platform}",
+            "--expect",
+            "pod.expected.yaml",
+        ])
+        .assert()
+        .success();
+    // A wrong expectation fails, with the difference.
+    let out = podrun(&examples)
+        .args([
+            "hook",
+            "test",
+            "team-policy.rhai",
+            "-i",
+            "pod.yaml",
+            "--param",
+            "team=data",
+            "--expect",
+            "pod.expected.yaml",
+        ])
+        .assert()
+        .code(1);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains("/metadata/labels/team is \"data\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_example_retry_script_classifies_a_local_run() {
+    let hooks = "  hooks:\n    classify: [{script: retry-classifier.rhai, with: {retry-on: [75]}}, default-classifier]\n";
+    let scratch = with_example_scripts(hooks);
+    let run = |command: &str| {
+        let out = podrun(scratch.path())
+            .args([
+                "run",
+                "--runtime",
+                "local",
+                "-a",
+                "hello",
+                "-o",
+                "json",
+                "-c",
+                command,
+            ])
+            .output()
+            .unwrap();
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out.status.code().unwrap(), result)
+    };
+    let (code, result) = run("sh -c 'exit 75'");
+    assert_eq!(
+        (
+            code,
+            result["retryable"].as_bool(),
+            result["reason"].as_str()
+        ),
+        (75, Some(true), Some("TemporaryFailure")),
+        "{result}"
+    );
+    let (code, result) = run("sh -c 'exit 2'");
+    assert_eq!(
+        (
+            code,
+            result["retryable"].as_bool(),
+            result["reason"].as_str()
+        ),
+        (2, Some(false), Some("Error")),
+        "{result}"
+    );
+}
