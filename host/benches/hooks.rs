@@ -82,12 +82,29 @@ struct Cases {
     deadline: Hook,
     typed: Hook,
     go_template: Hook,
+    /// The same team policy as a Rust component and as a Rhai script.
+    policy_rust: Hook,
+    policy_script: Hook,
 }
 
 fn cases() -> Cases {
     let hooks = Hooks::new(Some(cache_dir())).unwrap();
-    let guest = Path::new(env!("PODRUN_TEST_GUESTS")).join("podrun_test_misbehave.wasm");
+    let guests = Path::new(env!("PODRUN_TEST_GUESTS"));
+    let guest = guests.join("podrun_test_misbehave.wasm");
+    let team = serde_json::json!({"default-team": "platform"});
     Cases {
+        policy_rust: load(
+            &hooks,
+            Source::File(guests.join("podrun_example_team_policy.wasm")),
+            Kind::Mutate,
+            team.clone(),
+        ),
+        policy_script: load(
+            &hooks,
+            Source::Script(root().join("examples/scripts/team-policy.rhai")),
+            Kind::Mutate,
+            team,
+        ),
         restart_never: load(
             &hooks,
             Source::Builtin("restart-never"),
@@ -128,6 +145,13 @@ fn bench_calls(c: &mut Criterion) {
     g.bench_function("mutate typed round trip (4 KB pod, reference)", |b| {
         b.iter(|| cases.typed.mutate(&app, &pod).unwrap())
     });
+    g.bench_function("mutate team policy, Rust component", |b| {
+        b.iter(|| cases.policy_rust.mutate(&app, &pod).unwrap())
+    });
+    g.bench_function(
+        "mutate team policy, Rhai script (one instance per run)",
+        |b| b.iter(|| cases.policy_script.mutate(&app, &pod).unwrap()),
+    );
     g.bench_function("render go-template (hello template)", |b| {
         b.iter(|| cases.go_template.render(&app, &template).unwrap())
     });
@@ -208,6 +232,38 @@ fn summary(_: &mut Criterion) {
     println!(
         "mutate typed round trip:        {:7.1} µs   (reference: full k8s-openapi parse + write)",
         us(m)
+    );
+    let rust = timed(3000, || drop(cases.policy_rust.mutate(&app, &pod).unwrap()));
+    println!(
+        "mutate team policy, Rust:       {:7.1} µs   (fresh instance per call)",
+        us(rust)
+    );
+    let script = timed(3000, || {
+        drop(cases.policy_script.mutate(&app, &pod).unwrap())
+    });
+    let ratio = script.as_secs_f64() / rust.as_secs_f64();
+    println!(
+        "mutate team policy, Rhai script:{:7.1} µs   goal <= 300 µs  {}",
+        us(script),
+        verdict(us(script) <= 300.0)
+    );
+    println!(
+        "script / Rust:                  {ratio:7.1} x    goal <= 10 x    {}",
+        verdict(ratio <= 10.0)
+    );
+    let fresh = timed(50, || {
+        let hooks = Hooks::new(Some(cache_dir())).unwrap();
+        let hook = load(
+            &hooks,
+            Source::Script(root().join("examples/scripts/team-policy.rhai")),
+            Kind::Mutate,
+            serde_json::json!({"default-team": "platform"}),
+        );
+        drop(hook.mutate(&app, &pod).unwrap())
+    });
+    println!(
+        "script: load + first call:      {:7.1} µs   (a new run: instance, compile, call)",
+        us(fresh)
     );
     let m = timed(3000, || {
         drop(cases.go_template.render(&app, &template).unwrap())

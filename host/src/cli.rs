@@ -44,6 +44,8 @@ enum Command {
     /// Tools for hook authors
     #[command(subcommand)]
     Hook(HookCommand),
+    /// Show a pod's state, and which step of a sequenced pod is running
+    Status(StatusArgs),
     /// Delete podrun's pods left on the cluster (finished or orphaned)
     Gc(GcArgs),
     /// Apply mutate hooks (default: sequence) to the Pods, Jobs and CronJobs of a YAML file
@@ -179,6 +181,29 @@ struct ConvertArgs {
 }
 
 #[derive(Debug, Args)]
+struct StatusArgs {
+    /// The pod's name on the cluster
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pod: Option<String>,
+
+    /// The namespace [default: the kubeconfig's]
+    #[arg(short, long, value_name = "NS")]
+    namespace: Option<String>,
+
+    /// Read the pod (YAML or JSON, with its status) from a file, `-` for
+    /// stdin, instead of the cluster
+    #[arg(short, long, value_name = "FILE")]
+    file: Option<PathBuf>,
+
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = RunFormat::Text)]
+    output: RunFormat,
+
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
 struct GcArgs {
     /// Delete podrun pods older than this (90s, 10m, 2h, 1d)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
@@ -205,6 +230,28 @@ enum HookCommand {
     /// Run a hook on a fixture: a Pod, Job or CronJob (mutate), a pod with its
     /// status (classify) or a template (render)
     Test(HookTestArgs),
+    /// Start a new hook: a Rust crate (or a Rhai script with --script), with
+    /// a fixture and its expected result, ready for `podrun hook test`
+    New(HookNewArgs),
+}
+
+#[derive(Debug, Args)]
+struct HookNewArgs {
+    /// The hook's name (lowercase letters, digits and dashes); its directory
+    name: String,
+
+    /// A Rhai script instead of a Rust crate: no toolchain needed
+    #[arg(long)]
+    script: bool,
+
+    /// Where to create the hook's directory
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+
+    /// Depend on a local checkout of podrun's guest-sdk instead of the
+    /// released crate
+    #[arg(long, value_name = "PATH", conflicts_with = "script")]
+    sdk_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -382,7 +429,9 @@ pub fn main() -> ExitCode {
 /// pod-runner's invocation has no subcommand (`podrun --application A
 /// --namespace N --command C`): it means `run`.
 fn with_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let commands = ["run", "render", "pod", "hooks", "gc", "help"];
+    let commands = [
+        "run", "render", "pod", "hooks", "hook", "status", "gc", "convert", "help",
+    ];
     let first = args
         .iter()
         .skip(1)
@@ -416,7 +465,9 @@ fn run(cli: Cli) -> Result<Code, Failure> {
         Command::Run(args) => run_application(cli.cache_dir, *args),
         Command::Pod(PodCommand::Run(args)) => run_manifest(cli.cache_dir, *args),
         Command::Gc(args) => gc(args),
+        Command::Status(args) => status(args),
         Command::Hook(HookCommand::Test(args)) => hook_test(cli.cache_dir, args),
+        Command::Hook(HookCommand::New(args)) => hook_new(args),
         Command::Convert(args) => convert(cli.cache_dir, args),
         Command::Hooks(HooksCommand::List) => {
             let mut out = std::io::stdout().lock();
@@ -743,6 +794,64 @@ fn gc(args: GcArgs) -> Result<Code, Failure> {
     Ok(Code::Success)
 }
 
+fn status(args: StatusArgs) -> Result<Code, Failure> {
+    let usage = |m: String| Failure::from((Code::Usage, anyhow::anyhow!(m)));
+    let pod: k8s_openapi::api::core::v1::Pod = match (&args.file, &args.pod) {
+        (Some(file), _) => {
+            let name = file.display().to_string();
+            let text = if name == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(file)
+            }
+            .map_err(|e| usage(format!("cannot read {name}: {e}")))?;
+            serde_saphyr::from_str(&text).map_err(|e| {
+                usage(format!(
+                    "{name}: not a Pod: {}",
+                    e.to_string().replace("<input>", &name)
+                ))
+            })?
+        }
+        (None, Some(name)) => {
+            let rt = async_runtime()?;
+            let found = rt.block_on(async {
+                use crate::runtime::kube;
+                let (client, default_ns) = kube::client(&args.cluster.connect()).await?;
+                let ns = args.namespace.clone().unwrap_or(default_ns);
+                kube::get(client, &ns, name).await.map(|p| (p, ns))
+            });
+            match found.map_err(|e| Failure::from((e.exit_code(), e)))? {
+                (Some(pod), _) => pod,
+                (None, ns) => return Err(usage(format!("there is no pod {ns}/{name}"))),
+            }
+        }
+        (None, None) => return Err(usage("name a pod, or a file with -f".into())),
+    };
+    let text = match args.output {
+        RunFormat::Text => crate::steps::describe(&pod),
+        RunFormat::Json => {
+            let steps = crate::steps::steps(&pod);
+            let running = steps
+                .as_deref()
+                .and_then(crate::steps::running)
+                .map(|(n, s)| serde_json::json!({"step": n, "name": s.name}));
+            let status = pod.status.as_ref();
+            let json = serde_json::json!({
+                "namespace": pod.metadata.namespace,
+                "pod": pod.metadata.name,
+                "phase": status.and_then(|s| s.phase.clone()),
+                "containers": crate::result::containers(Some(&pod)),
+                "steps": steps,
+                "running": running,
+            });
+            serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    Ok(Code::Success)
+}
+
 fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -801,6 +910,27 @@ fn convert(cache_dir: Option<PathBuf>, args: ConvertArgs) -> Result<Code, Failur
     let _ = stdout
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
+    Ok(Code::Success)
+}
+
+fn hook_new(args: HookNewArgs) -> Result<Code, Failure> {
+    use crate::scaffold::{Sdk, Template, create};
+    let template = if args.script {
+        Template::Script
+    } else {
+        Template::Rust
+    };
+    let sdk = match args.sdk_path {
+        // Cargo resolves a relative path from the new crate, not from here.
+        Some(p) => Sdk::Path(std::path::absolute(&p).unwrap_or(p)),
+        None => Sdk::Version(env!("CARGO_PKG_VERSION").to_string()),
+    };
+    let made = create(&args.dir, &args.name, template, &sdk)
+        .map_err(|e| Failure::from((Code::Usage, e)))?;
+    println!("created {}; test it with:", made.dir.display());
+    for line in made.next {
+        println!("  {line}");
+    }
     Ok(Code::Success)
 }
 

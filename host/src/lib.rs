@@ -12,4 +12,6 @@ pub mod pipeline;
 pub mod result;
 pub mod run_id;
 pub mod runtime;
+pub mod scaffold;
 pub mod status_server;
+pub mod steps;

@@ -2,7 +2,8 @@
 //!
 //! `GET /healthy` answers 200 `{"healthy": true}` while the pod runs and all
 //! its containers are ready, 503 `{"healthy": false}` otherwise. `GET
-//! /status` gives the phase and each container's state.
+//! /status` gives the phase, each container's state, and for a sequenced pod
+//! its steps (`null` otherwise).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -74,5 +75,6 @@ async fn status(State(pod): State<Shared>) -> Json<Value> {
         "phase": status.and_then(|s| s.phase.clone()),
         "healthy": pod.as_ref().is_some_and(is_healthy),
         "containers": containers,
+        "steps": pod.as_ref().and_then(crate::steps::steps),
     }))
 }

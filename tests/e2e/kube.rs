@@ -554,3 +554,122 @@ fn a_converted_pod_runs_its_steps_in_order() {
         r.stdout
     );
 }
+
+/// `podrun convert` of `yaml`, with `hook` settings.
+fn converted(yaml: &str, hook: &str) -> String {
+    let out = podrun(&kubeconfig())
+        .args(["convert", "-f", "-", "--hook", hook])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(yaml.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn status_names_the_running_step() {
+    for strategy in ["init-containers", "entrypoint"] {
+        let name = unique("status");
+        let pod = manifest(
+            &name,
+            &format!(
+                "  containers:\n{}{}{}",
+                container("one", "echo one"),
+                container("two", "echo two; sleep 4"),
+                container("three", "echo three"),
+            ),
+        );
+        let pod = converted(&pod, &format!("sequence={{\"strategy\":\"{strategy}\"}}"));
+        let (_dir, child) = spawn_run(&pod, &[]);
+        let start = Instant::now();
+        let mut seen = String::new();
+        while start.elapsed() < Duration::from_secs(60) {
+            let out = podrun(&kubeconfig())
+                .args(["status", &name, "-o", "json"])
+                .output()
+                .unwrap();
+            seen = String::from_utf8_lossy(&out.stdout).into_owned();
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if v["running"]["step"] == 2 {
+                assert_eq!(v["running"]["name"], "two");
+                assert_eq!(v["steps"][0]["state"], "done", "{seen}");
+                assert_eq!(v["steps"][2]["state"], "waiting", "{seen}");
+                let text = podrun(&kubeconfig())
+                    .args(["status", &name])
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&text.stdout).into_owned();
+                assert!(text.contains("step 2/3: two is running"), "{text}");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            seen.contains("\"step\": 2"),
+            "{strategy}: never saw step 2 run: {seen}"
+        );
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{strategy}");
+    }
+    let missing = podrun(&kubeconfig())
+        .args(["status", &unique("nothing")])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(125));
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn script_hooks_decide_a_cluster_run() {
+    let scratch = support::Scratch::new(&support::app(
+        "hello",
+        "    resource-limits: {memory: 64Mi}\n  parameters: [team]\n  hooks:\n    mutate: [restart-never, deadline, labels, {script: team-policy.rhai}]\n    classify: [{script: retry-classifier.rhai}, default-classifier]\n",
+    ));
+    for script in ["team-policy.rhai", "retry-classifier.rhai"] {
+        std::fs::copy(
+            support::root().join("examples/scripts").join(script),
+            scratch.path().join(script),
+        )
+        .unwrap();
+    }
+    let run_id = unique("s");
+    let result = scratch.path().join("result.json");
+    let out = podrun(&kubeconfig())
+        .current_dir(scratch.path())
+        .args([
+            "run",
+            "-a",
+            "hello",
+            "--param",
+            "team=data",
+            "--keep",
+            "always",
+        ])
+        .args(["--run-id", &run_id, "--result-file"])
+        .arg(&result)
+        .args(["-c", "sh -c 'echo trying; exit 75'"])
+        .output()
+        .unwrap();
+    let r = Run::collect(out, &result);
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert_eq!(r.result["reason"], "TemporaryFailure", "{}", r.result);
+    assert_eq!(r.result["retryable"], true);
+    assert_eq!(r.stdout, "trying\n");
+    let pod = r.result["pod"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let live = live_pod(&pod).expect("--keep always keeps the pod");
+    assert_eq!(live["metadata"]["labels"]["team"], "data");
+    kubectl_delete(&pod);
+}

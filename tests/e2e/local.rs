@@ -629,3 +629,61 @@ fn classifier_rules_from_the_config_decide() {
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["rule"], "nothing-to-do");
 }
+
+#[test]
+fn status_names_the_running_step_of_a_sequenced_pod() {
+    let yaml = pod(
+        "Never",
+        "  initContainers:\n",
+        &format!(
+            "{}{}  containers:\n{}",
+            container("one", "echo one"),
+            container("two", "sleep 30"),
+            container("three", "echo three"),
+        ),
+    )
+    .replace(
+        "metadata: {name: t}",
+        "metadata: {name: t, annotations: {podrun.dev/steps: 'one,two,three'}}",
+    );
+    let port = free_port();
+    let (dir, mut child) = start_pod(&yaml, &["--status-addr", &format!("127.0.0.1:{port}")]);
+    let start = Instant::now();
+    let mut steps = Value::Null;
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Some((_, status)) = get(port, "/status") {
+            steps = status["steps"].clone();
+            if steps[1]["state"] == "running" {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        steps,
+        serde_json::json!([{"name": "one", "state": "done"}, {"name": "two", "state": "running"},
+                           {"name": "three", "state": "waiting"}])
+    );
+    // The same pod, as `podrun status -f` reads it from a file.
+    let (_, status) = get(port, "/status").unwrap();
+    assert_eq!(status["containers"][1]["name"], "two");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    drop(dir);
+}
+
+#[test]
+fn podrun_status_reads_a_pod_from_a_file() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: batch, annotations: {podrun.dev/steps: 'a,b'}}\nstatus:\n  phase: Running\n  containerStatuses:\n  - {name: a, image: x, imageID: '', ready: false, restartCount: 0, state: {terminated: {exitCode: 3}}}\n  - {name: b, image: x, imageID: '', ready: true, restartCount: 0, state: {running: {}}}\n";
+    let (dir, path) = write_manifest(pod);
+    let out = podrun().args(["status", "-f"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pod batch/p: Running\nno step is running\n   1. a  failed (exit code 3)\n   2. b  skipped\n"
+    );
+    std::fs::write(&path, "kind: [").unwrap();
+    let out = podrun().args(["status", "-f"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    drop(dir);
+}

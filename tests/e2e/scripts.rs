@@ -327,3 +327,84 @@ fn the_example_retry_script_classifies_a_local_run() {
         "{result}"
     );
 }
+
+#[test]
+fn a_new_script_hook_passes_its_own_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = podrun(dir.path())
+        .args(["hook", "new", "require-team", "--script"])
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    // The printed command is the test, and it passes as printed.
+    let command = stdout.lines().nth(1).unwrap().trim();
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    assert_eq!(args[..2], ["hook", "test"], "{stdout}");
+    podrun(dir.path()).args(&args).assert().success();
+    // Without the parameter the new policy refuses the run.
+    podrun(dir.path())
+        .args([
+            "hook",
+            "test",
+            "require-team/require-team.rhai",
+            "-i",
+            "require-team/fixture.yaml",
+        ])
+        .assert()
+        .code(121);
+    // It is never written over.
+    podrun(dir.path())
+        .args(["hook", "new", "require-team", "--script"])
+        .assert()
+        .code(125);
+    podrun(dir.path())
+        .args(["hook", "new", "Require_Team"])
+        .assert()
+        .code(125);
+}
+
+/// Builds a new Rust hook against this repository's SDK, as its printed
+/// commands say, and tests the component it makes.
+#[test]
+fn a_new_rust_hook_builds_and_passes_its_own_test() {
+    let dir = tempfile::tempdir().unwrap();
+    podrun(dir.path())
+        .args(["hook", "new", "team-label", "--sdk-path"])
+        .arg(support::root().join("guest-sdk"))
+        .assert()
+        .success();
+    let krate = dir.path().join("team-label");
+    // The workspace's versions, so the build needs nothing new.
+    std::fs::copy(support::root().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    // Kept between test runs: the SDK's dependencies build once.
+    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("new-hook-target");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&krate)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    podrun(&krate)
+        .args(["hook", "test"])
+        .arg(target.join("wasm32-wasip2/release/team_label.wasm"))
+        .args([
+            "-i",
+            "fixture.yaml",
+            "--param",
+            "team=data",
+            "--expect",
+            "expected.yaml",
+        ])
+        .assert()
+        .success();
+}

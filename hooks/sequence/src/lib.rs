@@ -13,6 +13,10 @@
 //!   runs the command, and records how it ended. After a failure the later
 //!   steps exit 0 without running, so the failed step alone decides. Every
 //!   container needs a `command` and a shell in its image.
+//!
+//! Either way the pod (or the pod template) is annotated with its steps in
+//! order (`podrun.dev/steps: fetch,build,publish`), so that `podrun status`
+//! and the progress line of `podrun run` can tell which step is running.
 
 use podrun_hook_sdk::serde::Deserialize;
 use podrun_hook_sdk::serde_json::{Value, json};
@@ -24,6 +28,8 @@ pub struct Sequence;
 /// Where the steps record their ends, in the entrypoint strategy.
 pub const STATE_DIR: &str = "/podrun-sequence";
 const VOLUME: &str = "podrun-sequence";
+/// The annotation that lists the steps, by container name, in order.
+pub const STEPS_ANNOTATION: &str = "podrun.dev/steps";
 
 #[derive(Deserialize, Default, PartialEq)]
 #[serde(crate = "podrun_hook_sdk::serde", rename_all = "kebab-case")]
@@ -56,21 +62,37 @@ impl Mutate for Sequence {
             return Ok(Mutation::Unchanged);
         };
         let mut value: Value = object.parse()?;
-        let mut spec = &mut value;
-        for key in path {
-            spec = spec.get_mut(*key).ok_or_else(|| {
+        // The pod template's metadata sits beside its spec.
+        let (spec_key, parents) = path.split_last().unwrap_or((&"spec", &[]));
+        let mut parent = &mut value;
+        for key in parents {
+            parent = parent.get_mut(*key).ok_or_else(|| {
                 Refusal::Invalid(format!("the {} has no {}", object.kind, path.join(".")))
             })?;
         }
+        let spec = parent.get_mut(*spec_key).ok_or_else(|| {
+            Refusal::Invalid(format!("the {} has no {}", object.kind, path.join(".")))
+        })?;
+        let steps: Vec<String> = containers(spec)?
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or("?").to_string())
+            .collect();
         let changed = match settings.strategy {
             Strategy::InitContainers => as_init_containers(spec)?,
             Strategy::Entrypoint => with_entrypoints(spec, &settings.shell)?,
         };
-        if changed {
-            Mutation::replace(&value)
-        } else {
-            Ok(Mutation::Unchanged)
+        if !changed {
+            return Ok(Mutation::Unchanged);
         }
+        let metadata = &mut parent["metadata"];
+        if !metadata.is_object() {
+            *metadata = json!({});
+        }
+        if !metadata["annotations"].is_object() {
+            metadata["annotations"] = json!({});
+        }
+        metadata["annotations"][STEPS_ANNOTATION] = json!(steps.join(","));
+        Mutation::replace(&value)
     }
 }
 

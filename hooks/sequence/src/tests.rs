@@ -99,3 +99,33 @@ fn other_objects_pass() {
     let cm = json!({"kind": "ConfigMap", "data": {}});
     assert_eq!(run(&cm, "ConfigMap", json!({})).unwrap(), cm);
 }
+
+#[test]
+fn the_steps_are_annotated_where_the_pods_get_them() {
+    let spec = json!({"containers": [c("a"), c("b")]});
+    let pod = run(&json!({"kind": "Pod", "spec": spec}), "Pod", json!({})).unwrap();
+    assert_eq!(pod["metadata"]["annotations"][STEPS_ANNOTATION], "a,b");
+    let job = json!({"kind": "Job", "metadata": {"name": "j"},
+        "spec": {"template": {"metadata": {"annotations": {"keep": "me"}}, "spec": spec}}});
+    let job = run(&job, "Job", json!({"strategy": "entrypoint"})).unwrap();
+    let template = &job["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(
+        (
+            template[STEPS_ANNOTATION].as_str(),
+            template["keep"].as_str()
+        ),
+        (Some("a,b"), Some("me"))
+    );
+    assert!(job["metadata"].get("annotations").is_none());
+    let cron =
+        json!({"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {"spec": spec}}}}});
+    let cron = run(&cron, "CronJob", json!({})).unwrap();
+    assert_eq!(
+        cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["annotations"]
+            [STEPS_ANNOTATION],
+        "a,b"
+    );
+    // One container is no sequence: nothing changes.
+    let single = json!({"kind": "Pod", "spec": {"containers": [c("a")]}});
+    assert_eq!(run(&single, "Pod", json!({})).unwrap(), single);
+}

@@ -116,7 +116,7 @@ impl Hooks {
             message,
         };
         let file_bytes;
-        let mut script = None;
+        let mut script_text = None;
         let bytes: &[u8] = match &spec.source {
             Source::Builtin(b) => {
                 builtin::wasm(b).ok_or_else(|| load_err("no such built-in hook".into()))?
@@ -127,11 +127,7 @@ impl Hooks {
             }
             Source::Script(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| load_err(e.to_string()))?;
-                script = Some(Script {
-                    path: path.display().to_string(),
-                    text,
-                    indices: None,
-                });
+                script_text = Some((path.display().to_string(), text));
                 builtin::wasm(builtin::SCRIPT_INTERPRETER)
                     .ok_or_else(|| load_err("no script interpreter is built in".into()))?
             }
@@ -155,12 +151,15 @@ impl Hooks {
                 Exports::Classify(classify::GuestIndices::new(&pre).map_err(wrong_kind)?)
             }
         };
-        if let Some(s) = &mut script {
-            s.indices = Some(
-                script::GuestIndices::new(&pre)
+        let script = match script_text {
+            Some((path, text)) => Some(Script {
+                path,
+                text,
+                indices: script::GuestIndices::new(&pre)
                     .map_err(|e| load_err(format!("not a script interpreter: {e:#}")))?,
-            );
-        }
+            }),
+            None => None,
+        };
         let hook = Hook {
             name,
             pre,
@@ -186,7 +185,7 @@ impl Hooks {
 struct Script {
     path: String,
     text: String,
-    indices: Option<script::GuestIndices>,
+    indices: script::GuestIndices,
 }
 
 /// An instance with its store, between the calls of a script hook.
@@ -344,7 +343,7 @@ impl Hook {
         if let Some(Script {
             path,
             text,
-            indices: Some(indices),
+            indices,
         }) = &self.script
         {
             let kind = match self.kind {

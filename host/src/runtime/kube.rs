@@ -673,6 +673,14 @@ async fn attach_stdin(api: Api<Pod>, name: String, mut pods: watch::Receiver<Opt
     }
 }
 
+/// The pod `namespace/name`, or `None` when there is none.
+pub async fn get(client: Client, namespace: &str, name: &str) -> Result<Option<Pod>, KubeError> {
+    let api: Api<Pod> = Api::namespaced(client, namespace);
+    retry(|| api.get_opt(name))
+        .await
+        .map_err(|e| KubeError::Api(e.to_string()))
+}
+
 /// Deletes podrun's pods older than `age` in `namespace` (all namespaces
 /// when `None`) that match `selector` too, if given; returns the names
 /// deleted.

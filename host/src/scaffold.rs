@@ -1,0 +1,304 @@
+//! `podrun hook new`: a new hook, ready for `podrun hook test` — a Rust
+//! crate depending on the SDK, or a Rhai script — with a fixture and the
+//! result it should give.
+
+use std::path::{Path, PathBuf};
+
+/// What kind of hook to start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    /// A Rust mutate hook (a crate).
+    Rust,
+    /// A Rhai mutate script.
+    Script,
+}
+
+/// Where the SDK comes from, for a Rust hook.
+#[derive(Debug, Clone)]
+pub enum Sdk {
+    /// A version from the registry.
+    Version(String),
+    /// A local checkout of podrun's `guest-sdk`.
+    Path(PathBuf),
+}
+
+/// Why the hook could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    /// The name cannot name a crate or a file.
+    #[error(
+        "{0:?} is not a valid hook name: use lowercase letters, digits and dashes, starting with a letter"
+    )]
+    Name(String),
+    /// The directory is there already.
+    #[error("{0} already exists")]
+    Exists(PathBuf),
+    /// Writing failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The files of a new hook, and the commands that test it.
+#[derive(Debug)]
+pub struct Scaffold {
+    /// The directory made.
+    pub dir: PathBuf,
+    /// The commands to run next, from the current directory.
+    pub next: Vec<String>,
+}
+
+/// The fixture every new hook starts from.
+const FIXTURE: &str = "\
+# The object the hook is tested on: `podrun hook test … -i fixture.yaml`.
+apiVersion: v1
+kind: Pod
+metadata:
+  name: fixture
+spec:
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, echo hello]
+";
+
+/// What the new hook makes of the fixture (with `--param team=data`).
+const EXPECTED: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: fixture
+  labels:
+    team: data
+spec:
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, echo hello]
+";
+
+const SCRIPT: &str = r#"// A mutate hook in Rhai, run by podrun's built-in interpreter.
+//
+// `object` is the Pod (or Job, CronJob) as a map; `ctx` has the run's
+// `name`, `run_id`, `namespace`, `image`, `arguments`, `params` (a map)
+// and this hook's `settings` (the `with:` map of pod-runner.yaml).
+// Return the changed object, patch(#{...}) to change a few fields, or ()
+// to change nothing; deny("why") refuses the run.
+//
+// Use it in pod-runner.yaml:
+//   hooks:
+//     mutate: [restart-never, deadline, labels, {script: NAME.rhai}]
+
+fn mutate(object, ctx) {
+    let team = ctx.params.team ?? ctx.settings.team;
+    if team == () {
+        deny("every run needs a team: pass --param team=NAME");
+    }
+    patch(#{ metadata: #{ labels: #{ team: team } } })
+}
+"#;
+
+const LIB: &str = r##"//! A podrun mutate hook: labels every pod with its team, from the run's
+//! `team` parameter or the `team` setting, and refuses runs without one.
+//!
+//! Use it in pod-runner.yaml:
+//!
+//! ```yaml
+//! hooks:
+//!   mutate: [restart-never, deadline, labels, {hook: WASM, with: {team: platform}}]
+//! ```
+
+use podrun_hook_sdk::serde::Deserialize;
+use podrun_hook_sdk::serde_json::json;
+use podrun_hook_sdk::{Context, Mutate, Mutation, Object, Refusal, export_mutate};
+
+/// The hook.
+pub struct Hook;
+
+/// The `with:` settings from pod-runner.yaml.
+#[derive(Deserialize, Default)]
+#[serde(crate = "podrun_hook_sdk::serde", default, deny_unknown_fields)]
+struct Settings {
+    team: Option<String>,
+}
+
+impl Mutate for Hook {
+    fn mutate(ctx: &Context, _object: &Object) -> Result<Mutation, Refusal> {
+        let settings: Settings = ctx.settings()?;
+        let team = ctx
+            .param("team")
+            .or(settings.team.as_deref())
+            .ok_or_else(|| Refusal::Denied("every run needs a team: pass --param team=NAME".into()))?;
+        // A merge patch names only what changes.
+        Mutation::merge(&json!({ "metadata": { "labels": { "team": team } } }))
+    }
+}
+
+export_mutate!(Hook);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_the_pod_with_the_team() {
+        let ctx = Context::for_test("app").with_param("team", "data");
+        let pod = Object::pod(&json!({"apiVersion": "v1", "kind": "Pod"}));
+        assert_eq!(
+            Hook::mutate(&ctx, &pod).unwrap(),
+            Mutation::MergePatch(r#"{"metadata":{"labels":{"team":"data"}}}"#.into())
+        );
+    }
+
+    #[test]
+    fn refuses_a_run_without_a_team() {
+        let pod = Object::pod(&json!({"apiVersion": "v1", "kind": "Pod"}));
+        assert!(matches!(
+            Hook::mutate(&Context::for_test("app"), &pod),
+            Err(Refusal::Denied(_))
+        ));
+    }
+}
+"##;
+
+fn valid_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.ends_with('-')
+}
+
+/// Writes a new hook called `name` into `parent/name`.
+pub fn create(
+    parent: &Path,
+    name: &str,
+    template: Template,
+    sdk: &Sdk,
+) -> Result<Scaffold, ScaffoldError> {
+    if !valid_name(name) {
+        return Err(ScaffoldError::Name(name.to_string()));
+    }
+    let dir = parent.join(name);
+    if dir.exists() {
+        return Err(ScaffoldError::Exists(dir));
+    }
+    let shown = dir.display();
+    let mut files = vec![
+        ("fixture.yaml".to_string(), FIXTURE.to_string()),
+        ("expected.yaml".to_string(), EXPECTED.to_string()),
+    ];
+    let next = match template {
+        Template::Script => {
+            files.push((format!("{name}.rhai"), SCRIPT.replace("NAME", name)));
+            vec![format!(
+                "podrun hook test {shown}/{name}.rhai -i {shown}/fixture.yaml --param team=data --expect {shown}/expected.yaml"
+            )]
+        }
+        Template::Rust => {
+            let wasm = format!("{}.wasm", name.replace('-', "_"));
+            let dependency = match sdk {
+                Sdk::Version(v) => format!("{v:?}"),
+                Sdk::Path(p) => format!("{{ path = {:?} }}", p.display().to_string()),
+            };
+            files.push(("Cargo.toml".into(), cargo_toml(name, &dependency)));
+            files.push(("src/lib.rs".into(), LIB.replace("WASM", &wasm)));
+            files.push((".gitignore".into(), "/target\n".into()));
+            vec![
+                format!("cd {shown} && cargo test && cargo build --release --target wasm32-wasip2"),
+                format!(
+                    "podrun hook test target/wasm32-wasip2/release/{wasm} -i fixture.yaml --param team=data --expect expected.yaml"
+                ),
+            ]
+        }
+    };
+    for (file, text) in files {
+        let path = dir.join(&file);
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(path.parent().unwrap_or(&dir))?;
+            std::fs::write(&path, text)
+        };
+        write().map_err(|source| ScaffoldError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(Scaffold { dir, next })
+}
+
+fn cargo_toml(name: &str, sdk: &str) -> String {
+    format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+# A hook is a WebAssembly component (cdylib); rlib lets `cargo test` run
+# the hook's logic on this machine.
+[lib]
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+podrun-hook-sdk = {sdk}
+
+# Its own workspace, wherever it is created.
+[workspace]
+
+# Small, fast components: `cargo build --release --target wasm32-wasip2`.
+[profile.release]
+opt-level = "s"
+lto = true
+codegen-units = 1
+panic = "abort"
+strip = true
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_nothing_is_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let sdk = Sdk::Version("0.1.0".into());
+        for bad in ["", "Team", "1team", "team_policy", "team-", "../x"] {
+            assert!(
+                matches!(
+                    create(dir.path(), bad, Template::Script, &sdk),
+                    Err(ScaffoldError::Name(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        create(dir.path(), "team", Template::Script, &sdk).unwrap();
+        assert!(matches!(
+            create(dir.path(), "team", Template::Rust, &sdk),
+            Err(ScaffoldError::Exists(_))
+        ));
+    }
+
+    #[test]
+    fn a_rust_hook_depends_on_the_sdk_as_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = create(
+            dir.path(),
+            "team-label",
+            Template::Rust,
+            &Sdk::Path("/src/podrun/guest-sdk".into()),
+        )
+        .unwrap();
+        let toml = std::fs::read_to_string(s.dir.join("Cargo.toml")).unwrap();
+        assert!(toml.contains(r#"podrun-hook-sdk = { path = "/src/podrun/guest-sdk" }"#));
+        assert!(s.next[1].contains("team_label.wasm"));
+        let lib = std::fs::read_to_string(s.dir.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("{hook: team_label.wasm"));
+    }
+}
