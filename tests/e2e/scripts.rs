@@ -99,8 +99,13 @@ fn a_runaway_script_is_stopped_like_any_hook() {
     assert!(err.contains("ran past its deadline of 100 ms"), "{err}");
 
     let (dir, path) = script("fn mutate(object, ctx) { let s = \"x\"; loop { s += s; } }");
+    // A long deadline, so that the memory cap is what stops it.
+    let limits = Limits {
+        deadline: std::time::Duration::from_secs(20),
+        ..Limits::default()
+    };
     let err = support::hooks()
-        .load(&spec(&path, Kind::Mutate, Limits::default()))
+        .load(&spec(&path, Kind::Mutate, limits))
         .unwrap()
         .mutate(&context(), &pod())
         .unwrap_err();

@@ -59,7 +59,7 @@ fn engine() -> Engine {
     // Debug builds of Rhai allow little nesting; a pod is deeply nested.
     engine.set_max_expr_depths(256, 256);
     engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
-    engine.on_print(|s| log::info(s));
+    engine.on_print(log::info);
     engine.on_debug(|s, _, pos| log::debug(&format!("{pos}: {s}")));
     engine.register_fn("warn", |s: &str| log::warn(s));
     engine.register_fn("deny", |message: &str| -> Result<(), Box<EvalAltResult>> {
@@ -92,16 +92,16 @@ enum Failure {
 }
 
 /// The error where it happened, inside the function calls that led there.
-fn innermost(e: Box<EvalAltResult>) -> Box<EvalAltResult> {
-    match *e {
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => innermost(inner),
-        other => Box::new(other),
+fn innermost(e: EvalAltResult) -> EvalAltResult {
+    match e {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => innermost(*inner),
+        other => other,
     }
 }
 
-fn eval_error(path: &str, e: Box<EvalAltResult>) -> Failure {
+fn eval_error(path: &str, e: EvalAltResult) -> Failure {
     let mut inner = innermost(e);
-    if let EvalAltResult::ErrorRuntime(value, _) = &*inner
+    if let EvalAltResult::ErrorRuntime(value, _) = &inner
         && let Some(Denial(message)) = value.clone().try_cast::<Denial>()
     {
         return Failure::Denied(message);
@@ -150,7 +150,7 @@ impl Script for Rhai {
         // values); running them once here reports their errors early.
         engine
             .run_ast(&ast)
-            .map_err(|e| String::from(eval_error(path, e)))?;
+            .map_err(|e| String::from(eval_error(path, *e)))?;
         LOADED.with_borrow_mut(|l| {
             *l = Some(Loaded {
                 engine,
@@ -171,7 +171,7 @@ fn call(name: &str, args: impl FuncArgs) -> Result<(Dynamic, String), Failure> {
         l.engine
             .call_fn::<Dynamic>(&mut Scope::new(), &l.ast, name, args)
             .map(|v| (v, l.path.clone()))
-            .map_err(|e| eval_error(&l.path, e))
+            .map_err(|e| eval_error(&l.path, *e))
     })
 }
 
