@@ -520,19 +520,7 @@ fn a_converted_pod_runs_its_steps_in_order() {
             container("three", "echo three $(cut -d\" \" -f1 /proc/uptime)"),
         ),
     );
-    let out = podrun(&kubeconfig())
-        .args(["convert", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(pod.as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    assert!(out.status.success());
-    let r = run(&String::from_utf8(out.stdout).unwrap(), &[]);
+    let r = run(&converted(&pod, "sequence"), &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     // Each step prints the node's uptime (a shared clock, in 1/100 s).
     let lines: Vec<(&str, f64)> = r

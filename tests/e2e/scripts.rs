@@ -8,12 +8,7 @@ use serde_json::Value;
 use crate::support::{self, Scratch, app};
 
 fn podrun(dir: &std::path::Path) -> Command {
-    let mut cmd = Command::cargo_bin("podrun").unwrap();
-    cmd.env("PODRUN_CACHE_DIR", support::shared_cache())
-        .env_remove("KUBECONFIG")
-        .env_remove("PODRUN_LOG")
-        .current_dir(dir);
-    cmd
+    support::podrun_in(dir)
 }
 
 fn script(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -90,13 +85,13 @@ fn a_script_is_compiled_once_per_run_and_again_after_a_failure() {
 #[test]
 fn a_runaway_script_is_stopped_like_any_hook() {
     let (dir, _) = script("fn mutate(object, ctx) { loop { } }");
-    let forever = podrun(dir.path())
-        .args(["hook", "test", "policy.rhai", "-i"])
-        .arg(support::root().join("examples/scripts/pod.yaml"))
-        .assert()
-        .code(122);
-    let err = String::from_utf8_lossy(&forever.get_output().stderr).into_owned();
-    assert!(err.contains("ran past its deadline of 100 ms"), "{err}");
+    support::fails_with(
+        podrun(dir.path())
+            .args(["hook", "test", "policy.rhai", "-i"])
+            .arg(support::root().join("examples/scripts/pod.yaml")),
+        122,
+        "ran past its deadline of 100 ms",
+    );
 
     let (dir, path) = script("fn mutate(object, ctx) { let s = \"x\"; loop { s += s; } }");
     // A long deadline, so that the memory cap is what stops it.
@@ -138,12 +133,11 @@ fn script_errors_in_a_config_name_the_line_and_column() {
         "fn mutate(object, ctx) {\n    let team = ;\n}\n",
     )
     .unwrap();
-    let out = podrun(scratch.path())
-        .args(["render", "-a", "hello"])
-        .assert()
-        .code(125);
-    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(err.contains("policies/team.rhai:2:16: "), "{err}");
+    support::fails_with(
+        podrun(scratch.path()).args(["render", "-a", "hello"]),
+        125,
+        "policies/team.rhai:2:16: ",
+    );
 
     // A classify script is checked before any pod exists.
     std::fs::write(
@@ -185,12 +179,11 @@ fn script_errors_in_a_config_name_the_line_and_column() {
         app("hello", "  hooks:\n    mutate: [{script: nowhere.rhai}]\n"),
     )
     .unwrap();
-    let out = podrun(scratch.path())
-        .args(["render", "-a", "hello"])
-        .assert()
-        .code(125);
-    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(err.contains("script \"nowhere.rhai\""), "{err}");
+    support::fails_with(
+        podrun(scratch.path()).args(["render", "-a", "hello"]),
+        125,
+        "script \"nowhere.rhai\"",
+    );
 }
 
 /// A scratch config whose application uses the example scripts.
@@ -227,26 +220,21 @@ fn the_example_team_policy_script_labels_or_denies() {
     assert_eq!(pod["spec"]["restartPolicy"], "Never");
     let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(err.contains("labelling the pod for team data"), "{err}");
-    let out = podrun(scratch.path())
-        .args(["render", "-a", "hello"])
-        .assert()
-        .code(121);
-    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(err.contains("no team: pass --param team=NAME"), "{err}");
+    support::fails_with(
+        podrun(scratch.path()).args(["render", "-a", "hello"]),
+        121,
+        "no team: pass --param team=NAME",
+    );
 
     // The same script as the Rust example: a container without a memory
     // limit is refused.
     let unlimited = with_example_scripts(
         "  parameters: [team]\n  hooks:\n    mutate: [{script: team-policy.rhai}]\n",
     );
-    let out = podrun(unlimited.path())
-        .args(["render", "-a", "hello", "--param", "team=data"])
-        .assert()
-        .code(121);
-    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(
-        err.contains("every container needs a memory limit; hello has none"),
-        "{err}"
+    support::fails_with(
+        podrun(unlimited.path()).args(["render", "-a", "hello", "--param", "team=data"]),
+        121,
+        "every container needs a memory limit; hello has none",
     );
 }
 
@@ -292,45 +280,7 @@ fn the_example_scripts_pass_their_fixture_tests() {
 #[test]
 fn the_example_retry_script_classifies_a_local_run() {
     let hooks = "  hooks:\n    classify: [{script: retry-classifier.rhai, with: {retry-on: [75]}}, default-classifier]\n";
-    let scratch = with_example_scripts(hooks);
-    let run = |command: &str| {
-        let out = podrun(scratch.path())
-            .args([
-                "run",
-                "--runtime",
-                "local",
-                "-a",
-                "hello",
-                "-o",
-                "json",
-                "-c",
-                command,
-            ])
-            .output()
-            .unwrap();
-        let result: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        (out.status.code().unwrap(), result)
-    };
-    let (code, result) = run("sh -c 'exit 75'");
-    assert_eq!(
-        (
-            code,
-            result["retryable"].as_bool(),
-            result["reason"].as_str()
-        ),
-        (75, Some(true), Some("TemporaryFailure")),
-        "{result}"
-    );
-    let (code, result) = run("sh -c 'exit 2'");
-    assert_eq!(
-        (
-            code,
-            result["retryable"].as_bool(),
-            result["reason"].as_str()
-        ),
-        (2, Some(false), Some("Error")),
-        "{result}"
-    );
+    crate::examples::retry_classifier_decides(with_example_scripts(hooks).path());
 }
 
 #[test]

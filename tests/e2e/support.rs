@@ -137,3 +137,20 @@ pub fn container(name: &str, script: &str) -> String {
         serde_json::to_string(script).unwrap()
     )
 }
+
+/// `podrun` in `dir` with the shared hook cache and no cluster configured.
+pub fn podrun_in(dir: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("podrun").unwrap();
+    cmd.env("PODRUN_CACHE_DIR", shared_cache())
+        .env_remove("KUBECONFIG")
+        .env_remove("PODRUN_LOG")
+        .current_dir(dir);
+    cmd
+}
+
+/// Runs `cmd`, which must exit with `code` and say `text` on stderr.
+pub fn fails_with(cmd: &mut assert_cmd::Command, code: i32, text: &str) {
+    let out = cmd.assert().code(code);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(err.contains(text), "expected {text:?} in: {err}");
+}
