@@ -477,6 +477,8 @@ async fn follow(
     }
     let mut last: Seen = None;
     let mut attempts = 0u32;
+    // The start of a line whose stream ended before its newline.
+    let mut head: Option<Vec<u8>> = None;
     loop {
         let ended_before = pods
             .borrow()
@@ -510,14 +512,31 @@ async fn follow(
                 let mut take = |line: &[u8], batch: &mut Vec<u8>| {
                     let text = String::from_utf8_lossy(line);
                     let line = text.strip_suffix('\n').unwrap_or(&text);
+                    let at = batch.len();
                     let printed = print_new(line, &mut last, &mut skip, batch);
-                    if let Some((seen, _)) = unverified.take()
-                        && printed
-                    {
-                        eprintln!(
-                            "podrun: the log of container {container} was interrupted; lines after {seen} may be missing"
-                        );
+                    let Some((seen, _)) = unverified.take() else {
+                        return;
+                    };
+                    let start = head.take();
+                    // The resumed stream overlaps what was printed: nothing
+                    // is missing, and a cut line comes whole.
+                    if !printed {
+                        return;
                     }
+                    // A rotated log. The runtime split the line being
+                    // written when it reopened the file (a partial record
+                    // ends the old file, the rest opens the new one); a
+                    // stream that ended on that part left its start here,
+                    // and the new file starts with the rest.
+                    if let Some(start) = start {
+                        let start = String::from_utf8_lossy(&start);
+                        let (_, text) = start.split_once(' ').unwrap_or(("", &start));
+                        batch.splice(at..at, text.bytes());
+                    }
+                    // The rest of the old file is not served again.
+                    eprintln!(
+                        "podrun: the log of container {container} was interrupted; lines after {seen} may be missing"
+                    );
                 };
                 loop {
                     // Once the verdict is in, a container still running (a
@@ -563,7 +582,12 @@ async fn follow(
                                 Ok(_) if raw.ends_with(b"\n") || ended_before => {
                                     take(&raw, &mut batch)
                                 }
-                                _ => break,
+                                // Kept: the resumed stream gives the line
+                                // again, or (a rotated log) only its rest.
+                                _ => {
+                                    head = Some(raw);
+                                    break;
+                                }
                             }
                         }
                     }
