@@ -661,3 +661,20 @@ fn script_hooks_decide_a_cluster_run() {
     assert_eq!(live["metadata"]["labels"]["team"], "data");
     kubectl_delete(&pod);
 }
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_line_longer_than_a_log_record_comes_whole() {
+    // containerd writes this line as three records; the kubelet's
+    // timestamps between them are not part of it.
+    let script = "awk 'BEGIN { s = \"\"; for (i = 0; i < 40000; i++) s = s \"y\"; print \"start\" s \"end\"; print \"short\" }'";
+    let r = run(
+        &manifest(
+            &unique("long"),
+            &format!("  containers:\n{}", container("main", script)),
+        ),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, format!("start{}end\nshort\n", "y".repeat(40_000)));
+}

@@ -363,3 +363,33 @@ fn a_new_rust_hook_builds_and_passes_its_own_test() {
         .assert()
         .success();
 }
+
+#[test]
+fn a_render_script_makes_the_pod_from_the_context() {
+    let hooks = "  hooks:\n    render: {script: render.rhai}\n";
+    let scratch = Scratch::new(&app("hello", hooks));
+    std::fs::write(
+        scratch.path().join("render.rhai"),
+        r#"fn render(template, ctx) {
+    #{apiVersion: "v1", kind: "Pod", metadata: #{name: `${ctx.name}-${ctx.run_id}`},
+      spec: #{containers: [#{name: "main", image: ctx.image, command: ctx.arguments}]}}
+}"#,
+    )
+    .unwrap();
+    let out = podrun(scratch.path())
+        .args([
+            "render", "-a", "hello", "-o", "json", "--run-id", "r1", "-c",
+        ])
+        .arg("echo 'a\"b' $HOME")
+        .assert()
+        .success();
+    let pod: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(pod["metadata"]["name"], "hello-r1");
+    assert_eq!(pod["spec"]["containers"][0]["image"], "busybox:local");
+    assert_eq!(
+        pod["spec"]["containers"][0]["command"],
+        serde_json::json!(["echo", "a\"b", "$HOME"])
+    );
+    // The default mutate hooks still run after a script renders.
+    assert_eq!(pod["spec"]["restartPolicy"], "Never");
+}

@@ -510,7 +510,8 @@ async fn follow(
                 let mut stream = Box::pin(stream);
                 let mut batch = Vec::new();
                 let mut take = |line: &[u8], batch: &mut Vec<u8>| {
-                    let text = String::from_utf8_lossy(line);
+                    let line = join_records(line);
+                    let text = String::from_utf8_lossy(&line);
                     let line = text.strip_suffix('\n').unwrap_or(&text);
                     let at = batch.len();
                     let printed = print_new(line, &mut last, &mut skip, batch);
@@ -626,6 +627,44 @@ async fn follow(
 
 /// The last timestamp printed and how many lines carried it.
 type Seen = Option<(jiff::Timestamp, usize)>;
+
+/// How much of a line containerd writes as one log record (its default
+/// `max_container_log_line_size`); a longer line becomes several records.
+const CRI_RECORD: usize = 16 * 1024;
+
+/// A line longer than a record comes from the kubelet with each record's
+/// timestamp in front of its part (`TS1 part1TS2 part2…`, as `kubectl logs
+/// --timestamps` shows it). Removes the timestamps inside `raw`, which sit
+/// exactly where a record's content ends.
+fn join_records(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let Some(start) = raw.iter().position(|b| *b == b' ').map(|i| i + 1) else {
+        return raw.into();
+    };
+    if raw.len() - start <= CRI_RECORD {
+        return raw.into();
+    }
+    let mut out = raw[..start].to_vec();
+    let mut rest = &raw[start..];
+    while rest.len() > CRI_RECORD {
+        let (part, next) = rest.split_at(CRI_RECORD);
+        out.extend_from_slice(part);
+        rest = match record_stamp(next) {
+            Some(len) => &next[len..],
+            None => next,
+        };
+    }
+    out.extend_from_slice(rest);
+    out.into()
+}
+
+/// The length of the kubelet's `RFC3339Nano ` timestamp at the start of
+/// `text`, if one is there.
+fn record_stamp(text: &[u8]) -> Option<usize> {
+    let end = text.iter().take(40).position(|b| *b == b' ')?;
+    let stamp = std::str::from_utf8(&text[..end]).ok()?;
+    let shaped = stamp.len() >= 20 && stamp.as_bytes()[10] == b'T' && stamp.ends_with('Z');
+    (shaped && stamp.parse::<jiff::Timestamp>().is_ok()).then_some(end + 1)
+}
 
 /// Appends `raw` (a line with the kubelet's RFC 3339 timestamp in front)
 /// to `out` without its timestamp, unless an earlier stream printed it.
@@ -758,6 +797,36 @@ pub async fn gc(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_written_as_several_records_is_joined() {
+        let content = format!("start{}end", "y".repeat(40_000));
+        let (a, b) = content.split_at(CRI_RECORD);
+        let (b, c) = b.split_at(CRI_RECORD);
+        let raw = format!(
+            "2026-11-24T10:03:16.89241Z {a}2026-11-24T10:03:16.892412914Z {b}2026-11-24T10:03:16.9Z {c}\n"
+        );
+        let joined = join_records(raw.as_bytes());
+        assert_eq!(
+            String::from_utf8_lossy(&joined),
+            format!("2026-11-24T10:03:16.89241Z {content}\n")
+        );
+        // Text that merely looks like a timestamp elsewhere is the user's.
+        let own = format!(
+            "2026-11-24T10:03:16Z {} 2026-11-24T10:03:16Z x\n",
+            "a".repeat(20)
+        );
+        assert_eq!(join_records(own.as_bytes()).as_ref(), own.as_bytes());
+        // A multi-byte character cut between records comes out whole.
+        let wide = format!("{}é{}", "a".repeat(CRI_RECORD - 1), "b".repeat(10));
+        let bytes = wide.as_bytes();
+        let mut raw = b"2026-11-24T10:03:16Z ".to_vec();
+        raw.extend_from_slice(&bytes[..CRI_RECORD]);
+        raw.extend_from_slice(b"2026-11-24T10:03:17Z ");
+        raw.extend_from_slice(&bytes[CRI_RECORD..]);
+        let joined = join_records(&raw);
+        assert_eq!(&joined[21..], wide.as_bytes());
+    }
 
     /// Feeds streams of timestamped lines through `print_new` as `follow`
     /// does on each reconnection, and returns what was printed.
