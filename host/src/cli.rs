@@ -634,27 +634,7 @@ fn run_application(cache_dir: Option<PathBuf>, args: RunCommand) -> Result<Code,
 }
 
 fn run_manifest(cache_dir: Option<PathBuf>, args: PodRunArgs) -> Result<Code, Failure> {
-    let text = if args.file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
-    } else {
-        std::fs::read_to_string(&args.file)
-    }
-    .map_err(|e| {
-        Failure::from((
-            Code::Usage,
-            anyhow::anyhow!("cannot read {}: {e}", args.file.display()),
-        ))
-    })?;
-    let name = args.file.display().to_string();
-    let pod: k8s_openapi::api::core::v1::Pod = serde_saphyr::from_str(&text).map_err(|e| {
-        Failure::from((
-            Code::Usage,
-            anyhow::anyhow!(
-                "{name}: not a Pod: {}",
-                e.to_string().replace("<input>", &name)
-            ),
-        ))
-    })?;
+    let pod = read_pod(&args.file)?;
     let run_id = match args.run_id {
         Some(id) if crate::run_id::is_valid(&id) => id,
         Some(id) => {
@@ -797,21 +777,7 @@ fn gc(args: GcArgs) -> Result<Code, Failure> {
 fn status(args: StatusArgs) -> Result<Code, Failure> {
     let usage = |m: String| Failure::from((Code::Usage, anyhow::anyhow!(m)));
     let pod: k8s_openapi::api::core::v1::Pod = match (&args.file, &args.pod) {
-        (Some(file), _) => {
-            let name = file.display().to_string();
-            let text = if name == "-" {
-                std::io::read_to_string(std::io::stdin())
-            } else {
-                std::fs::read_to_string(file)
-            }
-            .map_err(|e| usage(format!("cannot read {name}: {e}")))?;
-            serde_saphyr::from_str(&text).map_err(|e| {
-                usage(format!(
-                    "{name}: not a Pod: {}",
-                    e.to_string().replace("<input>", &name)
-                ))
-            })?
-        }
+        (Some(file), _) => read_pod(file)?,
         (None, Some(name)) => {
             let rt = async_runtime()?;
             let found = rt.block_on(async {
@@ -852,6 +818,36 @@ fn status(args: StatusArgs) -> Result<Code, Failure> {
     Ok(Code::Success)
 }
 
+/// The text of `path`, or of stdin for `-`.
+fn read_input(path: &std::path::Path) -> Result<String, Failure> {
+    if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    }
+    .map_err(|e| {
+        Failure::from((
+            Code::Usage,
+            anyhow::anyhow!("cannot read {}: {e}", path.display()),
+        ))
+    })
+}
+
+/// A Pod manifest (YAML or JSON) from `path`, or from stdin for `-`.
+fn read_pod(path: &std::path::Path) -> Result<k8s_openapi::api::core::v1::Pod, Failure> {
+    let text = read_input(path)?;
+    let name = path.display().to_string();
+    serde_saphyr::from_str(&text).map_err(|e| {
+        Failure::from((
+            Code::Usage,
+            anyhow::anyhow!(
+                "{name}: not a Pod: {}",
+                e.to_string().replace("<input>", &name)
+            ),
+        ))
+    })
+}
+
 fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -869,12 +865,7 @@ fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
 fn convert(cache_dir: Option<PathBuf>, args: ConvertArgs) -> Result<Code, Failure> {
     let usage = |m: String| Failure::from((Code::Usage, anyhow::anyhow!(m)));
     let name = args.file.display().to_string();
-    let text = if name == "-" {
-        std::io::read_to_string(std::io::stdin())
-    } else {
-        std::fs::read_to_string(&args.file)
-    }
-    .map_err(|e| usage(format!("cannot read {name}: {e}")))?;
+    let text = read_input(&args.file)?;
     let specs = if args.hooks.is_empty() {
         vec!["sequence".to_string()]
     } else {
@@ -936,10 +927,7 @@ fn hook_new(args: HookNewArgs) -> Result<Code, Failure> {
 
 fn hook_test(cache_dir: Option<PathBuf>, args: HookTestArgs) -> Result<Code, Failure> {
     let usage = |m: String| Failure::from((Code::Usage, anyhow::anyhow!(m)));
-    let read = |p: &PathBuf| {
-        std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))
-    };
-    let fixture = read(&args.input)?;
+    let fixture = read_input(&args.input)?;
     let with: serde_json::Value =
         serde_saphyr::from_str(&args.with).map_err(|e| usage(format!("--with: {e}")))?;
     let mut reference = config::HookRef::named(&args.hook);
@@ -998,7 +986,7 @@ fn hook_test(cache_dir: Option<PathBuf>, args: HookTestArgs) -> Result<Code, Fai
         print!("{text}");
         return Ok(Code::Success);
     };
-    let expected: serde_json::Value = serde_saphyr::from_str(&read(expect)?)
+    let expected: serde_json::Value = serde_saphyr::from_str(&read_input(expect)?)
         .map_err(|e| usage(format!("{}: {e}", expect.display())))?;
     let differences = crate::hook_test::differences(&expected, &actual);
     if differences.is_empty() {

@@ -164,7 +164,6 @@ impl Hooks {
             name,
             pre,
             exports,
-            kind: spec.kind,
             limits: spec.limits,
             settings: spec.settings.to_string(),
             script,
@@ -206,7 +205,6 @@ pub struct Hook {
     name: String,
     pre: InstancePre<HostState>,
     exports: Exports,
-    kind: Kind,
     limits: Limits,
     settings: String,
     script: Option<Script>,
@@ -346,10 +344,10 @@ impl Hook {
             indices,
         }) = &self.script
         {
-            let kind = match self.kind {
-                Kind::Render => script::HookKind::Render,
-                Kind::Mutate => script::HookKind::Mutate,
-                Kind::Classify => script::HookKind::Classify,
+            let kind = match self.exports {
+                Exports::Render(_) => script::HookKind::Render,
+                Exports::Mutate(_) => script::HookKind::Mutate,
+                Exports::Classify(_) => script::HookKind::Classify,
             };
             let loaded = indices
                 .load(&mut live.store, &live.instance)

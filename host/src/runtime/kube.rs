@@ -510,34 +510,24 @@ async fn follow(
                 let mut stream = Box::pin(stream);
                 let mut batch = Vec::new();
                 let mut take = |line: &[u8], batch: &mut Vec<u8>| {
-                    let line = join_records(line);
-                    let text = String::from_utf8_lossy(&line);
-                    let line = text.strip_suffix('\n').unwrap_or(&text);
-                    let at = batch.len();
-                    let printed = print_new(line, &mut last, &mut skip, batch);
-                    let Some((seen, _)) = unverified.take() else {
-                        return;
+                    let joined = join_records(line);
+                    let line = joined.strip_suffix(b"\n").unwrap_or(&joined);
+                    // Only the first line of a resumed stream can continue a
+                    // line whose stream ended in its middle.
+                    let start = if unverified.is_some() {
+                        head.take()
+                    } else {
+                        None
                     };
-                    let start = head.take();
-                    // The resumed stream overlaps what was printed: nothing
-                    // is missing, and a cut line comes whole.
-                    if !printed {
-                        return;
+                    let start = start.as_deref().map(without_stamp).unwrap_or_default();
+                    let printed = print_new(line, start, &mut last, &mut skip, batch);
+                    if let Some((seen, _)) = unverified.take()
+                        && printed
+                    {
+                        eprintln!(
+                            "podrun: the log of container {container} was interrupted; lines after {seen} may be missing"
+                        );
                     }
-                    // A rotated log. The runtime split the line being
-                    // written when it reopened the file (a partial record
-                    // ends the old file, the rest opens the new one); a
-                    // stream that ended on that part left its start here,
-                    // and the new file starts with the rest.
-                    if let Some(start) = start {
-                        let start = String::from_utf8_lossy(&start);
-                        let (_, text) = start.split_once(' ').unwrap_or(("", &start));
-                        batch.splice(at..at, text.bytes());
-                    }
-                    // The rest of the old file is not served again.
-                    eprintln!(
-                        "podrun: the log of container {container} was interrupted; lines after {seen} may be missing"
-                    );
                 };
                 loop {
                     // Once the verdict is in, a container still running (a
@@ -583,8 +573,13 @@ async fn follow(
                                 Ok(_) if raw.ends_with(b"\n") || ended_before => {
                                     take(&raw, &mut batch)
                                 }
-                                // Kept: the resumed stream gives the line
-                                // again, or (a rotated log) only its rest.
+                                // Kept: a resumed stream that overlaps gives
+                                // the line again, whole. At a log rotation
+                                // the runtime splits the line it is writing
+                                // (a partial record ends the old file, the
+                                // rest opens the new one), and a resumed
+                                // stream, which reads only the new file,
+                                // starts with the rest of this line.
                                 _ => {
                                     head = Some(raw);
                                     break;
@@ -666,17 +661,34 @@ fn record_stamp(text: &[u8]) -> Option<usize> {
     (shaped && stamp.parse::<jiff::Timestamp>().is_ok()).then_some(end + 1)
 }
 
+/// `raw` without the kubelet's timestamp in front.
+fn without_stamp(raw: &[u8]) -> &[u8] {
+    match raw.iter().position(|b| *b == b' ') {
+        Some(i) => &raw[i + 1..],
+        None => raw,
+    }
+}
+
 /// Appends `raw` (a line with the kubelet's RFC 3339 timestamp in front)
-/// to `out` without its timestamp, unless an earlier stream printed it.
-/// `skip` counts the lines with the last timestamp that the current stream
-/// has yet to pass over. Returns whether the line was taken.
-fn print_new(raw: &str, last: &mut Seen, skip: &mut usize, out: &mut Vec<u8>) -> bool {
-    let (ts, text) = match raw.split_once(' ') {
-        Some((t, rest)) => match t.parse::<jiff::Timestamp>() {
-            Ok(ts) => (Some(ts), rest),
-            Err(_) => (None, raw),
+/// to `out` without its timestamp, unless an earlier stream printed it;
+/// `start` is the beginning of the line when `raw` continues a line cut
+/// short (empty otherwise). `skip` counts the lines with the last timestamp
+/// that the current stream has yet to pass over. Returns whether the line
+/// was taken.
+fn print_new(
+    raw: &[u8],
+    start: &[u8],
+    last: &mut Seen,
+    skip: &mut usize,
+    out: &mut Vec<u8>,
+) -> bool {
+    let stamp = |t: &[u8]| std::str::from_utf8(t).ok()?.parse::<jiff::Timestamp>().ok();
+    let (ts, text) = match raw.iter().position(|b| *b == b' ') {
+        Some(i) => match stamp(&raw[..i]) {
+            Some(ts) => (Some(ts), &raw[i + 1..]),
+            None => (None, raw),
         },
-        None => (raw.parse::<jiff::Timestamp>().ok(), ""),
+        None => (stamp(raw), &b""[..]),
     };
     if let Some(ts) = ts {
         match last {
@@ -694,7 +706,14 @@ fn print_new(raw: &str, last: &mut Seen, skip: &mut usize, out: &mut Vec<u8>) ->
             }
         }
     }
-    out.extend_from_slice(text.as_bytes());
+    // Whole lines are decoded at once: a character cut where the line was
+    // cut comes out whole.
+    if start.is_empty() {
+        out.extend_from_slice(String::from_utf8_lossy(text).as_bytes());
+    } else {
+        let line = [start, text].concat();
+        out.extend_from_slice(String::from_utf8_lossy(&line).as_bytes());
+    }
     out.push(b'\n');
     true
 }
@@ -836,7 +855,7 @@ mod tests {
         for stream in streams {
             let mut skip = last.map(|(_, n)| n).unwrap_or(0);
             for line in *stream {
-                print_new(line, &mut last, &mut skip, &mut out);
+                print_new(line.as_bytes(), b"", &mut last, &mut skip, &mut out);
             }
         }
         String::from_utf8(out)
@@ -860,6 +879,47 @@ mod tests {
             &format!("{C} three"),
         ];
         assert_eq!(replay(&[first, second]), ["one\n", "two\n", "three\n"]);
+    }
+
+    #[test]
+    fn a_line_cut_at_a_rotation_is_joined_and_a_repeat_is_not() {
+        let mut last: Seen = None;
+        let mut out = Vec::new();
+        let mut skip = 0;
+        print_new(
+            format!("{A} one").as_bytes(),
+            b"",
+            &mut last,
+            &mut skip,
+            &mut out,
+        );
+        // The old stream ended on "tw" and a cut "é" (the first of its two
+        // bytes); the new file starts with the rest of that line.
+        let cut = "twé".as_bytes();
+        let head = [format!("{B} ").as_bytes(), &cut[..cut.len() - 1]].concat();
+        let rest = [format!("{C} ").as_bytes(), &cut[cut.len() - 1..], b"o"].concat();
+        let mut skip = 1;
+        assert!(print_new(
+            &rest,
+            without_stamp(&head),
+            &mut last,
+            &mut skip,
+            &mut out
+        ));
+        assert_eq!(String::from_utf8(out).unwrap(), "one\ntwéo\n");
+        // A resumed stream that overlaps repeats the line, whole: the kept
+        // start is not used.
+        let mut out = Vec::new();
+        let mut skip = 1;
+        let repeat = format!("{A} one");
+        assert!(!print_new(
+            repeat.as_bytes(),
+            b"tw",
+            &mut last,
+            &mut skip,
+            &mut out
+        ));
+        assert!(out.is_empty());
     }
 
     #[test]
