@@ -54,14 +54,10 @@ fn the_team_policy_labels_or_denies() {
         "apiVersion: v1\nkind: Pod\nspec:\n  containers: [{name: main, image: {{ .Container.Image }}}]\n",
     )
     .unwrap();
-    let out = podrun(unlimited.path())
-        .args(["render", "-a", "hello", "--param", "team=data"])
-        .assert()
-        .code(121);
-    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(
-        err.contains("every container needs a memory limit; main has none"),
-        "{err}"
+    support::fails_with(
+        podrun(unlimited.path()).args(["render", "-a", "hello", "--param", "team=data"]),
+        121,
+        "every container needs a memory limit; main has none",
     );
 }
 
