@@ -152,7 +152,7 @@ pub struct HookSet {
     #[serde(default)]
     pub render: Option<Spanned<HookRef>>,
     /// The mutate hooks in order; replaces the default list
-    /// (`restart-never`, `deadline`, `labels`).
+    /// (`restart-never`, `deadline`, `labels`, `api-token`).
     #[serde(default)]
     pub mutate: Option<Vec<Spanned<HookRef>>>,
     /// The classify hooks in order.
@@ -512,7 +512,7 @@ fn check_param_name(name: &str) -> Result<(), String> {
 }
 
 /// The default mutate hooks, in order.
-pub const DEFAULT_MUTATE: &[&str] = &["restart-never", "deadline", "labels"];
+pub const DEFAULT_MUTATE: &[&str] = &["restart-never", "deadline", "labels", "api-token"];
 /// The default render hook.
 pub const DEFAULT_RENDER: &str = "go-template";
 /// The default classify hook.

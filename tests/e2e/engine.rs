@@ -250,6 +250,7 @@ fn the_default_pipeline_renders_and_mutates() {
     let spec = pod.spec.unwrap();
     assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
     assert_eq!(spec.active_deadline_seconds, Some(86_400));
+    assert_eq!(spec.automount_service_account_token, Some(false));
     assert_eq!(
         spec.containers[0].args,
         Some(vec!["echo".to_string(), "hi".to_string()])
@@ -261,7 +262,13 @@ fn the_default_pipeline_renders_and_mutates() {
     let hooks: Vec<&str> = prepared.steps.iter().map(|s| s.hook.as_str()).collect();
     assert_eq!(
         hooks,
-        ["go-template", "restart-never", "deadline", "labels"]
+        [
+            "go-template",
+            "restart-never",
+            "deadline",
+            "labels",
+            "api-token"
+        ]
     );
 }
 

@@ -618,7 +618,7 @@ fn status_names_the_running_step() {
 fn script_hooks_decide_a_cluster_run() {
     let scratch = support::Scratch::new(&support::app(
         "hello",
-        "    resource-limits: {memory: 64Mi}\n  parameters: [team]\n  hooks:\n    mutate: [restart-never, deadline, labels, {script: team-policy.rhai}]\n    classify: [{script: retry-classifier.rhai}, default-classifier]\n",
+        "    resource-limits: {memory: 64Mi}\n  parameters: [team]\n  hooks:\n    mutate: [restart-never, deadline, labels, api-token, {script: team-policy.rhai}]\n    classify: [{script: retry-classifier.rhai}, default-classifier]\n",
     ));
     for script in ["team-policy.rhai", "retry-classifier.rhai"] {
         std::fs::copy(
@@ -677,4 +677,30 @@ fn a_line_longer_than_a_log_record_comes_whole() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, format!("start{}end\nshort\n", "y".repeat(40_000)));
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_run_gets_an_api_token_only_when_its_template_asks() {
+    let scratch = support::Scratch::new(&support::app("hello", ""));
+    let token_test = |expect: i32| {
+        let out = podrun(&kubeconfig())
+            .current_dir(scratch.path())
+            .args(["run", "-a", "hello", "-c"])
+            .arg("test -s /var/run/secrets/kubernetes.io/serviceaccount/token")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(expect), "{stderr}");
+    };
+    token_test(1);
+    let template = scratch.path().join("templates/pod.tmpl");
+    let text = std::fs::read_to_string(&template).unwrap();
+    let asking = text.replacen(
+        "spec:\n",
+        "spec:\n  automountServiceAccountToken: true\n",
+        1,
+    );
+    std::fs::write(&template, asking).unwrap();
+    token_test(0);
 }

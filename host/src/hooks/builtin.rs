@@ -39,6 +39,11 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "labels for finding and cleaning up runs: managed-by, application, run id",
     },
     Builtin {
+        name: "api-token",
+        kind: Kind::Mutate,
+        summary: "no service-account API token unless the pod names a service account or asks for one",
+    },
+    Builtin {
         name: "sequence",
         kind: Kind::Mutate,
         summary: "run a pod's containers one after the other (init-containers or entrypoint strategy)",
