@@ -94,8 +94,42 @@ pub async fn client(connect: &Connect) -> Result<(Client, String), KubeError> {
         None => Config::infer().await.map_err(|e| err(&e))?,
     };
     let namespace = config.default_namespace.clone();
-    let client = Client::try_from(config).map_err(|e| err(&e))?;
+    let client = build_client(config).map_err(|e| err(&e))?;
     Ok((client, namespace))
+}
+
+/// kube's default client stack, on sockets with Nagle's algorithm off.
+/// With it on, a request that follows another small write (a resumed TLS
+/// session's last handshake message) waits for the server's delayed ACK,
+/// 40 ms.
+fn build_client(config: Config) -> Result<Client, kube::Error> {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use kube::client::ConfigExt;
+    use kube::client::retry::RetryPolicy;
+    use tower::retry::RetryLayer;
+    if config.proxy_url.is_some() {
+        // kube's own stack says which proxies it supports.
+        return Client::try_from(config);
+    }
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(config.connect_timeout);
+    let https = config.rustls_https_connector_with_connector(http)?;
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(
+            config
+                .default_retry
+                .then(|| RetryLayer::new(RetryPolicy::server_retry())),
+        )
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(hyper);
+    Ok(Client::new(service, config.default_namespace))
 }
 
 /// Whether a failed request may succeed when sent again.
@@ -497,18 +531,23 @@ async fn follow(
             since_time: since,
             ..Default::default()
         };
+        if last.is_some() {
+            tracing::debug!(
+                "resuming the log of {container} from {since:?} (follow: {})",
+                lp.follow
+            );
+        }
         match api.log_stream(name, &lp).await {
             Ok(stream) => {
                 attempts = 0;
-                if last.is_some() {
-                    tracing::debug!("resuming the log of {container} from {since:?}");
-                }
                 let mut skip = last.map(|(_, n)| n).unwrap_or(0);
                 // A resumed stream must overlap what was printed; otherwise
                 // lines may be missing (a rotated log), and the user is told.
                 let mut unverified = last;
                 let mut stream = Box::pin(stream);
                 let mut batch = Vec::new();
+                let mut last_data = Instant::now();
+                let mut pods_open = true;
                 let mut take = |line: &[u8], batch: &mut Vec<u8>| {
                     let joined = join_records(line);
                     let line = joined.strip_suffix(b"\n").unwrap_or(&joined);
@@ -539,15 +578,29 @@ async fn follow(
                             .as_ref()
                             .is_some_and(|p| terminated(p, container))
                     };
-                    if *finishing.borrow() && running() {
+                    let ended = !running();
+                    if *finishing.borrow() && !ended {
                         return;
                     }
+                    // The kubelet ends a followed stream only when it next
+                    // checks the container, up to a second after it ended.
+                    // Once the container has ended and its stream is quiet,
+                    // the rest is read without following; a stream still
+                    // busy (behind the container) is read on, since only it
+                    // gets lines from a log rotated in the meantime.
+                    let quiet = tokio::time::sleep_until(last_data + QUIET);
                     // Whole lines as they are buffered, one event per batch:
                     // a busy container must not cost a write per line.
                     let read = tokio::select! {
                         read = futures::AsyncBufReadExt::fill_buf(&mut stream) => read,
                         _ = finishing.changed(), if !*finishing.borrow() => continue,
+                        changed = pods.changed(), if lp.follow && !ended && pods_open => {
+                            pods_open = changed.is_ok();
+                            continue;
+                        }
+                        _ = quiet, if lp.follow && ended => break,
                     };
+                    last_data = Instant::now();
                     let chunk = match read {
                         Ok([]) => break,
                         Ok(chunk) => chunk,
@@ -611,14 +664,21 @@ async fn follow(
         if ended_before {
             return;
         }
-        if pods.borrow().is_none() {
-            return;
-        }
+        let ended_now = match pods.borrow().as_ref() {
+            None => return,
+            Some(p) => terminated(p, container),
+        };
         // The stream ended before the pod's status says the container did:
         // wait for the status (or a moment) before reading again.
-        let _ = tokio::time::timeout(Duration::from_millis(500), pods.changed()).await;
+        if !ended_now {
+            let _ = tokio::time::timeout(Duration::from_millis(500), pods.changed()).await;
+        }
     }
 }
+
+/// How long the followed stream of an ended container must be quiet before
+/// the rest of its log is read without following.
+const QUIET: Duration = Duration::from_millis(50);
 
 /// The last timestamp printed and how many lines carried it.
 type Seen = Option<(jiff::Timestamp, usize)>;
