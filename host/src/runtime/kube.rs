@@ -311,17 +311,18 @@ impl Follower {
         }
         let config = watcher::Config::default().fields(&format!("metadata.name={}", self.name));
         let mut stream = watcher(self.api.clone(), config).default_backoff().boxed();
+        let watching = Instant::now();
         let mut done: Option<bool> = None;
         loop {
             tokio::select! {
                 item = stream.next() => match item {
                     Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
                         let _ = pod_tx.send(Some(pod.clone()));
-                        // Events explain a pod that does not start; once it
-                        // runs, its status says it all (and the round trip
-                        // would delay the verdict).
-                        let pending = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|p| p == "Pending");
-                        let events = if pending { self.recent_events().await } else { "[]".into() };
+                        let events = if needs_explaining(&pod, watching.elapsed()) {
+                            self.recent_events().await
+                        } else {
+                            "[]".into()
+                        };
                         let _ = self.events.send(Event::Status(Box::new(pod), events));
                     }
                     Some(Ok(watcher::Event::Delete(_))) => {
@@ -380,7 +381,11 @@ impl Follower {
     }
 
     async fn recent_events(&self) -> String {
-        let lp = ListParams::default().fields(&format!("involvedObject.name={}", self.name));
+        // From the API server's cache: events are advice, and reading them
+        // from etcd costs it the namespace's every event.
+        let lp = ListParams::default()
+            .match_any()
+            .fields(&format!("involvedObject.name={}", self.name));
         match self.events_api.list(&lp).await {
             Ok(list) => {
                 let mut items = list.items;
@@ -418,6 +423,37 @@ fn containers(pod: &Pod) -> Vec<(String, bool)> {
         .chain(spec.containers.iter().map(|c| (c.name.clone(), false)))
         .collect()
 }
+
+/// Whether the classifiers get the pod's events with this status. Events
+/// explain a pod that does not start: one pending for a while, not
+/// scheduled, or with a container waiting for something other than its
+/// creation. Once it runs its status says it all. Listing events costs the
+/// API server a pass over the namespace's events, so a pod starting as
+/// usual is spared it, and so is the node starting it.
+fn needs_explaining(pod: &Pod, pending_for: Duration) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return pending_for >= EXPLAIN_AFTER;
+    };
+    if status.phase.as_deref().is_some_and(|p| p != "Pending") {
+        return false;
+    }
+    let unscheduled = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "PodScheduled" && c.status == "False");
+    let stuck = super::container_statuses(pod).any(|c| {
+        c.state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.as_deref())
+            .is_some_and(|r| !matches!(r, "ContainerCreating" | "PodInitializing"))
+    });
+    unscheduled || stuck || pending_for >= EXPLAIN_AFTER
+}
+
+/// How long a pod may be pending before its events are read anyway.
+const EXPLAIN_AFTER: Duration = Duration::from_secs(1);
 
 fn status_of<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
     super::container_statuses(pod).find(|c| c.name == name)
@@ -876,6 +912,48 @@ pub async fn gc(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "main"}]},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn waiting(reason: &str) -> serde_json::Value {
+        serde_json::json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [{
+                "name": "main", "image": "i", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"waiting": {"reason": reason}},
+            }],
+        })
+    }
+
+    #[test]
+    fn only_a_pod_that_does_not_start_as_usual_gets_its_events() {
+        let soon = Duration::from_millis(300);
+        let usual = [
+            pod(serde_json::json!({"phase": "Pending"})),
+            pod(waiting("ContainerCreating")),
+            pod(waiting("PodInitializing")),
+        ];
+        for p in &usual {
+            assert!(!needs_explaining(p, soon), "{:?}", p.status);
+            assert!(needs_explaining(p, EXPLAIN_AFTER), "{:?}", p.status);
+        }
+        assert!(needs_explaining(&pod(waiting("ErrImagePull")), soon));
+        let unschedulable = pod(serde_json::json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}],
+        }));
+        assert!(needs_explaining(&unschedulable, soon));
+        let running = pod(serde_json::json!({"phase": "Running"}));
+        assert!(!needs_explaining(&running, Duration::from_secs(60)));
+    }
 
     #[test]
     fn a_line_written_as_several_records_is_joined() {
