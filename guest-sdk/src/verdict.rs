@@ -5,7 +5,10 @@
 pub struct Observation {
     /// The pod as JSON, status included.
     pub pod: String,
-    /// Recent events about the pod, a JSON list of `v1` Events, oldest first.
+    /// Recent events about the pod, a JSON list of `v1` Events, oldest first,
+    /// while the pod does not start as usual (pending for a second, not
+    /// scheduled, or a container waiting for something other than its
+    /// creation); otherwise empty.
     pub events: String,
     /// Milliseconds since the pod was created.
     pub elapsed_ms: u64,
