@@ -618,7 +618,7 @@ fn status_names_the_running_step() {
 fn script_hooks_decide_a_cluster_run() {
     let scratch = support::Scratch::new(&support::app(
         "hello",
-        "    resource-limits: {memory: 64Mi}\n  parameters: [team]\n  hooks:\n    mutate: [restart-never, deadline, labels, api-token, {script: team-policy.rhai}]\n    classify: [{script: retry-classifier.rhai}, default-classifier]\n",
+        "    resource-limits: {memory: 64Mi}\n  parameters: [team]\n  hooks:\n    mutate: [restart-never, deadline, labels, {script: team-policy.rhai}, api-token]\n    classify: [{script: retry-classifier.rhai}, default-classifier]\n",
     ));
     for script in ["team-policy.rhai", "retry-classifier.rhai"] {
         std::fs::copy(
@@ -703,4 +703,36 @@ fn a_run_gets_an_api_token_only_when_its_template_asks() {
     );
     std::fs::write(&template, asking).unwrap();
     token_test(0);
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_classifier_sees_the_events_of_a_pod_stuck_without_status_changes() {
+    // A missing ConfigMap leaves the pod in ContainerCreating for good: its
+    // status stops changing and only its events (FailedMount) say why.
+    let scratch = support::Scratch::new(&support::app(
+        "stuck",
+        "  pending-timeout: 60s\n  hooks:\n    classify: [{script: mount.rhai}, default-classifier]\n",
+    ));
+    std::fs::write(
+        scratch.path().join("templates/pod.tmpl"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Name }}-{{ .UniqueId }}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {{ .Container.Image }}\n    imagePullPolicy: IfNotPresent\n    args: [{{ .Container.Arguments }}]\n    volumeMounts: [{name: conf, mountPath: /conf}]\n  volumes:\n  - name: conf\n    configMap: {name: podrun-test-missing}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        scratch.path().join("mount.rhai"),
+        "fn classify(observation, ctx) {\n    for e in observation.events {\n        if e.reason == \"FailedMount\" {\n            return #{outcome: \"failed\", reason: \"VolumeMissing\", message: e.message, exit_code: 126};\n        }\n    }\n    ()\n}\n",
+    )
+    .unwrap();
+    let result = scratch.path().join("result.json");
+    let out = podrun(&kubeconfig())
+        .current_dir(scratch.path())
+        .args(["run", "-a", "stuck", "-c", "true", "--result-file"])
+        .arg(&result)
+        .output()
+        .unwrap();
+    let r = Run::collect(out, &result);
+    assert_eq!(r.code, 126, "{}", r.stderr);
+    // Without the events the pending timeout would decide (exit 124).
+    assert_eq!(r.result["reason"], "VolumeMissing", "{}", r.result);
 }

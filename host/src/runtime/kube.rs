@@ -114,10 +114,15 @@ fn build_client(config: Config) -> Result<Client, kube::Error> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    http.set_connect_timeout(config.connect_timeout);
     let https = config.rustls_https_connector_with_connector(http)?;
+    // Timeouts as kube sets them: the connect timeout covers TLS too.
+    let mut timed = hyper_timeout::TimeoutConnector::new(https);
+    timed.set_connect_timeout(config.connect_timeout);
+    timed.set_read_timeout(config.read_timeout);
+    timed.set_write_timeout(config.write_timeout);
+    timed.set_reset_reader_on_write(config.reset_reader_on_write);
     let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(https);
+        .build(timed);
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(
@@ -312,17 +317,25 @@ impl Follower {
         let config = watcher::Config::default().fields(&format!("metadata.name={}", self.name));
         let mut stream = watcher(self.api.clone(), config).default_backoff().boxed();
         let watching = Instant::now();
+        // A pod stuck while starting may not change again (a volume that
+        // cannot mount shows only in events): its events are read again
+        // every few seconds.
+        let mut refresh = tokio::time::interval(EVENTS_REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        refresh.reset();
+        let mut latest: Option<Pod> = None;
         let mut done: Option<bool> = None;
         loop {
             tokio::select! {
                 item = stream.next() => match item {
                     Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
                         let _ = pod_tx.send(Some(pod.clone()));
-                        let events = if needs_explaining(&pod, watching.elapsed()) {
+                        let events = if needs_explaining(&pod, pending_for(&pod, watching)) {
                             self.recent_events().await
                         } else {
                             "[]".into()
                         };
+                        latest = Some(pod.clone());
                         let _ = self.events.send(Event::Status(Box::new(pod), events));
                     }
                     Some(Ok(watcher::Event::Delete(_))) => {
@@ -334,6 +347,14 @@ impl Follower {
                     Some(Err(e)) => tracing::debug!("watch of pod {}: {e}; resuming", self.name),
                     None => break,
                 },
+                _ = refresh.tick() => {
+                    if let Some(pod) = &latest
+                        && needs_explaining(pod, pending_for(pod, watching))
+                    {
+                        let events = self.recent_events().await;
+                        let _ = self.events.send(Event::Status(Box::new(pod.clone()), events));
+                    }
+                }
                 msg = control.recv() => match msg {
                     Some(Control::Finish { delete }) => {
                         done = Some(delete);
@@ -347,7 +368,10 @@ impl Follower {
                         let _ = self.events.send(Event::Finished);
                         return;
                     }
-                    None => return,
+                    None => {
+                        logs.abort();
+                        return;
+                    }
                 },
             }
         }
@@ -455,6 +479,21 @@ fn needs_explaining(pod: &Pod, pending_for: Duration) -> bool {
 /// How long a pod may be pending before its events are read anyway.
 const EXPLAIN_AFTER: Duration = Duration::from_secs(1);
 
+/// How often the events of a pod that does not start are read again.
+const EVENTS_REFRESH: Duration = Duration::from_secs(3);
+
+/// How long the pod has existed: since its creation by the API server's
+/// clock, or at least since podrun began watching it.
+fn pending_for(pod: &Pod, watching: Instant) -> Duration {
+    let created = pod
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| jiff::Timestamp::now().duration_since(t.0).try_into().ok())
+        .unwrap_or_default();
+    watching.elapsed().max(created)
+}
+
 fn status_of<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
     super::container_statuses(pod).find(|c| c.name == name)
 }
@@ -547,6 +586,8 @@ async fn follow(
     }
     let mut last: Seen = None;
     let mut attempts = 0u32;
+    // Whether the last stream was read to its end.
+    let mut complete;
     // The start of a line whose stream ended before its newline.
     let mut head: Option<Vec<u8>> = None;
     loop {
@@ -584,6 +625,7 @@ async fn follow(
                 let mut batch = Vec::new();
                 let mut last_data = Instant::now();
                 let mut pods_open = true;
+                complete = false;
                 let mut take = |line: &[u8], batch: &mut Vec<u8>| {
                     let joined = join_records(line);
                     let line = joined.strip_suffix(b"\n").unwrap_or(&joined);
@@ -638,7 +680,10 @@ async fn follow(
                     };
                     last_data = Instant::now();
                     let chunk = match read {
-                        Ok([]) => break,
+                        Ok([]) => {
+                            complete = true;
+                            break;
+                        }
                         Ok(chunk) => chunk,
                         Err(e) => {
                             tracing::debug!("log stream of {container} dropped: {e}");
@@ -687,6 +732,7 @@ async fn follow(
                 }
             }
             Err(e) => {
+                complete = false;
                 attempts += 1;
                 tracing::debug!("cannot read the log of {container}: {e}");
                 if attempts > 20 {
@@ -696,8 +742,9 @@ async fn follow(
                 tokio::time::sleep(Duration::from_millis(250 * u64::from(attempts.min(8)))).await;
             }
         }
-        // The stream read to its end after the container ended: done.
-        if ended_before {
+        // The stream read to its end after the container ended: done. A
+        // last read that failed is tried again, from the last line printed.
+        if ended_before && complete {
             return;
         }
         let ended_now = match pods.borrow().as_ref() {
@@ -931,6 +978,18 @@ mod tests {
                 "restartCount": 0, "state": {"waiting": {"reason": reason}},
             }],
         })
+    }
+
+    #[test]
+    fn a_pod_is_pending_since_its_creation() {
+        let mut p = pod(serde_json::json!({"phase": "Pending"}));
+        let created = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5);
+        p.metadata.creation_timestamp = serde_json::from_value(serde_json::json!(created)).ok();
+        assert!(pending_for(&p, Instant::now()) >= Duration::from_secs(5));
+        // A clock behind the API server's counts from the watch.
+        let future = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+        p.metadata.creation_timestamp = serde_json::from_value(serde_json::json!(future)).ok();
+        assert!(pending_for(&p, Instant::now()) < Duration::from_secs(1));
     }
 
     #[test]
