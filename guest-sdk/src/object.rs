@@ -62,15 +62,18 @@ impl Object {
     }
 
     /// Where the pod spec sits in this kind of object, as field names:
-    /// `["spec"]` for a Pod, `["spec", "template", "spec"]` for a Job and
+    /// `["spec"]` for a Pod, `["template", "spec"]` for a PodTemplate,
+    /// `["spec", "template", "spec"]` for a Job and
     /// `["spec", "jobTemplate", "spec", "template", "spec"]` for a CronJob.
     /// `None` for objects that hold no pod.
     pub fn pod_spec_path(&self) -> Option<&'static [&'static str]> {
         match self.kind.as_str() {
             "Pod" => Some(&["spec"]),
-            "Job" | "PodTemplate" | "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => {
+            "Job" | "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => {
                 Some(&["spec", "template", "spec"])
             }
+            // A v1 PodTemplate has no spec of its own.
+            "PodTemplate" => Some(&["template", "spec"]),
             "CronJob" => Some(&["spec", "jobTemplate", "spec", "template", "spec"]),
             _ => None,
         }
@@ -127,6 +130,11 @@ mod tests {
                 r#"{"spec":{"jobTemplate":{"spec":{"template":{"spec":{"restartPolicy":"Never"}}}}}}"#
                     .into()
             )
+        );
+        obj.kind = "PodTemplate".into();
+        assert_eq!(
+            obj.patch_pod_spec(fields.clone()).unwrap(),
+            Mutation::MergePatch(r#"{"template":{"spec":{"restartPolicy":"Never"}}}"#.into())
         );
         obj.kind = "ConfigMap".into();
         assert!(matches!(

@@ -91,7 +91,7 @@ const SCRIPT: &str = r#"// A mutate hook in Rhai, run by podrun's built-in inter
 //
 // Use it in pod-runner.yaml:
 //   hooks:
-//     mutate: [restart-never, deadline, labels, api-token, {script: NAME.rhai}]
+//     mutate: [restart-never, deadline, labels, {script: NAME.rhai}, api-token]
 
 fn mutate(object, ctx) {
     let team = ctx.params.team ?? ctx.settings.team;
@@ -109,7 +109,7 @@ const LIB: &str = r##"//! A podrun mutate hook: labels every pod with its team, 
 //!
 //! ```yaml
 //! hooks:
-//!   mutate: [restart-never, deadline, labels, api-token, {hook: WASM, with: {team: platform}}]
+//!   mutate: [restart-never, deadline, labels, {hook: WASM, with: {team: platform}}, api-token]
 //! ```
 
 use podrun_hook_sdk::serde::Deserialize;

@@ -12,7 +12,9 @@
 //! A pod that sets `automountServiceAccountToken` (true or false) or names a
 //! service account other than `default` is left as it is; any other pod gets
 //! `automountServiceAccountToken: false`. Give the pod a service account, or
-//! set the field to true in the template, to keep the token.
+//! set the field to true in the template, to keep the token. The hook judges
+//! the pod as the hooks before it left it: it belongs after any hook that
+//! names a service account.
 
 use podrun_hook_sdk::serde::Deserialize;
 use podrun_hook_sdk::serde_json::{Value, json};
@@ -34,19 +36,17 @@ impl Mutate for ApiToken {
         };
         let whole: Value = object.parse()?;
         let spec = path.iter().try_fold(&whole, |v, key| v.get(key));
-        let asks = |field: &str| {
-            spec.and_then(|s| s.get(field))
-                .is_some_and(|v| !v.is_null())
-        };
-        let account = |field: &str| {
-            spec.and_then(|s| s.get(field))
+        let field = |name: &str| spec.and_then(|s| s.get(name)).filter(|v| !v.is_null());
+        let named = |name: &str| {
+            field(name)
                 .and_then(Value::as_str)
-                .is_some_and(|name| !name.is_empty() && name != "default")
+                .filter(|n| !n.is_empty())
         };
-        // `serviceAccount` is the deprecated spelling the API still honours.
-        if asks("automountServiceAccountToken")
-            || account("serviceAccountName")
-            || account("serviceAccount")
+        // `serviceAccount` is the deprecated spelling, used by the API only
+        // when `serviceAccountName` is not set.
+        let account = named("serviceAccountName").or_else(|| named("serviceAccount"));
+        if field("automountServiceAccountToken").is_some()
+            || account.is_some_and(|a| a != "default")
         {
             return Ok(Mutation::Unchanged);
         }
@@ -78,6 +78,9 @@ mod tests {
         );
         let default = pod(json!({"serviceAccountName": "default", "containers": []}));
         assert_eq!(mutate(&default), Mutation::MergePatch(OFF.into()));
+        // The API takes serviceAccountName over the deprecated field.
+        let both = pod(json!({"serviceAccountName": "default", "serviceAccount": "ci"}));
+        assert_eq!(mutate(&both), Mutation::MergePatch(OFF.into()));
     }
 
     #[test]

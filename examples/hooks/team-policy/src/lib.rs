@@ -4,7 +4,7 @@
 //!
 //! ```yaml
 //! hooks:
-//!   mutate: [restart-never, deadline, labels, api-token, {hook: team_policy.wasm, with: {default-team: platform}}]
+//!   mutate: [restart-never, deadline, labels, {hook: team_policy.wasm, with: {default-team: platform}}, api-token]
 //! parameters: [{name: team, default: ""}]
 //! ```
 
