@@ -331,6 +331,8 @@ impl Follower {
                     Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
                         let _ = pod_tx.send(Some(pod.clone()));
                         let events = if needs_explaining(&pod, pending_for(&pod, watching)) {
+                            // Fresh events: the next re-read is a full period away.
+                            refresh.reset();
                             self.recent_events().await
                         } else {
                             "[]".into()
