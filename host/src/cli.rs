@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config};
 use crate::exit::Code;
-use crate::hooks::{Hook, Hooks, Kind, builtin, log, types};
+use crate::hooks::{CacheOptions, EngineOptions, Hook, Hooks, Kind, builtin, log, types};
 use crate::lifecycle;
 use crate::pipeline::{self, Prepared, Request};
 
@@ -461,14 +461,14 @@ fn init_tracing(verbose: bool) {
 
 fn run(cli: Cli) -> Result<Code, Failure> {
     match cli.command {
-        Command::Render(args) => render(cli.cache_dir, *args),
-        Command::Run(args) => run_application(cli.cache_dir, *args),
-        Command::Pod(PodCommand::Run(args)) => run_manifest(cli.cache_dir, *args),
+        Command::Render(args) => on_runtime(render(cli.cache_dir, *args)),
+        Command::Run(args) => on_runtime(run_application(cli.cache_dir, *args)),
+        Command::Pod(PodCommand::Run(args)) => on_runtime(run_manifest(cli.cache_dir, *args)),
         Command::Gc(args) => gc(args),
         Command::Status(args) => status(args),
-        Command::Hook(HookCommand::Test(args)) => hook_test(cli.cache_dir, args),
+        Command::Hook(HookCommand::Test(args)) => on_runtime(hook_test(cli.cache_dir, args)),
         Command::Hook(HookCommand::New(args)) => hook_new(args),
-        Command::Convert(args) => convert(cli.cache_dir, args),
+        Command::Convert(args) => on_runtime(convert(cli.cache_dir, args)),
         Command::Hooks(HooksCommand::List) => {
             let mut out = std::io::stdout().lock();
             for b in builtin::BUILTINS {
@@ -479,9 +479,24 @@ fn run(cli: Cli) -> Result<Code, Failure> {
     }
 }
 
+/// Runs a command on an async runtime; a reader still blocked on stdin at
+/// the end does not keep podrun alive.
+fn on_runtime(
+    command: impl std::future::Future<Output = Result<Code, Failure>>,
+) -> Result<Code, Failure> {
+    let rt = async_runtime()?;
+    let result = rt.block_on(command);
+    rt.shutdown_background();
+    result
+}
+
 fn hooks(cache_dir: Option<PathBuf>) -> Result<Hooks, Failure> {
     let dir = cache_dir.or_else(|| dirs::cache_dir().map(|d| d.join("podrun")));
-    Hooks::new(dir.map(|d| d.join("hooks"))).map_err(|e| (e.exit_code(), e).into())
+    Hooks::new(EngineOptions {
+        cache: dir.map(|d| CacheOptions::in_dir(d.join("hooks"))),
+        ..EngineOptions::default()
+    })
+    .map_err(|e| (e.exit_code(), e).into())
 }
 
 fn load_config(args: &ConfigArgs) -> Result<Config, Failure> {
@@ -512,11 +527,11 @@ fn request(run: &RunArgs, explain: bool) -> Result<Request, Failure> {
     })
 }
 
-fn render(cache_dir: Option<PathBuf>, args: RenderArgs) -> Result<Code, Failure> {
+async fn render(cache_dir: Option<PathBuf>, args: RenderArgs) -> Result<Code, Failure> {
     let config = load_config(&args.run.config)?;
     let request = request(&args.run, args.explain)?;
     let hooks = hooks(cache_dir)?;
-    let prepared = pipeline::prepare(&hooks, &config, &request)?;
+    let prepared = pipeline::prepare(&hooks, &config, &request).await?;
     show_hook_logs(&prepared);
     if args.explain {
         explain(&prepared);
@@ -573,7 +588,7 @@ fn explain(prepared: &Prepared) {
 
 /// Loads a hook named outside a config (a built-in or a `.wasm` path);
 /// `what` says where it was named, for the error.
-fn load_unconfigured(
+async fn load_unconfigured(
     hooks: &Hooks,
     reference: &config::HookRef,
     kind: Kind,
@@ -583,11 +598,12 @@ fn load_unconfigured(
         .map_err(|m| Failure::from((Code::Usage, anyhow::anyhow!("{what}: {m}"))))?;
     hooks
         .load(&spec)
+        .await
         .map_err(|e| Failure::from((e.exit_code(), e)))
 }
 
 /// The default classifier, for runs whose config names none.
-fn default_classifiers(
+async fn default_classifiers(
     hooks: &Hooks,
     config: Option<(&Config, &config::Application)>,
 ) -> Result<Vec<Hook>, Failure> {
@@ -595,20 +611,25 @@ fn default_classifiers(
         Some((_, app)) => app.classify_hooks(),
         None => vec![config::HookRef::named(config::DEFAULT_CLASSIFY)],
     };
-    refs.iter()
-        .map(|r| match config {
+    let mut loaded = Vec::new();
+    for r in &refs {
+        loaded.push(match config {
             Some((c, _)) => {
                 let spec = c
                     .hook_spec(r, Kind::Classify)
                     .map_err(|m| Failure::from((Code::Usage, anyhow::anyhow!(m))))?;
-                hooks.load(&spec).map_err(|e| (e.exit_code(), e).into())
+                hooks
+                    .load(&spec)
+                    .await
+                    .map_err(|e| Failure::from((e.exit_code(), e)))?
             }
-            None => load_unconfigured(hooks, r, Kind::Classify, "classifier"),
-        })
-        .collect()
+            None => load_unconfigured(hooks, r, Kind::Classify, "classifier").await?,
+        });
+    }
+    Ok(loaded)
 }
 
-fn run_application(cache_dir: Option<PathBuf>, args: RunCommand) -> Result<Code, Failure> {
+async fn run_application(cache_dir: Option<PathBuf>, args: RunCommand) -> Result<Code, Failure> {
     let config = load_config(&args.run.config)?;
     let request = request(&args.run, false)?;
     let hooks = hooks(cache_dir)?;
@@ -616,8 +637,8 @@ fn run_application(cache_dir: Option<PathBuf>, args: RunCommand) -> Result<Code,
     let app = config
         .application(&request.application)
         .map_err(|e| (e.exit_code(), e))?;
-    let classifiers = default_classifiers(&hooks, Some((&config, app)))?;
-    let mut prepared = pipeline::prepare(&hooks, &config, &request)?;
+    let classifiers = default_classifiers(&hooks, Some((&config, app))).await?;
+    let mut prepared = pipeline::prepare(&hooks, &config, &request).await?;
     show_hook_logs(&prepared);
     if let Some(p) = args.exec.pending_timeout {
         prepared.context.pending_timeout_seconds = Some(p);
@@ -631,9 +652,10 @@ fn run_application(cache_dir: Option<PathBuf>, args: RunCommand) -> Result<Code,
         &args.exec,
         started.elapsed(),
     )
+    .await
 }
 
-fn run_manifest(cache_dir: Option<PathBuf>, args: PodRunArgs) -> Result<Code, Failure> {
+async fn run_manifest(cache_dir: Option<PathBuf>, args: PodRunArgs) -> Result<Code, Failure> {
     let pod = read_pod(&args.file)?;
     let run_id = match args.run_id {
         Some(id) if crate::run_id::is_valid(&id) => id,
@@ -643,7 +665,7 @@ fn run_manifest(cache_dir: Option<PathBuf>, args: PodRunArgs) -> Result<Code, Fa
         None => crate::run_id::new(),
     };
     let hooks = hooks(cache_dir)?;
-    let classifiers = default_classifiers(&hooks, None)?;
+    let classifiers = default_classifiers(&hooks, None).await?;
     let pod_name = pod.metadata.name.clone().unwrap_or_else(|| "pod".into());
     let mut context = crate::hooks::bare_application(&pod_name, &run_id);
     context.namespace = pod.metadata.namespace.clone();
@@ -656,9 +678,10 @@ fn run_manifest(cache_dir: Option<PathBuf>, args: PodRunArgs) -> Result<Code, Fa
         &args.exec,
         std::time::Duration::ZERO,
     )
+    .await
 }
 
-fn execute(
+async fn execute(
     pod: k8s_openapi::api::core::v1::Pod,
     namespace: Option<String>,
     context: &types::Application,
@@ -687,8 +710,7 @@ fn execute(
             KeepArg::Always => lifecycle::Keep::Always,
         },
     };
-    let rt = async_runtime()?;
-    let outcome = rt.block_on(async {
+    let outcome = async {
         let signals = lifecycle::Signals::catch();
         let runner = match runtime {
             RuntimeKind::Local => {
@@ -715,9 +737,8 @@ fn execute(
         lifecycle::run(signals, runner, &pod, context, classifiers, &options)
             .await
             .map_err(|e| Failure::from((e.exit_code(), e)))
-    });
-    // A reader blocked on stdin must not keep podrun alive.
-    rt.shutdown_background();
+    }
+    .await;
     let mut result = outcome?;
     result.timings.prepare_ms = prepare.as_millis() as u64;
     let json = serde_json::to_string_pretty(&result).unwrap_or_default();
@@ -862,7 +883,7 @@ fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
         })
 }
 
-fn convert(cache_dir: Option<PathBuf>, args: ConvertArgs) -> Result<Code, Failure> {
+async fn convert(cache_dir: Option<PathBuf>, args: ConvertArgs) -> Result<Code, Failure> {
     let usage = |m: String| Failure::from((Code::Usage, anyhow::anyhow!(m)));
     let name = args.file.display().to_string();
     let text = read_input(&args.file)?;
@@ -872,31 +893,30 @@ fn convert(cache_dir: Option<PathBuf>, args: ConvertArgs) -> Result<Code, Failur
         args.hooks
     };
     let hooks = hooks(cache_dir)?;
-    let loaded = specs
-        .iter()
-        .map(|s| {
-            let (hook, with) = match s.split_once('=') {
-                Some((h, json)) => {
-                    let with: serde_json::Value = serde_json::from_str(json).map_err(|e| {
-                        usage(format!("--hook {s}: the settings are not JSON: {e}"))
-                    })?;
-                    (h, with)
-                }
-                None => (s.as_str(), serde_json::json!({})),
-            };
-            let mut r = config::HookRef::named(hook);
-            r.with = with;
-            load_unconfigured(&hooks, &r, Kind::Mutate, &format!("--hook {s}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let context = crate::hooks::bare_application("convert", &crate::run_id::new());
-    let out = crate::convert::convert(&text, &name, &loaded, &context).map_err(|e| {
-        let code = match &e {
-            crate::convert::ConvertError::Hook { error, .. } => error.exit_code(),
-            crate::convert::ConvertError::Parse { .. } => Code::Usage,
+    let mut loaded = Vec::new();
+    for s in &specs {
+        let (hook, with) = match s.split_once('=') {
+            Some((h, json)) => {
+                let with: serde_json::Value = serde_json::from_str(json)
+                    .map_err(|e| usage(format!("--hook {s}: the settings are not JSON: {e}")))?;
+                (h, with)
+            }
+            None => (s.as_str(), serde_json::json!({})),
         };
-        Failure::from((code, e))
-    })?;
+        let mut r = config::HookRef::named(hook);
+        r.with = with;
+        loaded.push(load_unconfigured(&hooks, &r, Kind::Mutate, &format!("--hook {s}")).await?);
+    }
+    let context = crate::hooks::bare_application("convert", &crate::run_id::new());
+    let out = crate::convert::convert(&text, &name, &loaded, &context)
+        .await
+        .map_err(|e| {
+            let code = match &e {
+                crate::convert::ConvertError::Hook { error, .. } => error.exit_code(),
+                crate::convert::ConvertError::Parse { .. } => Code::Usage,
+            };
+            Failure::from((code, e))
+        })?;
     let mut stdout = std::io::stdout().lock();
     let _ = stdout
         .write_all(out.as_bytes())
@@ -925,7 +945,7 @@ fn hook_new(args: HookNewArgs) -> Result<Code, Failure> {
     Ok(Code::Success)
 }
 
-fn hook_test(cache_dir: Option<PathBuf>, args: HookTestArgs) -> Result<Code, Failure> {
+async fn hook_test(cache_dir: Option<PathBuf>, args: HookTestArgs) -> Result<Code, Failure> {
     let usage = |m: String| Failure::from((Code::Usage, anyhow::anyhow!(m)));
     let fixture = read_input(&args.input)?;
     let with: serde_json::Value =
@@ -944,7 +964,7 @@ fn hook_test(cache_dir: Option<PathBuf>, args: HookTestArgs) -> Result<Code, Fai
     let mut loaded = None;
     for kind in kinds {
         let spec = config::builtin_spec(&reference, kind).map_err(usage)?;
-        match hooks.load(&spec) {
+        match hooks.load(&spec).await {
             Ok(hook) => {
                 loaded = Some((hook, kind));
                 break;
@@ -980,6 +1000,7 @@ fn hook_test(cache_dir: Option<PathBuf>, args: HookTestArgs) -> Result<Code, Fai
         })
         .collect();
     let actual = crate::hook_test::run(&hook, kind, &fixture, &context)
+        .await
         .map_err(|e| Failure::from((e.exit_code(), e)))?;
     let Some(expect) = &args.expect else {
         let text = serde_saphyr::to_string(&actual).unwrap_or_default();

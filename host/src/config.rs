@@ -162,8 +162,8 @@ pub struct HookSet {
 
 /// A hook named in the config: a built-in name, a `.wasm` path or a script,
 /// with optional settings and limits. Written as a plain name or path, or
-/// as a map with `hook:` (or `script:`), `with:`, `deadline-ms:` and
-/// `memory-mib:`.
+/// as a map with `hook:` (or `script:`), `with:`, `deadline-ms:`,
+/// `memory-mib:` and `output-mib:`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HookRef {
     /// The built-in name or path.
@@ -176,6 +176,8 @@ pub struct HookRef {
     pub deadline_ms: Option<u64>,
     /// Memory cap of one call, in MiB (default 64).
     pub memory_mib: Option<u64>,
+    /// Cap on what one call returns, in MiB (default 4).
+    pub output_mib: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +193,8 @@ struct HookRefMap {
     deadline_ms: Option<u64>,
     #[serde(default)]
     memory_mib: Option<u64>,
+    #[serde(default)]
+    output_mib: Option<u64>,
 }
 
 impl HookRef {
@@ -206,6 +210,7 @@ impl HookRef {
             with: serde_json::json!({}),
             deadline_ms: None,
             memory_mib: None,
+            output_mib: None,
         }
     }
 }
@@ -252,6 +257,7 @@ impl<'de> Deserialize<'de> for HookRef {
                     with,
                     deadline_ms: m.deadline_ms,
                     memory_mib: m.memory_mib,
+                    output_mib: m.output_mib,
                 })
             }
         }
@@ -719,7 +725,7 @@ impl Config {
             if !(1..=60_000).contains(&ms) {
                 return Err(format!("{:?}: deadline-ms must be from 1 to 60000", h.hook));
             }
-            limits.deadline = std::time::Duration::from_millis(ms);
+            limits.deadline = Some(std::time::Duration::from_millis(ms));
         }
         if let Some(mib) = h.memory_mib {
             if !(1..=(Limits::MAX_MEMORY >> 20) as u64).contains(&mib) {
@@ -729,7 +735,17 @@ impl Config {
                     Limits::MAX_MEMORY >> 20
                 ));
             }
-            limits.memory = (mib as usize) << 20;
+            limits.memory = Some((mib as usize) << 20);
+        }
+        if let Some(mib) = h.output_mib {
+            if !(1..=(Limits::MAX_OUTPUT >> 20) as u64).contains(&mib) {
+                return Err(format!(
+                    "{:?}: output-mib must be from 1 to {}",
+                    h.hook,
+                    Limits::MAX_OUTPUT >> 20
+                ));
+            }
+            limits.output = Some((mib as usize) << 20);
         }
         Ok(hooks::Spec {
             source,

@@ -37,7 +37,7 @@ pub enum ConvertError {
 const WORKLOADS: &[&str] = &["Pod", "Job", "CronJob"];
 
 /// Converts the YAML documents in `text`.
-pub fn convert(
+pub async fn convert(
     text: &str,
     source_name: &str,
     hooks: &[Hook],
@@ -59,12 +59,14 @@ pub fn convert(
             .to_string();
         if WORKLOADS.contains(&kind.as_str()) {
             for hook in hooks {
-                pipeline::apply(hook, context, &mut doc).map_err(|error| ConvertError::Hook {
-                    index: i + 1,
-                    kind: kind.clone(),
-                    name: doc["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                    error: Box::new(error),
-                })?;
+                if let Err(error) = pipeline::apply(hook, context, &mut doc).await {
+                    return Err(ConvertError::Hook {
+                        index: i + 1,
+                        kind: kind.clone(),
+                        name: doc["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                        error: Box::new(error),
+                    });
+                }
             }
         }
         out.push_str("---\n");

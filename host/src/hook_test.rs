@@ -7,7 +7,7 @@ use crate::hooks::{Hook, HookError, Kind, classify, render, types};
 use crate::pipeline;
 
 /// What a hook made of a fixture, as a YAML-able value.
-pub fn run(
+pub async fn run(
     hook: &Hook,
     kind: Kind,
     fixture: &str,
@@ -22,7 +22,7 @@ pub fn run(
     match kind {
         Kind::Mutate => {
             let mut object = fixture_value()?;
-            pipeline::apply(hook, context, &mut object)?;
+            pipeline::apply(hook, context, &mut object).await?;
             Ok(object)
         }
         Kind::Render => {
@@ -30,7 +30,7 @@ pub fn run(
                 source: "fixture".into(),
                 text: fixture.to_string(),
             };
-            let called = hook.render(context, &template)?;
+            let called = hook.render(context, &template).await?;
             serde_json::from_str(&called.value).map_err(|e| HookError::Output {
                 hook: hook.name().to_string(),
                 message: e.to_string(),
@@ -43,7 +43,7 @@ pub fn run(
                 events: "[]".into(),
                 elapsed_ms: 0,
             };
-            let verdict = hook.classify(context, &observation)?.value;
+            let verdict = hook.classify(context, &observation).await?.value;
             Ok(match verdict {
                 None => Value::Null,
                 Some(v) => serde_json::json!({

@@ -212,7 +212,7 @@ pub async fn run(
             && !gone
             && let Some(pod) = &latest
         {
-            match classify(classifiers, app, pod, &events, start.elapsed()) {
+            match classify(classifiers, app, pod, &events, start.elapsed()).await {
                 Ok(Some(v)) if v.outcome != classify::Outcome::Running => {
                     progress.clear();
                     running.finish(v.outcome == classify::Outcome::Failed, options.keep);
@@ -235,7 +235,7 @@ pub async fn run(
         && !gone
         && let Some(pod) = &latest
     {
-        verdict = classify(classifiers, app, pod, &events, start.elapsed())?;
+        verdict = classify(classifiers, app, pod, &events, start.elapsed()).await?;
     }
     let timings = Timings {
         prepare_ms: 0,
@@ -329,7 +329,7 @@ fn stop_for_signal(running: &Runner, interrupted: &mut Option<Code>, code: Code,
 }
 
 /// Asks each classifier in order; the first with an opinion decides.
-pub fn classify(
+pub async fn classify(
     classifiers: &[Hook],
     app: &types::Application,
     pod: &Pod,
@@ -342,7 +342,7 @@ pub fn classify(
         elapsed_ms: elapsed.as_millis() as u64,
     };
     for hook in classifiers {
-        let called = hook.classify(app, &observation)?;
+        let called = hook.classify(app, &observation).await?;
         if called.value.is_some() {
             return Ok(called.value);
         }

@@ -113,7 +113,7 @@ impl PipelineError {
 }
 
 /// Runs the application's render and mutate hooks for `request`.
-pub fn prepare(
+pub async fn prepare(
     hooks: &Hooks,
     config: &Config,
     request: &Request,
@@ -137,26 +137,29 @@ pub fn prepare(
             })
         })
     };
-    let render_hook = hooks.load(&spec(&app.render_hook(), Kind::Render)?)?;
-    let mutate_hooks = app
-        .mutate_hooks()
-        .iter()
-        .map(|h| Ok(hooks.load(&spec(h, Kind::Mutate)?)?))
-        .collect::<Result<Vec<_>, PipelineError>>()?;
+    let render_hook = hooks.load(&spec(&app.render_hook(), Kind::Render)?).await?;
+    let mut mutate_hooks = Vec::new();
+    for h in app.mutate_hooks() {
+        mutate_hooks.push(hooks.load(&spec(&h, Kind::Mutate)?).await?);
+    }
 
     let template = render::Template {
         source: app.template.value.clone(),
-        text: read_template(config.dir(), &app.template.value)?,
+        text: read_template(config.dir(), &app.template.value).await?,
     };
     let mut steps = Vec::new();
     let called = render_hook
         .render(&context, &template)
+        .await
         .map_err(|e| match e {
             HookError::Failed { hook, message } => PipelineError::Render { hook, message },
             e => e.into(),
         })?;
     let mut object = parse_object(render_hook.name(), &called.value)?;
-    ensure_name(&mut object, &context);
+    ensure_name(&mut object, &context).map_err(|message| HookError::Output {
+        hook: render_hook.name().to_string(),
+        message,
+    })?;
     validate(&object).map_err(|message| PipelineError::InvalidTemplate {
         template: template.source.clone(),
         message,
@@ -175,7 +178,7 @@ pub fn prepare(
 
     for hook in &mutate_hooks {
         let before = request.explain.then(|| object.clone());
-        let called = apply(hook, &context, &mut object)?;
+        let called = apply(hook, &context, &mut object).await?;
         validate(&object).map_err(|m| HookError::Output {
             hook: hook.name().to_string(),
             message: format!("the Pod is no longer valid: {m}"),
@@ -203,7 +206,7 @@ pub fn prepare(
 
 /// Calls the mutate hook `hook` on `object` and applies what it returns.
 /// A hook may not change the object's type.
-pub fn apply(
+pub async fn apply(
     hook: &Hook,
     context: &types::Application,
     object: &mut Value,
@@ -213,7 +216,7 @@ pub fn apply(
         kind: string_field(object, "kind"),
         json: object.to_string(),
     };
-    let called = hook.mutate(context, &wire)?;
+    let called = hook.mutate(context, &wire).await?;
     let malformed = |message: String| HookError::Output {
         hook: hook.name().to_string(),
         message,
@@ -305,27 +308,56 @@ fn application_context(
     })
 }
 
+/// The largest template read, in bytes.
+const MAX_TEMPLATE: u64 = 1 << 20;
+
 /// The template's text, from a file relative to the config or an https URL.
-fn read_template(dir: &Path, source: &str) -> Result<String, PipelineError> {
+async fn read_template(dir: &Path, source: &str) -> Result<String, PipelineError> {
     let err = |message: String| PipelineError::Template {
         template: source.to_string(),
         message,
     };
     if source.starts_with("https://") {
-        let mut response = ureq::get(source)
-            .config()
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .call()
-            .map_err(|e| err(e.to_string()))?;
-        return response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_string()
+        let url = source.to_string();
+        return tokio::task::spawn_blocking(move || fetch(&template_agent(), &url))
+            .await
+            .map_err(|e| err(e.to_string()))?
             .map_err(|e| err(e.to_string()));
     }
-    std::fs::read_to_string(dir.join(source)).map_err(|e| err(e.to_string()))
+    let path = dir.join(source);
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let mut text = String::new();
+    use tokio::io::AsyncReadExt;
+    file.take(MAX_TEMPLATE + 1)
+        .read_to_string(&mut text)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    if text.len() as u64 > MAX_TEMPLATE {
+        return Err(err(format!("it is larger than {} KiB", MAX_TEMPLATE >> 10)));
+    }
+    Ok(text)
+}
+
+/// The HTTP client for templates: https only, on every redirect too.
+fn template_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .https_only(true)
+        .max_redirects(5)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn fetch(agent: &ureq::Agent, url: &str) -> Result<String, ureq::Error> {
+    agent
+        .get(url)
+        .call()?
+        .body_mut()
+        .with_config()
+        .limit(MAX_TEMPLATE)
+        .read_to_string()
 }
 
 fn parse_object(hook: &str, json: &str) -> Result<Value, HookError> {
@@ -353,10 +385,40 @@ fn string_field(object: &Value, field: &str) -> String {
 }
 
 /// A pod without a name is named after the application and the run.
-fn ensure_name(object: &mut Value, app: &types::Application) {
-    let metadata = &mut object["metadata"];
-    if metadata.get("name").is_none() && metadata.get("generateName").is_none() {
-        metadata["name"] = Value::String(format!("{}-{}", app.name, app.run_id));
+/// `metadata` must be an object (or absent).
+fn ensure_name(object: &mut Value, app: &types::Application) -> Result<(), String> {
+    let Some(object) = object.as_object_mut() else {
+        return Err("not a JSON object".into());
+    };
+    let metadata = object
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if metadata.is_null() {
+        *metadata = Value::Object(Default::default());
+    }
+    let Some(metadata) = metadata.as_object_mut() else {
+        return Err(format!(
+            "its metadata is not an object: {}",
+            kind_of(metadata)
+        ));
+    };
+    if !metadata.contains_key("name") && !metadata.contains_key("generateName") {
+        metadata.insert(
+            "name".into(),
+            Value::String(format!("{}-{}", app.name, app.run_id)),
+        );
+    }
+    Ok(())
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

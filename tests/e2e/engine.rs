@@ -20,31 +20,32 @@ fn pod() -> types::Object {
     }
 }
 
-fn misbehave(action: &str, limits: Limits) -> Result<mutate::Mutation, HookError> {
+async fn misbehave(action: &str, limits: Limits) -> Result<mutate::Mutation, HookError> {
     let spec = Spec {
         source: Source::File(support::guest("misbehave")),
         kind: Kind::Mutate,
         settings: serde_json::json!({ "do": action }),
         limits,
     };
-    let hook = support::hooks().load(&spec)?;
-    hook.mutate(&context(), &pod()).map(|c| c.value)
+    let hook = support::hooks().load(&spec).await?;
+    hook.mutate(&context(), &pod()).await.map(|c| c.value)
 }
 
-fn failed_message(action: &str) -> String {
-    match misbehave(action, Limits::default()) {
+async fn failed_message(action: &str) -> String {
+    match misbehave(action, Limits::default()).await {
         Err(HookError::Failed { message, .. }) => message,
         other => panic!("{action}: expected the hook's own report, got {other:?}"),
     }
 }
 
-#[test]
-fn a_well_behaved_hook_returns_its_mutation() {
+#[tokio::test]
+async fn a_well_behaved_hook_returns_its_mutation() {
     assert!(matches!(
-        misbehave("nothing", Limits::default()),
+        misbehave("nothing", Limits::default()).await,
         Ok(mutate::Mutation::Unchanged)
     ));
-    let Ok(mutate::Mutation::Replace(json)) = misbehave("typed-round-trip", Limits::default())
+    let Ok(mutate::Mutation::Replace(json)) =
+        misbehave("typed-round-trip", Limits::default()).await
     else {
         panic!("expected a replacement")
     };
@@ -52,9 +53,9 @@ fn a_well_behaved_hook_returns_its_mutation() {
     assert_eq!(v["spec"]["containers"][0]["image"], "busybox");
 }
 
-#[test]
-fn a_trap_is_reported_as_a_crash() {
-    let err = misbehave("trap", Limits::default()).unwrap_err();
+#[tokio::test]
+async fn a_trap_is_reported_as_a_crash() {
+    let err = misbehave("trap", Limits::default()).await.unwrap_err();
     assert!(
         matches!(&err, HookError::Trap { trap, .. } if trap.contains("unreachable")),
         "{err}"
@@ -62,23 +63,23 @@ fn a_trap_is_reported_as_a_crash() {
     assert_eq!(err.exit_code().number(), 122);
 }
 
-#[test]
-fn a_panic_shows_its_message() {
-    let err = misbehave("panic", Limits::default()).unwrap_err();
+#[tokio::test]
+async fn a_panic_shows_its_message() {
+    let err = misbehave("panic", Limits::default()).await.unwrap_err();
     let HookError::Trap { output, .. } = &err else {
         panic!("{err:?}")
     };
     assert!(output.contains("the hook gave up"), "{err}");
 }
 
-#[test]
-fn an_endless_loop_stops_at_the_deadline() {
+#[tokio::test]
+async fn an_endless_loop_stops_at_the_deadline() {
     let limits = Limits {
-        deadline: Duration::from_millis(50),
+        deadline: Some(Duration::from_millis(50)),
         ..Limits::default()
     };
     let start = Instant::now();
-    let err = misbehave("loop", limits).unwrap_err();
+    let err = misbehave("loop", limits).await.unwrap_err();
     let took = start.elapsed();
     assert!(matches!(err, HookError::Deadline { .. }), "{err:?}");
     assert!(
@@ -92,9 +93,9 @@ fn an_endless_loop_stops_at_the_deadline() {
     assert!(err.to_string().contains("50 ms"), "{err}");
 }
 
-#[test]
-fn a_huge_allocation_hits_the_memory_cap() {
-    let err = misbehave("alloc", Limits::default()).unwrap_err();
+#[tokio::test]
+async fn a_huge_allocation_hits_the_memory_cap() {
+    let err = misbehave("alloc", Limits::default()).await.unwrap_err();
     assert!(
         matches!(err, HookError::Memory { limit, .. } if limit == 64 << 20),
         "{err:?}"
@@ -102,10 +103,11 @@ fn a_huge_allocation_hits_the_memory_cap() {
     let err = misbehave(
         "alloc-slowly",
         Limits {
-            memory: 8 << 20,
+            memory: Some(8 << 20),
             ..Limits::default()
         },
     )
+    .await
     .unwrap_err();
     assert!(
         matches!(err, HookError::Memory { limit, .. } if limit == 8 << 20),
@@ -114,24 +116,24 @@ fn a_huge_allocation_hits_the_memory_cap() {
     assert!(err.to_string().contains("8 MiB"), "{err}");
 }
 
-#[test]
-fn a_hook_sees_no_files_environment_clock_or_network() {
-    let read = failed_message("read-file");
+#[tokio::test]
+async fn a_hook_sees_no_files_environment_clock_or_network() {
+    let read = failed_message("read-file").await;
     assert!(read.starts_with("read /etc/hostname: Err("), "{read}");
-    let list = failed_message("list-dir");
+    let list = failed_message("list-dir").await;
     assert!(list.starts_with("list /: Err("), "{list}");
-    assert_eq!(failed_message("env"), "env: []");
-    assert_eq!(failed_message("args"), "args: []");
-    assert_eq!(failed_message("clock"), "clock: Ok(0ns)");
+    assert_eq!(failed_message("env").await, "env: []");
+    assert_eq!(failed_message("args").await, "args: []");
+    assert_eq!(failed_message("clock").await, "clock: Ok(0ns)");
     // Randomness comes from a fixed seed: the same in every call.
-    let random = failed_message("random");
-    assert_eq!(random, failed_message("random"));
-    let net = failed_message("net");
+    let random = failed_message("random").await;
+    assert_eq!(random, failed_message("random").await);
+    let net = failed_message("net").await;
     assert!(net.starts_with("net: Err("), "{net}");
 }
 
-#[test]
-fn hook_logs_come_back_with_the_call() {
+#[tokio::test]
+async fn hook_logs_come_back_with_the_call() {
     let spec = Spec {
         source: Source::File(support::guest("misbehave")),
         kind: Kind::Mutate,
@@ -140,8 +142,10 @@ fn hook_logs_come_back_with_the_call() {
     };
     let called = support::hooks()
         .load(&spec)
+        .await
         .unwrap()
         .mutate(&context(), &pod())
+        .await
         .unwrap();
     let lines: Vec<(bool, &str)> = called
         .logs
@@ -151,15 +155,15 @@ fn hook_logs_come_back_with_the_call() {
     assert_eq!(lines, [(true, "careful"), (false, "hello from the hook")]);
 }
 
-#[test]
-fn a_component_of_the_wrong_kind_is_refused_at_load() {
+#[tokio::test]
+async fn a_component_of_the_wrong_kind_is_refused_at_load() {
     let spec = Spec {
         source: Source::File(support::guest("misbehave")),
         kind: Kind::Render,
         settings: serde_json::json!({}),
         limits: Limits::default(),
     };
-    let Err(err) = support::hooks().load(&spec) else {
+    let Err(err) = support::hooks().load(&spec).await else {
         panic!("loaded")
     };
     assert!(
@@ -178,8 +182,8 @@ fn a_component_of_the_wrong_kind_is_refused_at_load() {
     );
 }
 
-#[test]
-fn a_file_that_is_not_a_component_is_refused_at_load() {
+#[tokio::test]
+async fn a_file_that_is_not_a_component_is_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("junk.wasm");
     std::fs::write(&path, b"\0asm but not really").unwrap();
@@ -189,15 +193,15 @@ fn a_file_that_is_not_a_component_is_refused_at_load() {
         settings: serde_json::json!({}),
         limits: Limits::default(),
     };
-    let Err(err) = support::hooks().load(&spec) else {
+    let Err(err) = support::hooks().load(&spec).await else {
         panic!("loaded")
     };
     assert!(matches!(err, HookError::Load { .. }), "{err:?}");
     assert_eq!(err.exit_code().number(), 125);
 }
 
-#[test]
-fn compiled_components_are_cached_on_disk_and_survive_corruption() {
+#[tokio::test]
+async fn compiled_components_are_cached_on_disk_and_survive_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let spec = Spec {
         source: Source::Builtin("restart-never"),
@@ -205,9 +209,9 @@ fn compiled_components_are_cached_on_disk_and_survive_corruption() {
         settings: serde_json::json!({}),
         limits: Limits::default(),
     };
-    podrun::hooks::Hooks::new(Some(dir.path().into()))
-        .unwrap()
+    support::hooks_cached_in(dir.path())
         .load(&spec)
+        .await
         .unwrap();
     let files: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -217,20 +221,20 @@ fn compiled_components_are_cached_on_disk_and_survive_corruption() {
     assert!(files[0].extension().is_some_and(|e| e == "cwasm"));
     // A damaged artifact is compiled again, not trusted.
     std::fs::write(&files[0], b"garbage").unwrap();
-    let hook = podrun::hooks::Hooks::new(Some(dir.path().into()))
-        .unwrap()
+    let hook = support::hooks_cached_in(dir.path())
         .load(&spec)
+        .await
         .unwrap();
-    assert!(hook.mutate(&context(), &pod()).is_ok());
+    assert!(hook.mutate(&context(), &pod()).await.is_ok());
     assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
 }
 
-fn prepare_with(
+async fn prepare_with(
     extra: &str,
     request: Request,
 ) -> Result<podrun::pipeline::Prepared, PipelineError> {
     let scratch = Scratch::new(&app("hello", extra));
-    prepare(&support::hooks(), &scratch.config(), &request)
+    prepare(&support::hooks(), &scratch.config(), &request).await
 }
 
 fn request(args: &[&str]) -> Request {
@@ -241,11 +245,11 @@ fn request(args: &[&str]) -> Request {
     }
 }
 
-#[test]
-fn the_default_pipeline_renders_and_mutates() {
+#[tokio::test]
+async fn the_default_pipeline_renders_and_mutates() {
     let mut req = request(&["echo", "hi"]);
     req.run_id = Some("run-7".into());
-    let prepared = prepare_with("", req).unwrap();
+    let prepared = prepare_with("", req).await.unwrap();
     let pod = prepared.pod;
     let spec = pod.spec.unwrap();
     assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
@@ -272,27 +276,32 @@ fn the_default_pipeline_renders_and_mutates() {
     );
 }
 
-#[test]
-fn application_settings_reach_the_hooks() {
+#[tokio::test]
+async fn application_settings_reach_the_hooks() {
     let mut req = request(&[]);
     req.timeout = Some(120);
     let extra = "  restart-policy: OnFailure\n  timeout: 1h\n";
-    let spec = prepare_with(extra, req).unwrap().pod.spec.unwrap();
+    let spec = prepare_with(extra, req).await.unwrap().pod.spec.unwrap();
     assert_eq!(spec.restart_policy.as_deref(), Some("OnFailure"));
     assert_eq!(
         spec.active_deadline_seconds,
         Some(120),
         "--timeout overrides the config"
     );
-    let spec = prepare_with(extra, request(&[])).unwrap().pod.spec.unwrap();
+    let spec = prepare_with(extra, request(&[]))
+        .await
+        .unwrap()
+        .pod
+        .spec
+        .unwrap();
     assert_eq!(spec.active_deadline_seconds, Some(3600));
 }
 
-#[test]
-fn hook_settings_and_order_come_from_the_config() {
+#[tokio::test]
+async fn hook_settings_and_order_come_from_the_config() {
     let extra =
         "  hooks:\n    mutate:\n    - labels\n    - hook: deadline\n      with: {seconds: 60}\n";
-    let prepared = prepare_with(extra, request(&[])).unwrap();
+    let prepared = prepare_with(extra, request(&[])).await.unwrap();
     let spec = prepared.pod.spec.unwrap();
     assert_eq!(spec.active_deadline_seconds, Some(60));
     assert_eq!(spec.restart_policy, None, "restart-never was left out");
@@ -300,10 +309,10 @@ fn hook_settings_and_order_come_from_the_config() {
     assert_eq!(hooks, ["go-template", "labels", "deadline"]);
 }
 
-#[test]
-fn a_denial_stops_the_pipeline() {
+#[tokio::test]
+async fn a_denial_stops_the_pipeline() {
     let extra = "  hooks:\n    mutate:\n    - hook: misbehave.wasm\n      with: {do: deny}\n";
-    let err = prepare_with(extra, request(&[])).unwrap_err();
+    let err = prepare_with(extra, request(&[])).await.unwrap_err();
     assert!(
         matches!(&err, PipelineError::Hook(HookError::Denied { message, .. }) if message.contains("cost centre")),
         "{err}"
@@ -311,13 +320,13 @@ fn a_denial_stops_the_pipeline() {
     assert_eq!(err.exit_code().number(), 121);
 }
 
-#[test]
-fn malformed_hook_output_fails_the_run() {
+#[tokio::test]
+async fn malformed_hook_output_fails_the_run() {
     for action in ["garbage", "garbage-object"] {
         let extra = format!(
             "  hooks:\n    mutate:\n    - hook: misbehave.wasm\n      with: {{do: {action}}}\n"
         );
-        let err = prepare_with(&extra, request(&[])).unwrap_err();
+        let err = prepare_with(&extra, request(&[])).await.unwrap_err();
         assert!(
             matches!(&err, PipelineError::Hook(HookError::Output { .. })),
             "{action}: {err}"
@@ -326,25 +335,25 @@ fn malformed_hook_output_fails_the_run() {
     }
 }
 
-#[test]
-fn a_hook_with_bad_settings_fails_the_run() {
+#[tokio::test]
+async fn a_hook_with_bad_settings_fails_the_run() {
     let extra = "  hooks:\n    mutate:\n    - hook: deadline\n      with: {secs: 60}\n";
-    let err = prepare_with(extra, request(&[])).unwrap_err();
+    let err = prepare_with(extra, request(&[])).await.unwrap_err();
     assert!(err.to_string().contains("unknown field `secs`"), "{err}");
     assert_eq!(err.exit_code().number(), 122);
 }
 
-#[test]
-fn parameters_are_checked_and_inserted_safely() {
+#[tokio::test]
+async fn parameters_are_checked_and_inserted_safely() {
     let extra = "  parameters:\n  - team\n  - name: tier\n    default: gold\n";
-    let err = prepare_with(extra, request(&[])).unwrap_err();
+    let err = prepare_with(extra, request(&[])).await.unwrap_err();
     assert!(
         err.to_string().contains("needs the parameter \"team\""),
         "{err}"
     );
     let mut req = request(&[]);
     req.params = vec![("colour".into(), "red".into())];
-    let err = prepare_with(extra, req).unwrap_err();
+    let err = prepare_with(extra, req).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("does not accept the parameter \"colour\""),
@@ -352,5 +361,5 @@ fn parameters_are_checked_and_inserted_safely() {
     );
     let mut req = request(&[]);
     req.params = vec![("team".into(), "data\nhostNetwork: true".into())];
-    assert!(prepare_with(extra, req).is_ok());
+    assert!(prepare_with(extra, req).await.is_ok());
 }

@@ -439,8 +439,8 @@ fn unsupported_fields_fail_clearly() {
 /// Each scenario under tests/fixtures/scenarios gets the same verdict from
 /// the default classifier locally as from the pod status a real cluster
 /// reported for it (kube-*.json, recorded from a v1.20 cluster).
-#[test]
-fn the_classifier_gives_the_same_verdict_as_on_a_cluster() {
+#[tokio::test]
+async fn the_classifier_gives_the_same_verdict_as_on_a_cluster() {
     use podrun::hooks::{Kind, Limits, Source, Spec, classify};
     let hook = support::hooks()
         .load(&Spec {
@@ -449,6 +449,7 @@ fn the_classifier_gives_the_same_verdict_as_on_a_cluster() {
             settings: serde_json::json!({}),
             limits: Limits::default(),
         })
+        .await
         .unwrap();
     let app = podrun::hooks::bare_application("scenario", "r");
     let dir = support::root().join("tests/fixtures/scenarios");
@@ -463,7 +464,12 @@ fn the_classifier_gives_the_same_verdict_as_on_a_cluster() {
             events: "[]".into(),
             elapsed_ms: 60_000,
         };
-        let kube = hook.classify(&app, &observation).unwrap().value.unwrap();
+        let kube = hook
+            .classify(&app, &observation)
+            .await
+            .unwrap()
+            .value
+            .unwrap();
         let yaml = std::fs::read_to_string(dir.join(format!("{name}.yaml"))).unwrap();
         let local = run_pod(&yaml, &[]);
         let kube_outcome = podrun::result::outcome(kube.outcome);

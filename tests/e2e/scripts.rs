@@ -39,20 +39,21 @@ fn context() -> types::Application {
     podrun::hooks::bare_application("t", "r1")
 }
 
-#[test]
-fn a_script_is_compiled_once_per_run_and_again_after_a_failure() {
+#[tokio::test]
+async fn a_script_is_compiled_once_per_run_and_again_after_a_failure() {
     let (_dir, path) = script(
         "fn mutate(object, ctx) {\n  if object.metadata.name == \"boom\" { throw \"boom\"; }\n  if object.metadata.name == \"spin\" { loop {} }\n  patch(#{metadata: #{labels: #{seen: \"yes\"}}})\n}\n",
     );
     let limits = Limits {
-        deadline: std::time::Duration::from_millis(200),
+        deadline: Some(std::time::Duration::from_millis(200)),
         ..Limits::default()
     };
     let hook = support::hooks()
         .load(&spec(&path, Kind::Mutate, limits))
+        .await
         .unwrap();
     for _ in 0..20 {
-        let m = hook.mutate(&context(), &pod()).unwrap().value;
+        let m = hook.mutate(&context(), &pod()).await.unwrap().value;
         assert!(
             matches!(&m, mutate::Mutation::MergePatch(p) if p == r#"{"metadata":{"labels":{"seen":"yes"}}}"#),
             "{m:?}"
@@ -66,7 +67,7 @@ fn a_script_is_compiled_once_per_run_and_again_after_a_failure() {
     // An error the script throws leaves the instance usable.
     let mut boom = pod();
     boom.json = boom.json.replace("\"p\"", "\"boom\"");
-    let err = hook.mutate(&context(), &boom).unwrap_err();
+    let err = hook.mutate(&context(), &boom).await.unwrap_err();
     assert!(
         matches!(&err, HookError::Failed { message, .. } if message.contains("policy.rhai:2:")),
         "{err:?}"
@@ -76,14 +77,14 @@ fn a_script_is_compiled_once_per_run_and_again_after_a_failure() {
     // gets a new one.
     let mut spin = pod();
     spin.json = spin.json.replace("\"p\"", "\"spin\"");
-    let err = hook.mutate(&context(), &spin).unwrap_err();
+    let err = hook.mutate(&context(), &spin).await.unwrap_err();
     assert!(matches!(err, HookError::Deadline { .. }), "{err:?}");
-    hook.mutate(&context(), &pod()).unwrap();
+    hook.mutate(&context(), &pod()).await.unwrap();
     assert_eq!(hook.instances(), 2);
 }
 
-#[test]
-fn a_runaway_script_is_stopped_like_any_hook() {
+#[tokio::test]
+async fn a_runaway_script_is_stopped_like_any_hook() {
     let (dir, _) = script("fn mutate(object, ctx) { loop { } }");
     support::fails_with(
         podrun(dir.path())
@@ -96,25 +97,28 @@ fn a_runaway_script_is_stopped_like_any_hook() {
     let (dir, path) = script("fn mutate(object, ctx) { let s = \"x\"; loop { s += s; } }");
     // A long deadline, so that the memory cap is what stops it.
     let limits = Limits {
-        deadline: std::time::Duration::from_secs(20),
+        deadline: Some(std::time::Duration::from_secs(20)),
         ..Limits::default()
     };
     let err = support::hooks()
         .load(&spec(&path, Kind::Mutate, limits))
+        .await
         .unwrap()
         .mutate(&context(), &pod())
+        .await
         .unwrap_err();
     assert!(matches!(err, HookError::Memory { .. }), "{err:?}");
     drop(dir);
 }
 
-#[test]
-fn a_script_has_no_access_to_the_host() {
+#[tokio::test]
+async fn a_script_has_no_access_to_the_host() {
     // Rhai's `import` would read a file; the interpreter has no resolver,
     // and WASI gives hooks no files anyway.
     let (_dir, path) = script("import \"/etc/passwd\" as p;\nfn mutate(object, ctx) { () }");
     let err = support::hooks()
         .load(&spec(&path, Kind::Mutate, Limits::default()))
+        .await
         .err()
         .expect("the import must fail");
     assert!(

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use podrun::config::Config;
-use podrun::hooks::Hooks;
+use podrun::hooks::{CacheOptions, EngineOptions, Hooks};
 
 /// Compiled hooks are cached here for every test of this binary, so each
 /// component is compiled once per test run.
@@ -27,7 +27,16 @@ pub fn root() -> PathBuf {
 
 /// A hook loader on the shared cache.
 pub fn hooks() -> Hooks {
-    Hooks::new(Some(shared_cache())).unwrap()
+    hooks_cached_in(&shared_cache())
+}
+
+/// A hook loader caching compiled components in `dir`.
+pub fn hooks_cached_in(dir: &Path) -> Hooks {
+    Hooks::new(EngineOptions {
+        cache: Some(CacheOptions::in_dir(dir.to_path_buf())),
+        ..EngineOptions::default()
+    })
+    .unwrap()
 }
 
 /// A scratch directory with a config, the hello template and the

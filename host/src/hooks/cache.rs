@@ -1,30 +1,87 @@
 //! Compiled components, cached on disk.
 //!
 //! Compiling a component takes from tens of milliseconds to seconds; loading
-//! a precompiled one takes well under a millisecond. Artifacts are keyed by
-//! the component's SHA-256 and by the engine's compatibility hash (wasmtime
-//! version and settings), so a change of either compiles again.
+//! a precompiled one takes well under a millisecond. But a cache file is
+//! native code that podrun runs, so the cache trusts only what podrun wrote:
+//! - the directory is the user's own and 0700;
+//! - a file is opened without following symlinks, and used only if it is
+//!   owned by the user and writable by no one else;
+//! - each file carries an HMAC-SHA256 of its name and contents under a
+//!   per-user key kept outside the directory (0600), checked before the
+//!   file is deserialized: a file planted under a key, or copied from
+//!   another key, fails it;
+//! - files are written to a fresh temporary file and renamed into place.
+//!
+//! A file that fails any check is reported and compiled again. Artifacts
+//! are keyed by the component's SHA-256 and by the engine's compatibility
+//! hash (wasmtime version and settings), so a change of either compiles
+//! again.
 
 use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use super::CacheOptions;
+
+type HmacSha256 = Hmac<Sha256>;
+const MAC_LEN: usize = 32;
+const KEY_LEN: usize = 32;
+
 pub(crate) struct Cache {
-    dir: Option<PathBuf>,
+    disk: Option<Disk>,
     loaded: Mutex<HashMap<String, Component>>,
 }
 
+/// The cache directory and the key that signs its files.
+struct Disk {
+    dir: PathBuf,
+    key: [u8; KEY_LEN],
+}
+
+/// Why the cache on disk is not used, or a file in it is refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refused {
+    #[error("{path} is owned by uid {owner}, not by this user ({me})")]
+    Owner { path: PathBuf, owner: u32, me: u32 },
+    #[error("{path} is writable by other users (mode {mode:o})")]
+    Writable { path: PathBuf, mode: u32 },
+    #[error("{path} is readable by other users (mode {mode:o})")]
+    Readable { path: PathBuf, mode: u32 },
+    #[error("{path} is not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error("{path} fails its integrity check: podrun did not write it")]
+    Integrity { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 impl Cache {
-    /// A cache in `dir`; `None` keeps compiled components in memory only.
-    pub(crate) fn new(dir: Option<PathBuf>) -> Self {
+    /// A cache on disk as `options` say; `None` keeps compiled components
+    /// in memory only. A directory or key that cannot be trusted leaves the
+    /// cache in memory, with a warning.
+    pub(crate) fn new(options: Option<CacheOptions>) -> Self {
+        let disk = options.and_then(|o| match Disk::open(&o) {
+            Ok(disk) => Some(disk),
+            Err(e) => {
+                tracing::warn!("not caching compiled hooks on disk: {e}");
+                None
+            }
+        });
         Cache {
-            dir,
+            disk,
             loaded: Mutex::new(HashMap::new()),
         }
     }
@@ -41,13 +98,21 @@ impl Cache {
         {
             return Ok(c.clone());
         }
-        let file = self.dir.as_ref().map(|d| d.join(format!("{key}.cwasm")));
-        let component = match file.as_deref().and_then(|f| load(engine, f)) {
+        let cached = self.disk.as_ref().and_then(|d| match d.load(engine, &key) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("ignoring a cached hook: {e}; compiling it again");
+                None
+            }
+        });
+        let component = match cached {
             Some(c) => c,
             None => {
                 let c = Component::new(engine, bytes)?;
-                if let Some(file) = &file {
-                    store(&c, file);
+                if let Some(disk) = &self.disk
+                    && let Err(e) = disk.store(&c, &key)
+                {
+                    tracing::warn!("cannot cache the compiled hook: {e}");
                 }
                 c
             }
@@ -63,47 +128,196 @@ impl Cache {
 fn key(engine: &Engine, bytes: &[u8]) -> String {
     let mut h = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
-    let digest = Sha256::digest(bytes);
-    let mut key = String::with_capacity(80);
-    for b in digest {
-        key.push_str(&format!("{b:02x}"));
-    }
+    let mut key = hex(&Sha256::digest(bytes));
     key.push_str(&format!("-{:016x}", h.finish()));
     key
 }
 
-fn load(engine: &Engine, file: &Path) -> Option<Component> {
-    if !file.is_file() {
-        return None;
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn me() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Checks that what `meta` describes is ours and not writable by others;
+/// with `private`, not readable by others either.
+fn check_owned(path: &Path, meta: &fs::Metadata, private: bool) -> Result<(), Refused> {
+    let path = path.to_path_buf();
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != me() {
+        return Err(Refused::Owner {
+            path,
+            owner: meta.uid(),
+            me: me(),
+        });
     }
-    // SAFETY: the file is an artifact this program wrote (named by the
-    // hash of its source and of the engine's settings) in the user's own
-    // cache directory; wasmtime checks that it matches this engine.
-    match unsafe { Component::deserialize_file(engine, file) } {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::debug!("ignoring cached component {}: {e}", file.display());
-            None
+    if mode & 0o022 != 0 {
+        return Err(Refused::Writable { path, mode });
+    }
+    if private && mode & 0o077 != 0 {
+        return Err(Refused::Readable { path, mode });
+    }
+    Ok(())
+}
+
+/// Opens a file for reading without following a symlink at its name.
+fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+impl Disk {
+    fn open(options: &CacheOptions) -> Result<Disk, Refused> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Refused::Io { path, source }
+        };
+        let dir = &options.dir;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+        let meta = fs::symlink_metadata(dir).map_err(io(dir))?;
+        if !meta.is_dir() {
+            return Err(Refused::NotAFile { path: dir.clone() });
         }
+        if meta.uid() != me() {
+            return Err(Refused::Owner {
+                path: dir.clone(),
+                owner: meta.uid(),
+                me: me(),
+            });
+        }
+        if meta.mode() & 0o077 != 0 {
+            // Our own directory, opened too wide: close it.
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        }
+        let key = read_or_make_key(&options.key)?;
+        Ok(Disk {
+            dir: dir.clone(),
+            key,
+        })
+    }
+
+    fn mac(&self, name: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(name.as_bytes());
+        mac.update(&[0]);
+        mac
+    }
+
+    fn file(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.cwasm"))
+    }
+
+    /// The component cached under `key`, if there is one podrun wrote.
+    fn load(&self, engine: &Engine, key: &str) -> Result<Option<Component>, Refused> {
+        let path = self.file(key);
+        let io = |source| Refused::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = match open_nofollow(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(Refused::NotAFile { path });
+        }
+        check_owned(&path, &meta, false)?;
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut bytes).map_err(io)?;
+        if bytes.len() < MAC_LEN {
+            return Err(Refused::Integrity { path });
+        }
+        let (tag, artifact) = bytes.split_at(MAC_LEN);
+        let mut mac = self.mac(key);
+        mac.update(artifact);
+        if mac.verify_slice(tag).is_err() {
+            return Err(Refused::Integrity { path });
+        }
+        // SAFETY: the bytes carry this user's MAC over this key and these
+        // contents, so podrun wrote them from a component it compiled;
+        // wasmtime also checks that they match this engine.
+        match unsafe { Component::deserialize(engine, artifact) } {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => {
+                tracing::debug!("ignoring cached component {}: {e}", path.display());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes `component` under `key`: to a new temporary file (0600, a
+    /// random name, created exclusively), then renamed into place.
+    fn store(&self, component: &Component, key: &str) -> anyhow::Result<()> {
+        let artifact = component.serialize()?;
+        let mut mac = self.mac(key);
+        mac.update(&artifact);
+        let tag = mac.finalize().into_bytes();
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".podrun-")
+            .suffix(".tmp")
+            .tempfile_in(&self.dir)?;
+        tmp.write_all(&tag)?;
+        tmp.write_all(&artifact)?;
+        tmp.as_file().sync_data()?;
+        tmp.persist(self.file(key))?;
+        Ok(())
     }
 }
 
-fn store(component: &Component, file: &Path) {
-    let result = (|| -> anyhow::Result<()> {
-        let dir = file.parent().expect("cache files live in a directory");
-        std::fs::create_dir_all(dir)?;
-        let bytes = component.serialize()?;
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".{}-{n}.tmp", std::process::id()));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, file)?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        tracing::warn!(
-            "cannot cache the compiled hook in {}: {e}",
-            file.parent().unwrap_or(file).display()
-        );
+/// The key in `path`, made (random, 0600) if there is none.
+fn read_or_make_key(path: &Path) -> Result<[u8; KEY_LEN], Refused> {
+    let io = |source| Refused::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match open_nofollow(path) {
+        Ok(mut file) => {
+            let meta = file.metadata().map_err(io)?;
+            if !meta.is_file() {
+                return Err(Refused::NotAFile {
+                    path: path.to_path_buf(),
+                });
+            }
+            check_owned(path, &meta, true)?;
+            let mut key = [0u8; KEY_LEN];
+            file.read_exact(&mut key).map_err(io)?;
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
+            let mut key = [0u8; KEY_LEN];
+            getrandom::fill(&mut key).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".podrun-key-")
+                .tempfile_in(dir)
+                .map_err(io)?;
+            tmp.write_all(&key).map_err(io)?;
+            tmp.as_file().sync_data().map_err(io)?;
+            // Another podrun may have made the key meanwhile: use its key.
+            match tmp.persist_noclobber(path) {
+                Ok(_) => Ok(key),
+                Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    read_or_make_key(path)
+                }
+                Err(e) => Err(io(e.error)),
+            }
+        }
+        Err(e) => Err(io(e)),
     }
 }

@@ -1,5 +1,6 @@
 //! The hook engine: loads WebAssembly components, checks what they export,
-//! and calls them in a sandbox with a CPU deadline and a memory cap.
+//! and calls them in a sandbox with a deadline, a memory cap, caps on what
+//! they return and log, and no access to the host.
 //!
 //! Each call gets a fresh instance (pre-instantiated once per component, so
 //! a call costs tens of microseconds): nothing a hook keeps in memory
@@ -12,14 +13,18 @@ mod bindings;
 pub mod builtin;
 mod cache;
 mod engine;
+mod hook;
+mod output;
 mod sandbox;
+pub mod text;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use bindings::{classify, log, mutate, render, script, types};
-pub use engine::{Called, Hook, Hooks, LogLine};
+pub use engine::{CacheOptions, Defaults, EngineOptions, Hooks};
+pub use hook::Hook;
 
 use crate::exit::Code;
 
@@ -59,6 +64,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The function of [`Kind::interface`] that podrun calls.
+    pub fn function(self) -> &'static str {
+        match self {
+            Kind::Render => "render",
+            Kind::Mutate => "mutate",
+            Kind::Classify => "classify",
+        }
+    }
+
     /// The WIT interface a hook of this kind exports.
     pub fn interface(self) -> &'static str {
         match self {
@@ -79,27 +93,43 @@ impl fmt::Display for Kind {
     }
 }
 
-/// Per-call limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A hook's own limits; where one is `None` the engine's default holds
+/// (see [`Defaults`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
-    /// CPU deadline of one call.
-    pub deadline: Duration,
-    /// The most linear memory one call may use, in bytes.
-    pub memory: usize,
+    /// Deadline of one call: the time it computes and sleeps.
+    pub deadline: Option<Duration>,
+    /// The most linear memory one call may use, all memories together.
+    pub memory: Option<usize>,
+    /// The most bytes one call may return.
+    pub output: Option<usize>,
 }
 
 impl Limits {
     /// The largest memory cap a hook may ask for.
     pub const MAX_MEMORY: usize = 1 << 30;
+    /// The largest output cap a hook may ask for.
+    pub const MAX_OUTPUT: usize = 256 << 20;
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            deadline: Duration::from_millis(100),
-            memory: 64 << 20,
-        }
-    }
+/// A log line a hook left during a call (cut and escaped).
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// How important it is.
+    pub level: log::Level,
+    /// The message.
+    pub message: String,
+}
+
+/// The result of a successful call, with what it cost.
+#[derive(Debug)]
+pub struct Called<T> {
+    /// What the hook returned.
+    pub value: T,
+    /// What it logged.
+    pub logs: Vec<LogLine>,
+    /// Wall time of the call, instantiation included.
+    pub elapsed: Duration,
 }
 
 /// Where a hook's component comes from.
@@ -169,6 +199,16 @@ pub enum HookError {
         hook: String,
         /// The deadline.
         deadline: Duration,
+    },
+    /// A call went past one of the sandbox's caps: what it returned, its
+    /// log calls or output, its instances, memories or tables, or the size
+    /// of its `.wasm` file.
+    #[error("hook {hook} went past a limit of the sandbox and was stopped: {what}")]
+    Limit {
+        /// The hook.
+        hook: String,
+        /// Which limit, and by how much.
+        what: String,
     },
     /// A call tried to use more memory than its cap.
     #[error("hook {hook} tried to use more than its {} MiB of memory and was stopped", limit >> 20)]

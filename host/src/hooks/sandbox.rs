@@ -1,43 +1,81 @@
-//! What a hook's store holds, and the WASI context that grants nothing.
+//! What a hook's store holds, the WASI context that grants nothing, and the
+//! limits that hold for a whole call.
 //!
 //! Guests built for `wasm32-wasip2` import WASI even when they do not use it,
 //! so WASI is linked, but with no files, no environment or arguments, no
-//! sockets, stdin empty, a clock frozen at the epoch and a fixed random seed:
-//! a hook's output depends only on its input.
+//! sockets, stdin empty, wall and monotonic clocks frozen at the epoch, and
+//! clock subscriptions that resolve at once: no real time reaches a hook,
+//! and a hook cannot make the host wait. A sleep is charged to the call's
+//! deadline instead; one longer than what is left of it ends the call.
 
 use std::time::Duration;
 
 use rand::SeedableRng;
-use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::{ResourceLimiter, format_err};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
+use super::LogLine;
 use super::bindings::{log, types};
-use super::engine::LogLine;
 
-/// How much of a hook's stdout and stderr is kept (for panic messages).
+/// How much of a hook's stdout and stderr is kept (for panic messages);
+/// writing more ends the call.
 pub(crate) const OUTPUT_CAPACITY: usize = 16 << 10;
-/// How many log lines one call may leave, and how long each may be.
-const MAX_LOG_LINES: usize = 64;
-const MAX_LOG_LINE: usize = 2048;
+/// How many log lines one call keeps, and how long each may be.
+pub(crate) const MAX_LOG_LINES: usize = 64;
+pub(crate) const MAX_LOG_LINE: usize = 2048;
+/// How many log calls one call may make before it is stopped.
+pub(crate) const MAX_LOG_CALLS: u32 = 10_000;
+/// Per store: core instances, memories and tables a component may create,
+/// and the table elements of all its tables together.
+pub(crate) const MAX_INSTANCES: usize = 64;
+pub(crate) const MAX_MEMORIES: usize = 8;
+pub(crate) const MAX_TABLES: usize = 64;
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Why the sandbox stopped a call, when it was the sandbox that did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    /// The call's deadline ran out (computing or sleeping).
+    Deadline,
+    /// The call asked for more memory than its cap.
+    Memory,
+    /// The call made too many log calls.
+    LogCalls,
+    /// The component asked for more instances, memories, tables or table
+    /// elements than a hook may have.
+    Resources,
+}
 
 /// The state of one call's store.
 pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) memory: MemoryCap,
+    pub(crate) limits: StoreCaps,
     pub(crate) logs: Vec<LogLine>,
+    log_calls: u32,
+    /// The call's deadline, and what it has used of it.
+    pub(crate) budget: Duration,
+    pub(crate) ticks: u64,
+    pub(crate) tick: Duration,
+    slept: Duration,
+    /// Set when the sandbox, rather than the guest, ended the call.
+    pub(crate) stopped: Option<Stopped>,
 }
 
 impl HostState {
-    pub(crate) fn new(memory_limit: usize, output: MemoryOutputPipe) -> Self {
+    pub(crate) fn new(memory_limit: usize, output: MemoryOutputPipe, tick: Duration) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
             .stderr(output)
             .wall_clock(Frozen)
             .monotonic_clock(Frozen)
-            .secure_random(rand::rngs::StdRng::seed_from_u64(0))
+            // Real entropy for what a guest takes as secure; the insecure
+            // source (hash seeds) stays fixed so that output is repeatable.
+            .secure_random(wasmtime_wasi::thread_rng())
             .insecure_random(rand::rngs::StdRng::seed_from_u64(1))
             .insecure_random_seed(0)
             .allow_tcp(false)
@@ -47,12 +85,81 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryCap {
-                limit: memory_limit,
-                exceeded: false,
+            limits: StoreCaps {
+                memory_limit,
+                memory: 0,
+                table_elements: 0,
+                exceeded: None,
             },
             logs: Vec::new(),
+            log_calls: 0,
+            budget: Duration::ZERO,
+            ticks: 0,
+            tick,
+            slept: Duration::ZERO,
+            stopped: None,
         }
+    }
+
+    /// Starts a call with `budget` of deadline.
+    pub(crate) fn arm(&mut self, budget: Duration) {
+        self.budget = budget;
+        self.ticks = 0;
+        self.slept = Duration::ZERO;
+        self.log_calls = 0;
+        self.stopped = None;
+    }
+
+    /// What the call has used of its deadline: the epoch ticks it ran
+    /// through, and what it slept.
+    fn used(&self) -> Duration {
+        self.tick
+            .saturating_mul(self.ticks.min(u32::MAX.into()) as u32)
+            .saturating_add(self.slept)
+    }
+
+    /// Called at each epoch tick while the guest runs: counts it, and says
+    /// whether the deadline is past.
+    pub(crate) fn tick_passed(&mut self) -> bool {
+        self.ticks += 1;
+        if self.used() >= self.budget {
+            self.stopped = Some(Stopped::Deadline);
+            return true;
+        }
+        false
+    }
+
+    /// Why the sandbox stopped the call, if it did.
+    pub(crate) fn stop_reason(&self) -> Option<Stopped> {
+        self.stopped.or(self.limits.exceeded)
+    }
+
+    /// A sleep of `duration`: charged to the deadline, or past it.
+    fn sleep(&mut self, duration: Duration) -> wasmtime::Result<Resource<DynPollable>> {
+        let left = self.budget.saturating_sub(self.used());
+        if duration >= left {
+            self.stopped = Some(Stopped::Deadline);
+            return Err(format_err!("the hook slept past its deadline"));
+        }
+        self.slept += duration;
+        let ready = self.table.push(Ready)?;
+        subscribe(&mut self.table, ready)
+    }
+
+    /// A log call: kept (truncated) while there is room; counted always.
+    pub(crate) fn log(&mut self, level: log::Level, message: &str) -> wasmtime::Result<()> {
+        self.log_calls += 1;
+        if self.log_calls > MAX_LOG_CALLS {
+            self.stopped = Some(Stopped::LogCalls);
+            return Err(format_err!("more than {MAX_LOG_CALLS} log calls"));
+        }
+        if self.logs.len() < MAX_LOG_LINES {
+            self.logs.push(LogLine {
+                level,
+                message: super::text::shown(message, MAX_LOG_LINE),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -67,26 +174,55 @@ impl WasiView for HostState {
 
 impl types::Host for HostState {}
 
-impl log::Host for HostState {
-    fn log(&mut self, level: log::Level, message: String) {
-        if self.logs.len() >= MAX_LOG_LINES {
-            return;
-        }
-        let mut message = message;
-        if message.len() > MAX_LOG_LINE {
-            let mut end = MAX_LOG_LINE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push('…');
-        }
-        self.logs.push(LogLine { level, message });
+/// The monotonic clock as hooks see it: frozen, with sleeps that return at
+/// once and are charged to the call's deadline.
+pub(crate) struct VirtualClock;
+
+impl wasmtime::component::HasData for VirtualClock {
+    type Data<'a> = &'a mut HostState;
+}
+
+impl monotonic_clock::Host for &mut HostState {
+    fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
+        Ok(0)
     }
+
+    fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
+        Ok(Frozen.resolution_ns())
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        when: monotonic_clock::Instant,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        // The clock reads 0, so an instant is a duration from now.
+        self.sleep(Duration::from_nanos(when))
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        duration: monotonic_clock::Duration,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        self.sleep(Duration::from_nanos(duration))
+    }
+}
+
+/// A pollable that is ready at once.
+struct Ready;
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Ready {
+    async fn ready(&mut self) {}
 }
 
 /// A clock stopped at the Unix epoch.
 struct Frozen;
+
+impl Frozen {
+    fn resolution_ns(&self) -> u64 {
+        1_000_000_000
+    }
+}
 
 impl HostWallClock for Frozen {
     fn resolution(&self) -> Duration {
@@ -99,40 +235,104 @@ impl HostWallClock for Frozen {
 
 impl HostMonotonicClock for Frozen {
     fn resolution(&self) -> u64 {
-        1_000_000_000
+        self.resolution_ns()
     }
     fn now(&self) -> u64 {
         0
     }
 }
 
-/// Refuses memory growth past the cap, and remembers that it did so that
-/// the resulting trap can be reported as what it is.
-pub(crate) struct MemoryCap {
-    limit: usize,
-    pub(crate) exceeded: bool,
+/// Caps on what one store may hold in total: all its linear memories
+/// together, all its table elements together, and the number of
+/// instances, memories and tables. Remembers which cap was hit so that the
+/// resulting trap is reported as what it is.
+pub(crate) struct StoreCaps {
+    memory_limit: usize,
+    memory: usize,
+    table_elements: usize,
+    pub(crate) exceeded: Option<Stopped>,
 }
 
-impl ResourceLimiter for MemoryCap {
+impl ResourceLimiter for StoreCaps {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = true;
+        if maximum.is_some_and(|m| desired > m) {
             return Ok(false);
         }
+        let total = self.memory - current.min(self.memory) + desired;
+        if total > self.memory_limit {
+            self.exceeded = Some(Stopped::Memory);
+            return Ok(false);
+        }
+        self.memory = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
+        }
+        let total = self.table_elements - current.min(self.table_elements) + desired;
+        if total > MAX_TABLE_ELEMENTS {
+            self.exceeded = Some(Stopped::Resources);
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_capped_across_memories() {
+        let mut caps = StoreCaps {
+            memory_limit: 64 << 20,
+            memory: 0,
+            table_elements: 0,
+            exceeded: None,
+        };
+        assert!(caps.memory_growing(0, 40 << 20, None).unwrap());
+        // A second memory of 40 MiB would take the store to 80.
+        assert!(!caps.memory_growing(0, 40 << 20, None).unwrap());
+        assert_eq!(caps.exceeded, Some(Stopped::Memory));
+        // Growing the first by 20 MiB fits.
+        assert!(caps.memory_growing(40 << 20, 60 << 20, None).unwrap());
+        assert!(!caps.memory_growing(0, 8 << 20, None).unwrap());
+    }
+
+    #[test]
+    fn sleeps_are_charged_to_the_deadline() {
+        let output = MemoryOutputPipe::new(16);
+        let mut state = HostState::new(1 << 20, output, Duration::from_millis(1));
+        state.arm(Duration::from_millis(50));
+        assert!(state.sleep(Duration::from_millis(30)).is_ok());
+        assert!(state.sleep(Duration::from_millis(30)).is_err());
+        assert_eq!(state.stopped, Some(Stopped::Deadline));
+        state.arm(Duration::from_millis(50));
+        assert!(state.sleep(Duration::MAX).is_err());
     }
 }
