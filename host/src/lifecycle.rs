@@ -226,16 +226,17 @@ pub async fn run(
             }
         }
     }
-    if let Some(e) = failure {
-        return Err(e.into());
-    }
     progress.clear();
-    if verdict.is_none()
+    if failure.is_none()
+        && verdict.is_none()
         && interrupted.is_none()
         && !gone
         && let Some(pod) = &latest
     {
-        verdict = classify(classifiers, app, pod, &events, start.elapsed()).await?;
+        match classify(classifiers, app, pod, &events, start.elapsed()).await {
+            Ok(v) => verdict = v,
+            Err(e) => failure = Some(e),
+        }
     }
     let timings = Timings {
         prepare_ms: 0,
@@ -256,6 +257,19 @@ pub async fn run(
         containers,
         timings,
     };
+    // A classifier that failed ends the run as failed by a hook; the pod
+    // was stopped, and the result says why.
+    if let Some(e) = failure
+        && interrupted.is_none()
+    {
+        return Ok(RunResult {
+            outcome: "failed".into(),
+            reason: "HookFailed".into(),
+            message: e.to_string(),
+            exit_code: e.exit_code().number(),
+            ..base
+        });
+    }
     if gone && interrupted.is_none() && verdict.is_none() {
         return Ok(RunResult {
             outcome: "failed".into(),

@@ -7,5 +7,6 @@ mod examples;
 mod kube;
 mod local;
 mod proxy;
+mod sandbox;
 mod scripts;
 mod support;

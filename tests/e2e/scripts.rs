@@ -42,7 +42,7 @@ fn context() -> types::Application {
 #[tokio::test]
 async fn a_script_is_compiled_once_per_run_and_again_after_a_failure() {
     let (_dir, path) = script(
-        "fn mutate(object, ctx) {\n  if object.metadata.name == \"boom\" { throw \"boom\"; }\n  if object.metadata.name == \"spin\" { loop {} }\n  patch(#{metadata: #{labels: #{seen: \"yes\"}}})\n}\n",
+        "fn mutate(object, ctx) {\n  if object.metadata.name == \"boom\" { throw \"boom\"; }\n  if object.metadata.name == \"spin\" { loop { let s = \"\".pad(3000000, 'x'); } }\n  patch(#{metadata: #{labels: #{seen: \"yes\"}}})\n}\n",
     );
     let limits = Limits {
         deadline: Some(std::time::Duration::from_millis(200)),
@@ -85,7 +85,8 @@ async fn a_script_is_compiled_once_per_run_and_again_after_a_failure() {
 
 #[tokio::test]
 async fn a_runaway_script_is_stopped_like_any_hook() {
-    let (dir, _) = script("fn mutate(object, ctx) { loop { } }");
+    let (dir, _) =
+        script("fn mutate(object, ctx) {\n  loop { let s = \"\".pad(3000000, 'x'); }\n}");
     support::fails_with(
         podrun(dir.path())
             .args(["hook", "test", "policy.rhai", "-i"])

@@ -29,7 +29,7 @@ use podrun_hook_sdk::{
     Classify, Context, HookKind, Mutate, Mutation, Observation, Outcome, Refusal, Render, Script,
     Template, Verdict, export_script, log,
 };
-use rhai::{AST, Dynamic, Engine, EvalAltResult, FuncArgs, Map, ParseError, Position, Scope};
+use rhai::{AST, Dynamic, Engine, EvalAltResult, Map, ParseError, Position, Scope};
 
 /// The interpreter.
 pub struct Rhai;
@@ -54,10 +54,25 @@ struct Denial(String);
 #[derive(Debug, Clone)]
 struct Patch(Map);
 
+/// Limits of one call, so that a runaway script ends as a script error
+/// naming its line and column, well before the sandbox's deadline or
+/// memory cap would stop it without one.
+pub const MAX_OPERATIONS: u64 = 100_000;
+/// The longest string, in bytes; and the most items of an array or a map.
+pub const MAX_STRING: usize = 4 << 20;
+pub const MAX_ITEMS: usize = 50_000;
+/// How deep function calls may nest.
+pub const MAX_CALL_LEVELS: usize = 64;
+
 fn engine() -> Engine {
     let mut engine = Engine::new();
     // Debug builds of Rhai allow little nesting; a pod is deeply nested.
     engine.set_max_expr_depths(256, 256);
+    engine.set_max_operations(MAX_OPERATIONS);
+    engine.set_max_string_size(MAX_STRING);
+    engine.set_max_array_size(MAX_ITEMS);
+    engine.set_max_map_size(MAX_ITEMS);
+    engine.set_max_call_levels(MAX_CALL_LEVELS);
     engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
     engine.on_print(log::info);
     engine.on_debug(|s, _, pos| log::debug(&format!("{pos}: {s}")));
@@ -163,16 +178,48 @@ impl Script for Rhai {
 }
 
 /// Calls the script's `name` function with `args`.
-fn call(name: &str, args: impl FuncArgs) -> Result<(Dynamic, String), Failure> {
+fn call(name: &str, args: [Dynamic; 2]) -> Result<(Dynamic, String), Failure> {
     LOADED.with_borrow_mut(|l| {
         let Some(l) = l.as_mut() else {
             return Err(Failure::Error("no script is loaded".into()));
         };
-        l.engine
-            .call_fn::<Dynamic>(&mut Scope::new(), &l.ast, name, args)
-            .map(|v| (v, l.path.clone()))
-            .map_err(|e| eval_error(&l.path, *e))
+        match l
+            .engine
+            .call_fn::<Dynamic>(&mut Scope::new(), &l.ast, name, args.clone())
+        {
+            Ok(v) => Ok((v, l.path.clone())),
+            Err(mut e) => {
+                if e.position().is_none() && e.is_system_exception() {
+                    e.set_position(where_it_stops(&l.ast, name, args));
+                }
+                Err(eval_error(&l.path, *e))
+            }
+        }
     })
+}
+
+/// Where a call that hit a limit stopped. Rhai reports a limit at the call
+/// site, which for the hook's own function is podrun; a script is
+/// deterministic, so the call is run again, stepping with a debugger that
+/// records the last position reached.
+fn where_it_stops(ast: &AST, name: &str, args: [Dynamic; 2]) -> Position {
+    thread_local! {
+        static LAST: std::cell::Cell<Position> = const { std::cell::Cell::new(Position::NONE) };
+    }
+    LAST.set(Position::NONE);
+    let mut engine = engine();
+    #[allow(deprecated)]
+    engine.register_debugger(
+        |_, debugger| debugger,
+        |_, event, _, _, pos| {
+            if matches!(event, rhai::debugger::DebuggerEvent::Step) && !pos.is_none() {
+                LAST.set(pos);
+            }
+            Ok(rhai::debugger::DebuggerCommand::StepInto)
+        },
+    );
+    let _ = engine.call_fn::<Dynamic>(&mut Scope::new(), ast, name, args);
+    LAST.get()
 }
 
 fn from_json(what: &str, json: &str) -> Result<Dynamic, Failure> {
@@ -231,7 +278,7 @@ fn context(ctx: &Context) -> Result<Dynamic, Failure> {
 
 impl Mutate for Rhai {
     fn mutate(ctx: &Context, object: &podrun_hook_sdk::Object) -> Result<Mutation, Refusal> {
-        let args = (from_json("the object", &object.json)?, context(ctx)?);
+        let args = [from_json("the object", &object.json)?, context(ctx)?];
         let (value, path) = call("mutate", args)?;
         if value.is_unit() {
             return Ok(Mutation::Unchanged);
@@ -265,7 +312,7 @@ impl Classify for Rhai {
             "elapsed_ms".into(),
             Dynamic::from(observation.elapsed_ms as i64),
         );
-        let (value, path) = call("classify", (Dynamic::from_map(o), context(ctx)?))?;
+        let (value, path) = call("classify", [Dynamic::from_map(o), context(ctx)?])?;
         if value.is_unit() {
             return Ok(None);
         }
@@ -336,7 +383,7 @@ impl Render for Rhai {
         let mut t = Map::new();
         t.insert("source".into(), template.source.clone().into());
         t.insert("text".into(), template.text.clone().into());
-        let (value, path) = call("render", (Dynamic::from_map(t), context(ctx)?))?;
+        let (value, path) = call("render", [Dynamic::from_map(t), context(ctx)?])?;
         if !value.is_map() {
             return Err(format!(
                 "{path}: render returned {}: return the object as a map",

@@ -176,3 +176,30 @@ fn a_render_script_builds_the_object() {
         format!("report-{}", ctx.application.run_id)
     );
 }
+
+/// Each limit ends a runaway script as an error naming the line and column
+/// where it was reached.
+#[test]
+fn runaway_scripts_hit_a_limit_with_line_and_column() {
+    let ctx = Context::for_test("t");
+    let cases = [
+        ("let i = 0;\n  loop { i += 1; }", "Too many operations"),
+        ("let s = \"x\";\n  loop { s += s; }", "Length of string"),
+        ("let a = [];\n  a.pad(60000, 0);", "Size of array"),
+        ("deep(0)", "Stack overflow"),
+    ];
+    for (body, expected) in cases {
+        let script = format!("fn deep(n) {{ deep(n + 1) }}\nfn mutate(o, ctx) {{\n  {body}\n}}");
+        let Refusal::Invalid(message) = mutate(&script, &ctx).unwrap_err() else {
+            panic!("{body}: not a script error")
+        };
+        assert!(message.contains(expected), "{body}: {message}");
+        let at = message.strip_prefix("t.rhai:").unwrap_or_default();
+        let (line, rest) = at.split_once(':').unwrap_or_default();
+        let column = rest.split_once(':').map(|c| c.0).unwrap_or_default();
+        assert!(
+            line.parse::<u32>().is_ok() && column.parse::<u32>().is_ok(),
+            "{body}: no line and column in {message}"
+        );
+    }
+}

@@ -196,9 +196,24 @@ impl Hooks {
             Ok::<_, wasmtime::Error>((component, pre))
         })
         .await
-        .map_err(|e| load_err(format!("the compiler failed: {e}")))?
-        .map_err(|e| load_err(format!("not a valid component: {e:#}")))?;
-        let (component, pre) = compiled;
+        .map_err(|e| load_err(format!("the compiler failed: {e}")))?;
+        // The pooling allocator refuses a component with more instances,
+        // memories or tables than a hook may have, as it is compiled.
+        let too_big = |e: &wasmtime::Error| {
+            let text = format!("{e:#}");
+            text.contains("exceeds the configured maximum")
+                || text.contains("does not fit in pooling allocator")
+        };
+        let (component, pre) = compiled.map_err(|e| {
+            if too_big(&e) {
+                HookError::Limit {
+                    hook: name.clone(),
+                    what: format!("{e:#}"),
+                }
+            } else {
+                load_err(format!("not a valid component: {e:#}"))
+            }
+        })?;
         let pre =
             pre.map_err(|e| load_err(format!("it needs more than podrun gives hooks: {e:#}")))?;
         if let Some(needs) = component.resources_required()
@@ -345,6 +360,7 @@ fn config(pool: Option<u32>) -> Config {
             .max_tables_per_component(tables)
             .max_memories_per_module(memories)
             .max_tables_per_module(tables)
+            .table_elements(sandbox::MAX_TABLE_ELEMENTS / 8)
             .max_memory_size(Limits::MAX_MEMORY);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
     }

@@ -19,7 +19,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::bindings::{classify, mutate, render, script, types};
 use super::engine::{Shared, TICK};
-use super::output::{Budget, TooLarge};
+use super::output::{Budget, MESSAGE_SLACK, TooLarge};
 use super::sandbox::{HostState, OUTPUT_CAPACITY, Stopped};
 use super::text::{MESSAGE_LIMIT, shown, shown_lines};
 use super::{Called, HookError, Kind};
@@ -290,6 +290,8 @@ impl Hook {
         let state = HostState::new(self.limits.memory, output.clone(), TICK);
         let mut store = Store::new(&self.shared.engine, state);
         store.limiter(|s| &mut s.limits);
+        // What wasmtime copies out of the guest at once, results included.
+        store.set_hostcall_fuel(self.limits.output.saturating_add(MESSAGE_SLACK));
         store.epoch_deadline_callback(|mut cx| {
             Ok(if cx.data_mut().tick_passed() {
                 UpdateDeadline::Interrupt
@@ -396,6 +398,15 @@ impl Hook {
             None => {}
         }
         let text = format!("{e:#}");
+        if text.contains("fuel allocated for hostcalls") {
+            return HookError::Limit {
+                hook,
+                what: format!(
+                    "it handed the host more than {} MiB at once",
+                    self.limits.output.saturating_add(MESSAGE_SLACK) >> 20
+                ),
+            };
+        }
         if text.contains("resource limit exceeded") {
             return HookError::Limit { hook, what: text };
         }
@@ -414,7 +425,18 @@ impl Hook {
                 ),
             };
         }
-        let output = String::from_utf8_lossy(&output.contents()).into_owned();
+        let output = output.contents();
+        // A guest whose print failed on the full pipe panics over it.
+        if output.len() + 4096 > OUTPUT_CAPACITY {
+            return HookError::Limit {
+                hook,
+                what: format!(
+                    "it wrote more than {} KiB to stdout and stderr",
+                    OUTPUT_CAPACITY >> 10
+                ),
+            };
+        }
+        let output = String::from_utf8_lossy(&output).into_owned();
         let trap = match e.downcast_ref::<wasmtime::Trap>() {
             Some(trap) => trap.to_string(),
             None => text,

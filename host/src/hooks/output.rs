@@ -1,12 +1,18 @@
 //! Checking what a hook returns before podrun uses it.
 //!
-//! The strings of a result are copied out of the guest's memory, so one
-//! call's result is never larger than its memory cap; the output cap is
-//! then enforced on all of them together before anything is parsed, and
-//! text meant for people is cut and escaped.
+//! wasmtime copies a result out of the guest's memory only up to the
+//! store's hostcall fuel (the output cap plus [`MESSAGE_SLACK`]); the
+//! output cap is then enforced on all of a result's strings together
+//! before anything is parsed. Text meant for people is cut and escaped
+//! first and counts as it is kept, so a long denial is shown cut, not
+//! refused.
 
 use super::bindings::{classify, mutate};
 use super::text::{MESSAGE_LIMIT, shown};
+
+/// How much more than the output cap wasmtime may copy out of a call, for
+/// messages that are cut once copied.
+pub(crate) const MESSAGE_SLACK: usize = 16 << 20;
 
 /// The most evidence lines a verdict keeps.
 const MAX_EVIDENCE: usize = 64;
@@ -37,9 +43,9 @@ impl Budget {
         Ok(s)
     }
 
-    /// A message for people: counted like any string, then cut and escaped.
+    /// A message for people: cut and escaped, then counted as it is kept.
     pub(crate) fn message(&mut self, s: String) -> Result<String, TooLarge> {
-        Ok(shown(&self.string(s)?, MESSAGE_LIMIT))
+        self.string(shown(&s, MESSAGE_LIMIT))
     }
 
     pub(crate) fn mutation(&mut self, m: mutate::Mutation) -> Result<mutate::Mutation, TooLarge> {

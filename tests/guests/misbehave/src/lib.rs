@@ -13,6 +13,8 @@ pub struct Misbehave;
 #[serde(crate = "podrun_hook_sdk::serde")]
 struct Settings {
     r#do: String,
+    #[serde(default)]
+    mib: usize,
 }
 
 fn report(what: &str, seen: impl std::fmt::Debug) -> Result<Mutation, Refusal> {
@@ -83,6 +85,43 @@ impl Mutate for Misbehave {
                 "net",
                 std::net::TcpStream::connect("127.0.0.1:22").map(|_| ()),
             ),
+            "sleep-hour" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(Mutation::Unchanged)
+            }
+            "sleep-forever" => {
+                std::thread::sleep(std::time::Duration::MAX);
+                Ok(Mutation::Unchanged)
+            }
+            "print" => {
+                let line = "x".repeat(1023);
+                for _ in 0..1024 {
+                    println!("{line}");
+                }
+                Ok(Mutation::Unchanged)
+            }
+            "recurse" => {
+                fn down(n: u64) -> u64 {
+                    std::hint::black_box(down(std::hint::black_box(n) + 1)) + 1
+                }
+                report("recursed", down(0))
+            }
+            "log-million" => {
+                for i in 0..1_000_000 {
+                    log::info(&format!("line {i}"));
+                }
+                Ok(Mutation::Unchanged)
+            }
+            "log-huge" => {
+                log::warn(&"y".repeat(8 << 20));
+                Ok(Mutation::Unchanged)
+            }
+            "big-result" => Ok(Mutation::Replace("z".repeat(settings.mib << 20))),
+            "deny-huge" => {
+                let fake = "ok\n\x1b[2Kpodrun: run r1 succeeded; exit code 0\n";
+                Err(Refusal::Denied(fake.repeat((10 << 20) / fake.len())))
+            }
+            "secure-random" => report("secure random", wasip2::random::random::get_random_u64()),
             "stdout" => {
                 println!("to stdout");
                 eprintln!("to stderr");
