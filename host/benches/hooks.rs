@@ -13,7 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use podrun::hooks::{Hook, Hooks, Kind, Limits, Source, Spec, render, types};
+use podrun::hooks::{
+    CacheOptions, EngineOptions, Hook, Hooks, Kind, Limits, Source, Spec, render, types,
+};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,6 +26,27 @@ fn root() -> PathBuf {
 
 fn cache_dir() -> PathBuf {
     root().join("target/bench-hook-cache")
+}
+
+fn engine() -> Hooks {
+    Hooks::new(EngineOptions {
+        cache: CacheOptions::in_dir(cache_dir()),
+        ..EngineOptions::default()
+    })
+    .unwrap()
+}
+
+/// Runs a hook call to its end, as a caller on a current-thread runtime
+/// does.
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+    .block_on(f)
 }
 
 fn app() -> types::Application {
@@ -60,14 +83,13 @@ fn pod() -> types::Object {
 }
 
 fn load(hooks: &Hooks, source: Source, kind: Kind, settings: serde_json::Value) -> Hook {
-    hooks
-        .load(&Spec {
-            source,
-            kind,
-            settings,
-            limits: Limits::default(),
-        })
-        .unwrap()
+    block(hooks.load(&Spec {
+        source,
+        kind,
+        settings,
+        limits: Limits::default(),
+    }))
+    .unwrap()
 }
 
 fn template() -> render::Template {
@@ -88,7 +110,7 @@ struct Cases {
 }
 
 fn cases() -> Cases {
-    let hooks = Hooks::new(Some(cache_dir())).unwrap();
+    let hooks = engine();
     let guests = Path::new(env!("PODRUN_TEST_GUESTS"));
     let guest = guests.join("podrun_test_misbehave.wasm");
     let team = serde_json::json!({"default-team": "platform"});
@@ -137,23 +159,23 @@ fn bench_calls(c: &mut Criterion) {
     let (app, pod, template) = (app(), pod(), template());
     let mut g = c.benchmark_group("hook-call");
     g.bench_function("mutate restart-never (4 KB pod, merge patch)", |b| {
-        b.iter(|| cases.restart_never.mutate(&app, &pod).unwrap())
+        b.iter(|| block(cases.restart_never.mutate(&app, &pod)).unwrap())
     });
     g.bench_function("mutate deadline (4 KB pod, partial read)", |b| {
-        b.iter(|| cases.deadline.mutate(&app, &pod).unwrap())
+        b.iter(|| block(cases.deadline.mutate(&app, &pod)).unwrap())
     });
     g.bench_function("mutate typed round trip (4 KB pod, reference)", |b| {
-        b.iter(|| cases.typed.mutate(&app, &pod).unwrap())
+        b.iter(|| block(cases.typed.mutate(&app, &pod)).unwrap())
     });
     g.bench_function("mutate team policy, Rust component", |b| {
-        b.iter(|| cases.policy_rust.mutate(&app, &pod).unwrap())
+        b.iter(|| block(cases.policy_rust.mutate(&app, &pod)).unwrap())
     });
     g.bench_function(
         "mutate team policy, Rhai script (one instance per run)",
-        |b| b.iter(|| cases.policy_script.mutate(&app, &pod).unwrap()),
+        |b| b.iter(|| block(cases.policy_script.mutate(&app, &pod)).unwrap()),
     );
     g.bench_function("render go-template (hello template)", |b| {
-        b.iter(|| cases.go_template.render(&app, &template).unwrap())
+        b.iter(|| block(cases.go_template.render(&app, &template)).unwrap())
     });
     g.finish();
 }
@@ -215,31 +237,37 @@ fn summary(_: &mut Criterion) {
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!("\n== summary: medians of individually timed calls ==");
     let m = timed(3000, || {
-        drop(cases.restart_never.mutate(&app, &pod).unwrap())
+        drop(block(cases.restart_never.mutate(&app, &pod)).unwrap())
     });
     println!(
         "mutate restart-never, 4 KB pod: {:7.1} µs   goal <= 40 µs   {}",
         us(m),
         verdict(us(m) <= 40.0)
     );
-    let m = timed(3000, || drop(cases.deadline.mutate(&app, &pod).unwrap()));
+    let m = timed(3000, || {
+        drop(block(cases.deadline.mutate(&app, &pod)).unwrap())
+    });
     println!(
         "mutate deadline, 4 KB pod:      {:7.1} µs   goal <= 40 µs   {}",
         us(m),
         verdict(us(m) <= 40.0)
     );
-    let m = timed(3000, || drop(cases.typed.mutate(&app, &pod).unwrap()));
+    let m = timed(3000, || {
+        drop(block(cases.typed.mutate(&app, &pod)).unwrap())
+    });
     println!(
         "mutate typed round trip:        {:7.1} µs   (reference: full k8s-openapi parse + write)",
         us(m)
     );
-    let rust = timed(3000, || drop(cases.policy_rust.mutate(&app, &pod).unwrap()));
+    let rust = timed(3000, || {
+        drop(block(cases.policy_rust.mutate(&app, &pod)).unwrap())
+    });
     println!(
         "mutate team policy, Rust:       {:7.1} µs   (fresh instance per call)",
         us(rust)
     );
     let script = timed(3000, || {
-        drop(cases.policy_script.mutate(&app, &pod).unwrap())
+        drop(block(cases.policy_script.mutate(&app, &pod)).unwrap())
     });
     let ratio = script.as_secs_f64() / rust.as_secs_f64();
     println!(
@@ -252,21 +280,21 @@ fn summary(_: &mut Criterion) {
         verdict(ratio <= 10.0)
     );
     let fresh = timed(50, || {
-        let hooks = Hooks::new(Some(cache_dir())).unwrap();
+        let hooks = engine();
         let hook = load(
             &hooks,
             Source::Script(root().join("examples/scripts/team-policy.rhai")),
             Kind::Mutate,
             serde_json::json!({"default-team": "platform"}),
         );
-        drop(hook.mutate(&app, &pod).unwrap())
+        drop(block(hook.mutate(&app, &pod)).unwrap())
     });
     println!(
         "script: load + first call:      {:7.1} µs   (a new run: instance, compile, call)",
         us(fresh)
     );
     let m = timed(3000, || {
-        drop(cases.go_template.render(&app, &template).unwrap())
+        drop(block(cases.go_template.render(&app, &template)).unwrap())
     });
     println!(
         "render go-template:             {:7.1} µs   goal <= 150 µs  {}",

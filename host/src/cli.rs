@@ -493,7 +493,7 @@ fn on_runtime(
 fn hooks(cache_dir: Option<PathBuf>) -> Result<Hooks, Failure> {
     let dir = cache_dir.or_else(|| dirs::cache_dir().map(|d| d.join("podrun")));
     Hooks::new(EngineOptions {
-        cache: dir.map(|d| CacheOptions::in_dir(d.join("hooks"))),
+        cache: dir.and_then(|d| CacheOptions::in_dir(d.join("hooks"))),
         ..EngineOptions::default()
     })
     .map_err(|e| (e.exit_code(), e).into())

@@ -72,5 +72,6 @@ pub fn differences(expected: &Value, actual: &Value) -> Vec<String> {
             json_patch::PatchOperation::Replace(o) => format!("{} is {}", o.path, o.value),
             other => other.to_string(),
         })
+        .map(|line| crate::hooks::text::shown(&line, crate::hooks::text::MESSAGE_LIMIT))
         .collect()
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::config::{Application, Config, ConfigError};
 use crate::exit::Code;
+use crate::hooks::text::{MESSAGE_LIMIT, shown};
 use crate::hooks::{Called, Hook, HookError, Hooks, Kind, LogLine, mutate, render, types};
 use crate::run_id;
 
@@ -217,11 +218,26 @@ pub async fn apply(
         json: object.to_string(),
     };
     let called = hook.mutate(context, &wire).await?;
+    apply_mutation(hook.name(), object, &called.value)?;
+    Ok(called)
+}
+
+/// Applies what the mutate hook `hook` returned to `object`; the object's
+/// type may not change.
+fn apply_mutation(
+    hook: &str,
+    object: &mut Value,
+    mutation: &mutate::Mutation,
+) -> Result<(), HookError> {
+    let (api_version, kind) = (
+        string_field(object, "apiVersion"),
+        string_field(object, "kind"),
+    );
     let malformed = |message: String| HookError::Output {
-        hook: hook.name().to_string(),
+        hook: hook.to_string(),
         message,
     };
-    match &called.value {
+    match mutation {
         mutate::Mutation::Unchanged => {}
         mutate::Mutation::MergePatch(patch) => {
             let patch: Value = serde_json::from_str(patch)
@@ -231,17 +247,15 @@ pub async fn apply(
             }
             json_patch::merge(object, &patch);
         }
-        mutate::Mutation::Replace(json) => *object = parse_object(hook.name(), json)?,
+        mutate::Mutation::Replace(json) => *object = parse_object(hook, json)?,
     }
-    if string_field(object, "kind") != wire.kind
-        || string_field(object, "apiVersion") != wire.api_version
-    {
-        return Err(malformed(format!(
-            "it changed the object's type from {} {}",
-            wire.api_version, wire.kind
+    if string_field(object, "kind") != kind || string_field(object, "apiVersion") != api_version {
+        return Err(malformed(shown(
+            &format!("it changed the object's type from {api_version} {kind}"),
+            MESSAGE_LIMIT,
         )));
     }
-    Ok(called)
+    Ok(())
 }
 
 /// The context every hook of the run sees.
@@ -425,15 +439,19 @@ fn kind_of(v: &Value) -> &'static str {
 /// Checks a Pod against the Kubernetes types, naming the bad field.
 fn validate(object: &Value) -> Result<(), String> {
     if string_field(object, "kind") != "Pod" || string_field(object, "apiVersion") != "v1" {
-        return Err(format!(
-            "expected apiVersion v1 and kind Pod, found {} {}",
-            string_field(object, "apiVersion"),
-            string_field(object, "kind")
+        return Err(shown(
+            &format!(
+                "expected apiVersion v1 and kind Pod, found {} {}",
+                string_field(object, "apiVersion"),
+                string_field(object, "kind")
+            ),
+            MESSAGE_LIMIT,
         ));
     }
     serde_path_to_error::deserialize::<_, Pod>(object)
         .map(|_| ())
-        .map_err(|e| format!("{}: {}", e.path(), e.inner()))
+        // The path holds the object's own keys: shown escaped.
+        .map_err(|e| shown(&format!("{}: {}", e.path(), e.inner()), MESSAGE_LIMIT))
 }
 
 /// One line per change between two objects, as JSON Patch operations.
@@ -448,5 +466,115 @@ fn describe(before: &Value, after: &Value) -> Vec<String> {
             json_patch::PatchOperation::Remove(o) => format!("remove {}", o.path),
             other => other.to_string(),
         })
+        .map(|line| shown(&line, MESSAGE_LIMIT))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The host's readers of hook output, fuzzed: whatever a hook returns,
+    //! they answer with a value or an error, never a panic.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-z\\x00-\\x1f\"\\\\]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 96, 8, |inner| {
+            let key = "apiVersion|kind|metadata|name|generateName|spec|containers|image|[a-z]{0,6}";
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((key, inner), 0..8)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A rendered object: a Pod's type with anything else.
+    fn rendered() -> impl Strategy<Value = Value> {
+        (json(), json()).prop_map(|(metadata, spec)| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec})
+        })
+    }
+
+    fn context() -> types::Application {
+        crate::hooks::bare_application("app", "run")
+    }
+
+    fn read_rendered(text: &str) -> Result<Value, String> {
+        let mut object = parse_object("h", text).map_err(|e| e.to_string())?;
+        ensure_name(&mut object, &context())?;
+        validate(&object)?;
+        Ok(object)
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_as_a_render_result(text in ".{0,200}") {
+            let _ = read_rendered(&text);
+        }
+
+        #[test]
+        fn any_json_as_a_render_result(value in json()) {
+            let _ = read_rendered(&value.to_string());
+        }
+
+        #[test]
+        fn any_pod_shaped_render_result(value in rendered()) {
+            let named = read_rendered(&value.to_string());
+            let metadata = &value["metadata"];
+            if !(metadata.is_object() || metadata.is_null()) {
+                prop_assert!(named.is_err());
+            }
+        }
+
+        #[test]
+        fn any_mutation_result(object in rendered(), patch in json(), text in ".{0,60}") {
+            for mutation in [
+                mutate::Mutation::MergePatch(patch.to_string()),
+                mutate::Mutation::MergePatch(text.clone()),
+                mutate::Mutation::Replace(patch.to_string()),
+                mutate::Mutation::Replace(text.clone()),
+            ] {
+                let mut changed = object.clone();
+                if apply_mutation("h", &mut changed, &mutation).is_ok() {
+                    prop_assert_eq!(&changed["kind"], "Pod");
+                    let _ = validate(&changed);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn metadata_that_is_not_an_object_is_an_error() {
+        for metadata in [
+            serde_json::json!("x"),
+            serde_json::json!(5),
+            serde_json::json!([]),
+        ] {
+            let text = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata});
+            let err = read_rendered(&text.to_string()).unwrap_err();
+            assert!(err.contains("metadata is not an object"), "{err}");
+        }
+        let named = read_rendered(
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":null,"spec":{"containers":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(named["metadata"]["name"], "app-run");
+    }
+
+    #[test]
+    fn templates_are_fetched_over_https_only() {
+        // The agent refuses http before it connects; ureq checks every
+        // redirect's URL the same way, so a redirect to http is refused.
+        let err = fetch(&template_agent(), "http://127.0.0.1:9/template").unwrap_err();
+        assert!(matches!(err, ureq::Error::RequireHttpsOnly(_)), "{err}");
+    }
 }

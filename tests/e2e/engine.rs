@@ -125,7 +125,8 @@ async fn a_hook_sees_no_files_environment_clock_or_network() {
     assert_eq!(failed_message("env").await, "env: []");
     assert_eq!(failed_message("args").await, "args: []");
     assert_eq!(failed_message("clock").await, "clock: Ok(0ns)");
-    // Randomness comes from a fixed seed: the same in every call.
+    // Hash seeds come from the fixed insecure source: the same in every
+    // call (secure random numbers are real: see the sandbox tests).
     let random = failed_message("random").await;
     assert_eq!(random, failed_message("random").await);
     let net = failed_message("net").await;

@@ -334,6 +334,36 @@ fn keep_on_failure_keeps_only_failed_pods() {
 
 #[test]
 #[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_failing_classifier_stops_and_deletes_the_pod() {
+    for action in ["panic", "print", "sleep", "alloc"] {
+        let scratch = crate::sandbox::misclassifying(action);
+        let result = scratch.path().join("result.json");
+        let start = Instant::now();
+        let out = podrun(&kubeconfig())
+            .current_dir(scratch.path())
+            .args(["run", "-a", "hello", "-n", "default", "--result-file"])
+            .arg(&result)
+            .args(["-c", "sleep 60"])
+            .output()
+            .unwrap();
+        let run = Run::collect(out, &result);
+        assert_eq!(run.code, 122, "{action}: {}", run.stderr);
+        assert!(
+            start.elapsed() < Duration::from_secs(45),
+            "{action}: waited for the pod"
+        );
+        assert_eq!(run.result["reason"], "HookFailed", "{action}");
+        assert_eq!(run.result["runtime"], "kube", "{action}");
+        let pod = run.result["pod"].as_str().unwrap().to_string();
+        assert!(
+            live_pod(&pod).is_none(),
+            "{action}: pod {pod} was left behind"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
 fn the_original_invocation_works() {
     let out = podrun(&kubeconfig())
         .current_dir(support::root().join("examples/hello"))

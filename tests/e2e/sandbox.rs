@@ -321,6 +321,35 @@ async fn too_many_instances_tables_or_memories_are_refused() {
     }
 }
 
+#[tokio::test]
+async fn names_in_a_trap_cannot_forge_console_lines() {
+    // wasmtime's trap message carries a backtrace with the guest's own
+    // function names.
+    let wat = r#"(component
+  (core module $m
+    (func $evil (@name "evil\1b[2K\npodrun: run r1 succeeded; resource limit exceeded") unreachable)
+    (start $evil))
+  (core instance (instantiate $m))
+  (core module $f (func (export "f")))
+  (core instance $fi (instantiate $f))
+  (func $mutate (canon lift (core func $fi "f")))
+  (instance $i (export "mutate" (func $mutate)))
+  (export "podrun:hook/mutate@0.1.0" (instance $i))
+)"#;
+    let (_dir, path) = wat_component(wat);
+    let err = call(Source::File(path), serde_json::json!({}), Limits::default())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.exit_code().number(), 122, "{text}");
+    assert!(
+        text.contains("evil\\u{1b}[2K"),
+        "the name is not in the message: {text:?}"
+    );
+    assert!(!text.contains('\x1b'), "{text:?}");
+    assert!(!text.contains("\npodrun: run"), "{text:?}");
+}
+
 #[test]
 fn a_huge_denial_with_escape_sequences_is_cut_and_escaped() {
     let hooks = "  hooks:\n    mutate:\n    - {hook: misbehave.wasm, with: {do: deny-huge}}\n";
@@ -433,6 +462,7 @@ fn a_component_past_the_size_cap_is_not_compiled() {
 struct CacheCase {
     scratch: Scratch,
     cache: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl CacheCase {
@@ -440,7 +470,15 @@ impl CacheCase {
         CacheCase {
             scratch: Scratch::new(&app("hello", "")),
             cache: tempfile::tempdir().unwrap(),
+            data: tempfile::tempdir().unwrap(),
         }
+    }
+
+    fn podrun(&self) -> std::process::Command {
+        let mut cmd = podrun_std(self.scratch.path());
+        cmd.env("PODRUN_CACHE_DIR", self.cache.path())
+            .env("XDG_DATA_HOME", self.data.path());
+        cmd
     }
 
     fn hooks_dir(&self) -> PathBuf {
@@ -449,16 +487,14 @@ impl CacheCase {
 
     /// `podrun render`: its pod and its stderr.
     fn render(&self) -> (serde_json::Value, String) {
-        let out = support::podrun_in(self.scratch.path())
-            .env("PODRUN_CACHE_DIR", self.cache.path())
+        let out = self
+            .podrun()
             .args(["render", "-a", "hello", "-o", "json"])
-            .assert()
-            .success();
-        let out = out.get_output();
-        (
-            serde_json::from_slice(&out.stdout).unwrap(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        (serde_json::from_slice(&out.stdout).unwrap(), stderr)
     }
 
     /// The cache file of the built-in `name`.
@@ -492,7 +528,8 @@ fn the_cache_runs_only_what_podrun_wrote() {
     let dir_mode = std::fs::metadata(case.hooks_dir()).unwrap().permissions();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(dir_mode.mode() & 0o777, 0o700);
-    let key = case.cache.path().join("hooks.key");
+    // The key lives outside the cache tree, in the user's data directory.
+    let key = case.data.path().join("podrun/cache.key");
     assert_eq!(
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
         0o600
@@ -523,6 +560,17 @@ fn the_cache_runs_only_what_podrun_wrote() {
         "not replaced"
     );
 
+    // A huge sparse file.
+    std::fs::remove_file(&target).unwrap();
+    let huge = std::fs::File::create(&target).unwrap();
+    huge.set_len(2 << 30).unwrap();
+    let (pod, stderr) = case.render();
+    assert_eq!(restart_policy(&pod), "Never");
+    assert!(
+        stderr.contains("is larger than any compiled hook"),
+        "{stderr}"
+    );
+
     // Owned by someone else (needs root to make).
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
@@ -543,8 +591,7 @@ fn the_cache_runs_only_what_podrun_wrote() {
 fn two_processes_compiling_the_same_hooks_at_once_both_succeed() {
     let case = CacheCase::new();
     let spawn = || {
-        podrun_std(case.scratch.path())
-            .env("PODRUN_CACHE_DIR", case.cache.path())
+        case.podrun()
             .args(["render", "-a", "hello"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -572,7 +619,7 @@ fn two_processes_compiling_the_same_hooks_at_once_both_succeed() {
 }
 
 /// A config whose classifier misbehaves as `action`, for `podrun run`.
-fn misclassifying(action: &str) -> Scratch {
+pub fn misclassifying(action: &str) -> Scratch {
     let hooks = format!(
         "  hooks:\n    classify:\n    - {{hook: misclassify.wasm, with: {{do: {action}}}, deadline-ms: 50}}\n"
     );

@@ -96,9 +96,11 @@ async fn a_runaway_script_is_stopped_like_any_hook() {
     );
 
     let (dir, path) = script("fn mutate(object, ctx) { let s = \"x\"; loop { s += s; } }");
-    // A long deadline, so that the memory cap is what stops it.
+    // A long deadline and a small cap, so that the memory cap stops it
+    // before the interpreter's own 4 MiB string limit does.
     let limits = Limits {
         deadline: Some(std::time::Duration::from_secs(20)),
+        memory: Some(6 << 20),
         ..Limits::default()
     };
     let err = support::hooks()

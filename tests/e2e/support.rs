@@ -33,7 +33,7 @@ pub fn hooks() -> Hooks {
 /// A hook loader caching compiled components in `dir`.
 pub fn hooks_cached_in(dir: &Path) -> Hooks {
     Hooks::new(EngineOptions {
-        cache: Some(CacheOptions::in_dir(dir.to_path_buf())),
+        cache: CacheOptions::in_dir(dir.to_path_buf()),
         ..EngineOptions::default()
     })
     .unwrap()

@@ -7,7 +7,7 @@
 //! - a file is opened without following symlinks, and used only if it is
 //!   owned by the user and writable by no one else;
 //! - each file carries an HMAC-SHA256 of its name and contents under a
-//!   per-user key kept outside the directory (0600), checked before the
+//!   per-user key kept outside the cache tree (0600), checked before the
 //!   file is deserialized: a file planted under a key, or copied from
 //!   another key, fails it;
 //! - files are written to a fresh temporary file and renamed into place.
@@ -35,6 +35,9 @@ use super::CacheOptions;
 type HmacSha256 = Hmac<Sha256>;
 const MAC_LEN: usize = 32;
 const KEY_LEN: usize = 32;
+/// The largest cache file read: compiled code of the largest component
+/// compiled, with room to spare.
+const MAX_ARTIFACT: u64 = 1 << 30;
 
 pub(crate) struct Cache {
     disk: Option<Disk>,
@@ -60,6 +63,10 @@ pub(crate) enum Refused {
     NotAFile { path: PathBuf },
     #[error("{path} fails its integrity check: podrun did not write it")]
     Integrity { path: PathBuf },
+    #[error("{path} is larger than any compiled hook ({size} bytes)")]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("the key {path} must not be inside the cache directory")]
+    KeyInCache { path: PathBuf },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -198,6 +205,11 @@ impl Disk {
             // Our own directory, opened too wide: close it.
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
         }
+        if options.key.starts_with(dir) {
+            return Err(Refused::KeyInCache {
+                path: options.key.clone(),
+            });
+        }
         let key = read_or_make_key(&options.key)?;
         Ok(Disk {
             dir: dir.clone(),
@@ -213,7 +225,9 @@ impl Disk {
     }
 
     fn file(&self, key: &str) -> PathBuf {
-        self.dir.join(format!("{key}.cwasm"))
+        // Signed files have a name of their own: unsigned ones from before
+        // are not read (nor reported).
+        self.dir.join(format!("{key}.signed.cwasm"))
     }
 
     /// The component cached under `key`, if there is one podrun wrote.
@@ -223,7 +237,7 @@ impl Disk {
             path: path.clone(),
             source,
         };
-        let mut file = match open_nofollow(&path) {
+        let file = match open_nofollow(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(e)),
@@ -233,8 +247,16 @@ impl Disk {
             return Err(Refused::NotAFile { path });
         }
         check_owned(&path, &meta, false)?;
+        if meta.len() > MAX_ARTIFACT {
+            return Err(Refused::TooLarge {
+                path,
+                size: meta.len(),
+            });
+        }
         let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut bytes).map_err(io)?;
+        file.take(MAX_ARTIFACT + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
         if bytes.len() < MAC_LEN {
             return Err(Refused::Integrity { path });
         }

@@ -70,11 +70,13 @@ pub struct CacheOptions {
 }
 
 impl CacheOptions {
-    /// A cache in `dir`, with its key beside it (`dir` with the extension
-    /// `key`).
-    pub fn in_dir(dir: PathBuf) -> Self {
-        let key = dir.with_extension("key");
-        CacheOptions { dir, key }
+    /// A cache in `dir`, with its key in the user's local data directory
+    /// (`$XDG_DATA_HOME/podrun/cache.key`), away from the cache tree: a
+    /// restored or shared cache brings no key of its own. `None` where
+    /// there is no data directory.
+    pub fn in_dir(dir: PathBuf) -> Option<Self> {
+        let key = dirs::data_local_dir()?.join("podrun").join("cache.key");
+        Some(CacheOptions { dir, key })
     }
 }
 
@@ -208,7 +210,7 @@ impl Hooks {
             if too_big(&e) {
                 HookError::Limit {
                     hook: name.clone(),
-                    what: format!("{e:#}"),
+                    what: super::text::shown(&format!("{e:#}"), super::text::MESSAGE_LIMIT),
                 }
             } else {
                 load_err(format!("not a valid component: {e:#}"))

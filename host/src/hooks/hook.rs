@@ -18,9 +18,9 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::bindings::{classify, mutate, render, script, types};
-use super::engine::{Shared, TICK};
+use super::engine::Shared;
 use super::output::{Budget, MESSAGE_SLACK, TooLarge};
-use super::sandbox::{HostState, OUTPUT_CAPACITY, Stopped};
+use super::sandbox::{self, HostState, OUTPUT_CAPACITY, Stopped};
 use super::text::{MESSAGE_LIMIT, shown, shown_lines};
 use super::{Called, HookError, Kind};
 
@@ -287,16 +287,17 @@ impl Hook {
             })?;
         self.instances.fetch_add(1, Ordering::Relaxed);
         let output = MemoryOutputPipe::new(OUTPUT_CAPACITY);
-        let state = HostState::new(self.limits.memory, output.clone(), TICK);
+        let state = HostState::new(self.limits.memory, output.clone());
         let mut store = Store::new(&self.shared.engine, state);
         store.limiter(|s| &mut s.limits);
         // What wasmtime copies out of the guest at once, results included.
         store.set_hostcall_fuel(self.limits.output.saturating_add(MESSAGE_SLACK));
         store.epoch_deadline_callback(|mut cx| {
-            Ok(if cx.data_mut().tick_passed() {
+            let state = cx.data_mut();
+            Ok(if state.tick_passed() {
                 UpdateDeadline::Interrupt
             } else {
-                UpdateDeadline::Yield(1)
+                UpdateDeadline::YieldCustom(1, Box::pin(state.yield_now()))
             })
         });
         store.set_epoch_deadline(1);
@@ -332,7 +333,7 @@ impl Hook {
             if let Err(message) = loaded {
                 return Err(HookError::Script {
                     hook: self.name.clone(),
-                    message: shown_lines(&message, MESSAGE_LIMIT),
+                    message: shown(&message, MESSAGE_LIMIT),
                 });
             }
         }
@@ -389,15 +390,25 @@ impl Hook {
                     limit: self.limits.memory,
                 };
             }
-            Some(Stopped::LogCalls) | Some(Stopped::Resources) => {
+            Some(Stopped::LogCalls) => {
                 return HookError::Limit {
                     hook,
-                    what: format!("{e:#}"),
+                    what: format!("it made more than {} log calls", sandbox::MAX_LOG_CALLS),
+                };
+            }
+            Some(Stopped::Resources) => {
+                return HookError::Limit {
+                    hook,
+                    what: format!(
+                        "its tables have more than {} elements",
+                        sandbox::MAX_TABLE_ELEMENTS
+                    ),
                 };
             }
             None => {}
         }
-        let text = format!("{e:#}");
+        // The error may carry the guest's own names (a backtrace).
+        let text = shown(&format!("{e:#}"), MESSAGE_LIMIT);
         if text.contains("fuel allocated for hostcalls") {
             return HookError::Limit {
                 hook,

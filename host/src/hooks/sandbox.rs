@@ -8,7 +8,7 @@
 //! and a hook cannot make the host wait. A sleep is charged to the call's
 //! deadline instead; one longer than what is left of it ends the call.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use wasmtime::component::{Resource, ResourceTable};
@@ -36,6 +36,29 @@ pub(crate) const MAX_MEMORIES: usize = 8;
 pub(crate) const MAX_TABLES: usize = 64;
 pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
+/// The most random bytes one WASI call may ask for.
+pub(crate) const MAX_RANDOM: u64 = 64 << 10;
+
+/// When the guest last got a thread back after a yield.
+#[derive(Clone)]
+pub(crate) struct Resumed(std::sync::Arc<std::sync::Mutex<Instant>>);
+
+impl Default for Resumed {
+    fn default() -> Self {
+        Resumed(std::sync::Arc::new(std::sync::Mutex::new(Instant::now())))
+    }
+}
+
+impl Resumed {
+    fn set(&self, at: Instant) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
+
+    fn get(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Why the sandbox stopped a call, when it was the sandbox that did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stopped {
@@ -59,15 +82,15 @@ pub(crate) struct HostState {
     log_calls: u32,
     /// The call's deadline, and what it has used of it.
     pub(crate) budget: Duration,
-    pub(crate) ticks: u64,
-    pub(crate) tick: Duration,
+    ran: Duration,
+    resumed: Resumed,
     slept: Duration,
     /// Set when the sandbox, rather than the guest, ended the call.
     pub(crate) stopped: Option<Stopped>,
 }
 
 impl HostState {
-    pub(crate) fn new(memory_limit: usize, output: MemoryOutputPipe, tick: Duration) -> Self {
+    pub(crate) fn new(memory_limit: usize, output: MemoryOutputPipe) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
             .stderr(output)
@@ -81,6 +104,7 @@ impl HostState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .max_random_size(MAX_RANDOM)
             .build();
         HostState {
             wasi,
@@ -94,8 +118,8 @@ impl HostState {
             logs: Vec::new(),
             log_calls: 0,
             budget: Duration::ZERO,
-            ticks: 0,
-            tick,
+            ran: Duration::ZERO,
+            resumed: Resumed::default(),
             slept: Duration::ZERO,
             stopped: None,
         }
@@ -104,29 +128,39 @@ impl HostState {
     /// Starts a call with `budget` of deadline.
     pub(crate) fn arm(&mut self, budget: Duration) {
         self.budget = budget;
-        self.ticks = 0;
+        self.ran = Duration::ZERO;
         self.slept = Duration::ZERO;
         self.log_calls = 0;
         self.stopped = None;
+        self.limits.exceeded = None;
+        self.resumed.set(Instant::now());
     }
 
-    /// What the call has used of its deadline: the epoch ticks it ran
-    /// through, and what it slept.
+    /// What the call has used of its deadline: the time it ran (guest code
+    /// and host calls, not the time it waited, yielded, for a thread) and
+    /// what it slept.
     fn used(&self) -> Duration {
-        self.tick
-            .saturating_mul(self.ticks.min(u32::MAX.into()) as u32)
-            .saturating_add(self.slept)
+        self.ran.saturating_add(self.slept)
     }
 
-    /// Called at each epoch tick while the guest runs: counts it, and says
-    /// whether the deadline is past.
+    /// Called at each epoch tick while the guest runs: adds the time it ran
+    /// since it last got a thread, and says whether the deadline is past.
     pub(crate) fn tick_passed(&mut self) -> bool {
-        self.ticks += 1;
+        self.ran += self.resumed.get().elapsed();
         if self.used() >= self.budget {
             self.stopped = Some(Stopped::Deadline);
             return true;
         }
         false
+    }
+
+    /// A yield to the executor that notes when the guest runs again.
+    pub(crate) fn yield_now(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let resumed = self.resumed.clone();
+        async move {
+            tokio::task::yield_now().await;
+            resumed.set(Instant::now());
+        }
     }
 
     /// Why the sandbox stopped the call, if it did.
@@ -327,7 +361,7 @@ mod tests {
     #[test]
     fn sleeps_are_charged_to_the_deadline() {
         let output = MemoryOutputPipe::new(16);
-        let mut state = HostState::new(1 << 20, output, Duration::from_millis(1));
+        let mut state = HostState::new(1 << 20, output);
         state.arm(Duration::from_millis(50));
         assert!(state.sleep(Duration::from_millis(30)).is_ok());
         assert!(state.sleep(Duration::from_millis(30)).is_err());
