@@ -101,6 +101,8 @@ impl Mutate for Misbehave {
                 Ok(Mutation::Unchanged)
             }
             "recurse" => {
+                // Unbounded on purpose: the host must survive it.
+                #[allow(unconditional_recursion)]
                 fn down(n: u64) -> u64 {
                     std::hint::black_box(down(std::hint::black_box(n) + 1)) + 1
                 }
