@@ -727,26 +727,19 @@ impl Config {
             }
             limits.deadline = Some(std::time::Duration::from_millis(ms));
         }
-        if let Some(mib) = h.memory_mib {
-            if !(1..=(Limits::MAX_MEMORY >> 20) as u64).contains(&mib) {
-                return Err(format!(
-                    "{:?}: memory-mib must be from 1 to {}",
+        let mib = |value: Option<u64>, field: &str, max: usize| -> Result<Option<usize>, String> {
+            match value {
+                Some(mib) if !(1..=(max >> 20) as u64).contains(&mib) => Err(format!(
+                    "{:?}: {field} must be from 1 to {}",
                     h.hook,
-                    Limits::MAX_MEMORY >> 20
-                ));
+                    max >> 20
+                )),
+                Some(mib) => Ok(Some((mib as usize) << 20)),
+                None => Ok(None),
             }
-            limits.memory = Some((mib as usize) << 20);
-        }
-        if let Some(mib) = h.output_mib {
-            if !(1..=(Limits::MAX_OUTPUT >> 20) as u64).contains(&mib) {
-                return Err(format!(
-                    "{:?}: output-mib must be from 1 to {}",
-                    h.hook,
-                    Limits::MAX_OUTPUT >> 20
-                ));
-            }
-            limits.output = Some((mib as usize) << 20);
-        }
+        };
+        limits.memory = mib(h.memory_mib, "memory-mib", Limits::MAX_MEMORY)?;
+        limits.output = mib(h.output_mib, "output-mib", Limits::MAX_OUTPUT)?;
         Ok(hooks::Spec {
             source,
             kind,

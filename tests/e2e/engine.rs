@@ -3,32 +3,19 @@
 
 use std::time::{Duration, Instant};
 
-use podrun::hooks::{HookError, Kind, Limits, Source, Spec, log, mutate, types};
+use podrun::hooks::{HookError, Kind, Limits, Source, Spec, log, mutate};
 use podrun::pipeline::{PipelineError, Request, prepare};
 
-use crate::support::{self, Scratch, app};
-
-fn context() -> types::Application {
-    podrun::hooks::bare_application("t", "r1")
-}
-
-fn pod() -> types::Object {
-    types::Object {
-        api_version: "v1".into(),
-        kind: "Pod".into(),
-        json: r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#.into(),
-    }
-}
+use crate::support::{self, Scratch, app, context, pod};
 
 async fn misbehave(action: &str, limits: Limits) -> Result<mutate::Mutation, HookError> {
-    let spec = Spec {
-        source: Source::File(support::guest("misbehave")),
-        kind: Kind::Mutate,
-        settings: serde_json::json!({ "do": action }),
+    support::mutate_once(
+        Source::File(support::guest("misbehave")),
+        serde_json::json!({ "do": action }),
         limits,
-    };
-    let hook = support::hooks().load(&spec).await?;
-    hook.mutate(&context(), &pod()).await.map(|c| c.value)
+    )
+    .await
+    .map(|c| c.value)
 }
 
 async fn failed_message(action: &str) -> String {
@@ -135,19 +122,13 @@ async fn a_hook_sees_no_files_environment_clock_or_network() {
 
 #[tokio::test]
 async fn hook_logs_come_back_with_the_call() {
-    let spec = Spec {
-        source: Source::File(support::guest("misbehave")),
-        kind: Kind::Mutate,
-        settings: serde_json::json!({ "do": "log" }),
-        limits: Limits::default(),
-    };
-    let called = support::hooks()
-        .load(&spec)
-        .await
-        .unwrap()
-        .mutate(&context(), &pod())
-        .await
-        .unwrap();
+    let called = support::mutate_once(
+        Source::File(support::guest("misbehave")),
+        serde_json::json!({ "do": "log" }),
+        Limits::default(),
+    )
+    .await
+    .unwrap();
     let lines: Vec<(bool, &str)> = called
         .logs
         .iter()

@@ -8,22 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use podrun::hooks::{HookError, Kind, Limits, Source, Spec, mutate, types};
+use podrun::hooks::{HookError, Kind, Limits, Source, Spec, mutate};
 use sha2::Digest;
 
-use crate::support::{self, Scratch, app};
-
-fn context() -> types::Application {
-    podrun::hooks::bare_application("t", "r1")
-}
-
-fn pod() -> types::Object {
-    types::Object {
-        api_version: "v1".into(),
-        kind: "Pod".into(),
-        json: r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#.into(),
-    }
-}
+use crate::support::{self, Scratch, app, context, pod};
 
 async fn call(
     source: Source,
@@ -182,19 +170,13 @@ async fn output_logs_and_recursion_are_bounded() {
         "{err:?}"
     );
     // A huge log line is cut before the host keeps it.
-    let spec = Spec {
-        source: Source::File(support::guest("misbehave")),
-        kind: Kind::Mutate,
-        settings: serde_json::json!({"do": "log-huge"}),
-        limits: Limits::default(),
-    };
-    let called = support::hooks()
-        .load(&spec)
-        .await
-        .unwrap()
-        .mutate(&context(), &pod())
-        .await
-        .unwrap();
+    let called = support::mutate_once(
+        Source::File(support::guest("misbehave")),
+        serde_json::json!({"do": "log-huge"}),
+        Limits::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(called.logs.len(), 1);
     assert!(called.logs[0].message.len() < 4096);
 }

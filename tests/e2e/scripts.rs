@@ -2,10 +2,10 @@
 //! the same sandbox as any hook, through the engine and the CLI.
 
 use assert_cmd::Command;
-use podrun::hooks::{HookError, Kind, Limits, Source, Spec, mutate, types};
+use podrun::hooks::{HookError, Kind, Limits, Source, Spec, mutate};
 use serde_json::Value;
 
-use crate::support::{self, Scratch, app};
+use crate::support::{self, Scratch, app, context, pod};
 
 fn podrun(dir: &std::path::Path) -> Command {
     support::podrun_in(dir)
@@ -25,18 +25,6 @@ fn spec(path: &std::path::Path, kind: Kind, limits: Limits) -> Spec {
         settings: serde_json::json!({}),
         limits,
     }
-}
-
-fn pod() -> types::Object {
-    types::Object {
-        api_version: "v1".into(),
-        kind: "Pod".into(),
-        json: r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#.into(),
-    }
-}
-
-fn context() -> types::Application {
-    podrun::hooks::bare_application("t", "r1")
 }
 
 #[tokio::test]

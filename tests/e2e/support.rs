@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use podrun::config::Config;
-use podrun::hooks::{CacheOptions, EngineOptions, Hooks};
+use podrun::hooks::{
+    CacheOptions, Called, EngineOptions, HookError, Hooks, Kind, Limits, Source, Spec, mutate,
+    types,
+};
 
 /// Compiled hooks are cached here for every test of this binary, so each
 /// component is compiled once per test run.
@@ -162,4 +165,33 @@ pub fn fails_with(cmd: &mut assert_cmd::Command, code: i32, text: &str) {
     let out = cmd.assert().code(code);
     let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(err.contains(text), "expected {text:?} in: {err}");
+}
+
+/// The context of a test call.
+pub fn context() -> types::Application {
+    podrun::hooks::bare_application("t", "r1")
+}
+
+/// A small Pod, as a mutate hook gets it.
+pub fn pod() -> types::Object {
+    types::Object {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        json: r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#.into(),
+    }
+}
+
+/// Calls the mutate hook `source` once with `settings` under `limits`.
+pub async fn mutate_once(
+    source: Source,
+    settings: serde_json::Value,
+    limits: Limits,
+) -> Result<Called<mutate::Mutation>, HookError> {
+    let spec = Spec {
+        source,
+        kind: Kind::Mutate,
+        settings,
+        limits,
+    };
+    hooks().load(&spec).await?.mutate(&context(), &pod()).await
 }

@@ -255,16 +255,18 @@ impl Hooks {
             memory: spec.limits.memory.unwrap_or(defaults.memory),
             output: spec.limits.output.unwrap_or(defaults.output),
         };
-        let hook = Hook::new(
+        let hook = Hook {
             name,
-            self.shared.clone(),
+            shared: self.shared.clone(),
             pre,
-            spec.kind,
+            kind: spec.kind,
             func,
             limits,
-            spec.settings.to_string(),
+            settings: spec.settings.to_string(),
             script,
-        );
+            live: Default::default(),
+            instances: Default::default(),
+        };
         // A script is compiled now, so that its errors come before the run
         // starts; the instance is kept for the run's calls.
         hook.prepare_script().await?;

@@ -48,7 +48,7 @@ pub(crate) struct Script {
 }
 
 /// An instance with its store and its place in the pool.
-struct Live {
+pub(super) struct Live {
     store: Store<HostState>,
     instance: Instance,
     output: MemoryOutputPipe,
@@ -58,44 +58,19 @@ struct Live {
 /// A loaded hook, ready to be called. Every call runs in a fresh instance,
 /// except a script hook's, which keeps one instance while it is loaded.
 pub struct Hook {
-    name: String,
-    shared: Arc<Shared>,
-    pre: InstancePre<HostState>,
-    kind: Kind,
-    func: ComponentExportIndex,
-    limits: Resolved,
-    settings: String,
-    script: Option<Script>,
-    live: Mutex<Option<Live>>,
-    instances: AtomicU64,
+    pub(super) name: String,
+    pub(super) shared: Arc<Shared>,
+    pub(super) pre: InstancePre<HostState>,
+    pub(super) kind: Kind,
+    pub(super) func: ComponentExportIndex,
+    pub(super) limits: Resolved,
+    pub(super) settings: String,
+    pub(super) script: Option<Script>,
+    pub(super) live: Mutex<Option<Live>>,
+    pub(super) instances: AtomicU64,
 }
 
 impl Hook {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        name: String,
-        shared: Arc<Shared>,
-        pre: InstancePre<HostState>,
-        kind: Kind,
-        func: ComponentExportIndex,
-        limits: Resolved,
-        settings: String,
-        script: Option<Script>,
-    ) -> Self {
-        Hook {
-            name,
-            shared,
-            pre,
-            kind,
-            func,
-            limits,
-            settings,
-            script,
-            live: Mutex::new(None),
-            instances: AtomicU64::new(0),
-        }
-    }
-
     /// The hook's name for messages.
     pub fn name(&self) -> &str {
         &self.name
