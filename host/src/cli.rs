@@ -479,6 +479,10 @@ fn run(cli: Cli) -> Result<Code, Failure> {
     }
 }
 
+/// Hook instances at once in one CLI run: its hooks, each script hook
+/// holding one for the whole run.
+const CLI_POOL: u32 = 32;
+
 /// Runs a command on an async runtime; a reader still blocked on stdin at
 /// the end does not keep podrun alive.
 fn on_runtime(
@@ -493,6 +497,8 @@ fn on_runtime(
 fn hooks(cache_dir: Option<PathBuf>) -> Result<Hooks, Failure> {
     let dir = cache_dir.or_else(|| dirs::cache_dir().map(|d| d.join("podrun")));
     Hooks::new(EngineOptions {
+        // One run at a time: a small pool is set up faster.
+        pool_size: CLI_POOL,
         cache: dir.and_then(|d| CacheOptions::in_dir(d.join("hooks"))),
         ..EngineOptions::default()
     })

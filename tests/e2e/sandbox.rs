@@ -603,7 +603,7 @@ fn two_processes_compiling_the_same_hooks_at_once_both_succeed() {
 /// A config whose classifier misbehaves as `action`, for `podrun run`.
 pub fn misclassifying(action: &str) -> Scratch {
     let hooks = format!(
-        "  hooks:\n    classify:\n    - {{hook: misclassify.wasm, with: {{do: {action}}}, deadline-ms: 50}}\n"
+        "  hooks:\n    classify:\n    - {{hook: misclassify.wasm, with: {{do: {action}}}, deadline-ms: 300}}\n"
     );
     let scratch = Scratch::new(&app("hello", &hooks));
     std::fs::copy(
