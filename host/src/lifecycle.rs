@@ -112,9 +112,6 @@ fn delete(keep: Keep, failed: bool) -> bool {
 /// Why a run could not be carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// A classifier hook failed.
-    #[error(transparent)]
-    Hook(#[from] HookError),
     /// The status server could not start.
     #[error("cannot serve the status on {addr}: {source}")]
     StatusServer {
@@ -129,7 +126,6 @@ impl RunError {
     /// The exit code this failure ends podrun with.
     pub fn exit_code(&self) -> Code {
         match self {
-            RunError::Hook(e) => e.exit_code(),
             RunError::StatusServer { .. } => Code::Usage,
         }
     }

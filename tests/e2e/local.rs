@@ -19,6 +19,8 @@ fn podrun() -> StdCommand {
     std::fs::create_dir_all(&home).unwrap();
     cmd.env("PODRUN_CACHE_DIR", support::shared_cache())
         .env("HOME", home)
+        // The shared cache's files are signed with the real user's key.
+        .env("XDG_DATA_HOME", dirs::data_local_dir().unwrap())
         .env_remove("KUBECONFIG")
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("PODRUN_LOG")

@@ -663,7 +663,8 @@ fn a_lying_verdict_is_cut_and_escaped() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         !run.stderr.contains('\x1b'),
-        "an escape sequence reached the console"
+        "an escape sequence reached the console: {:?}",
+        run.stderr
     );
     assert_eq!(
         run.stderr

@@ -2,6 +2,7 @@
 //! wasmtime engine, the linker that grants hooks what they may use, the
 //! compiled-component cache and the instance pool.
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -177,28 +178,44 @@ impl Hooks {
             hook: name.clone(),
             message,
         };
-        let mut script_text = None;
-        let bytes: Arc<[u8]> = match &spec.source {
-            Source::Builtin(b) => builtin::wasm(b)
-                .ok_or_else(|| load_err("no such built-in hook".into()))?
-                .into(),
-            Source::File(path) => self.read_component(&name, path)?.into(),
-            Source::Script(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| load_err(e.to_string()))?;
-                script_text = Some((path.display().to_string(), text));
-                builtin::wasm(builtin::SCRIPT_INTERPRETER)
-                    .ok_or_else(|| load_err("no script interpreter is built in".into()))?
-                    .into()
-            }
-        };
-        let shared = self.shared.clone();
+        // Files are read, and components compiled, on a blocking thread:
+        // never on the async executor.
+        let source = spec.source.clone();
+        let this = self.clone();
+        let hook_name = name.clone();
         let compiled = tokio::task::spawn_blocking(move || {
-            let component = shared.cache.component(&shared.engine, &bytes)?;
-            let pre = shared.linker.instantiate_pre(&component);
-            Ok::<_, wasmtime::Error>((component, pre))
+            let load_err = |message: String| HookError::Load {
+                hook: hook_name.clone(),
+                message,
+            };
+            let mut script_text = None;
+            let bytes: Cow<'static, [u8]> = match &source {
+                Source::Builtin(b) => builtin::wasm(b)
+                    .ok_or_else(|| load_err("no such built-in hook".into()))?
+                    .into(),
+                Source::File(path) => this.read_component(&hook_name, path)?.into(),
+                Source::Script(path) => {
+                    let text =
+                        std::fs::read_to_string(path).map_err(|e| load_err(e.to_string()))?;
+                    script_text = Some((path.display().to_string(), text));
+                    builtin::wasm(builtin::SCRIPT_INTERPRETER)
+                        .ok_or_else(|| load_err("no script interpreter is built in".into()))?
+                        .into()
+                }
+            };
+            let shared = &this.shared;
+            let compiled = shared
+                .cache
+                .component(&shared.engine, &bytes)
+                .map(|component| {
+                    let pre = shared.linker.instantiate_pre(&component);
+                    (component, pre)
+                });
+            Ok::<_, HookError>((compiled, script_text))
         })
         .await
-        .map_err(|e| load_err(format!("the compiler failed: {e}")))?;
+        .map_err(|e| load_err(format!("the compiler failed: {e}")))??;
+        let (compiled, script_text) = compiled;
         // The pooling allocator refuses a component with more instances,
         // memories or tables than a hook may have, as it is compiled.
         let too_big = |e: &wasmtime::Error| {

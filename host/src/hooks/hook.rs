@@ -2,9 +2,10 @@
 //!
 //! Every call runs asynchronously on a fiber: the guest yields the thread
 //! at each epoch tick, so runs, log followers and servers keep going while
-//! a hook computes. Each call has three bounds: its deadline (the ticks it
-//! computes through plus what it sleeps), a wall-clock limit around the
-//! whole call, and the store's caps on memory, instances and tables.
+//! a hook computes. Each call has three bounds: its deadline (the time it
+//! runs, host calls included, plus what it sleeps), a wall-clock limit
+//! around the whole call, and the store's caps on memory, instances and
+//! tables.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
