@@ -279,18 +279,24 @@ fn summary(_: &mut Criterion) {
         "script / Rust:                  {ratio:7.1} x    goal <= 10 x    {}",
         verdict(ratio <= 10.0)
     );
-    let fresh = timed(50, || {
-        let hooks = engine();
+    let first_call = |hooks: &Hooks| {
         let hook = load(
-            &hooks,
+            hooks,
             Source::Script(root().join("examples/scripts/team-policy.rhai")),
             Kind::Mutate,
             serde_json::json!({"default-team": "platform"}),
         );
         drop(block(hook.mutate(&app, &pod)).unwrap())
-    });
+    };
+    let shared = engine();
+    let run = timed(50, || first_call(&shared));
     println!(
         "script: load + first call:      {:7.1} µs   (a new run: instance, compile, call)",
+        us(run)
+    );
+    let fresh = timed(50, || first_call(&engine()));
+    println!(
+        "  the same, with a new engine:  {:7.1} µs   (a new process: engine, cache file, run)",
         us(fresh)
     );
     let m = timed(3000, || {

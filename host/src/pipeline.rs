@@ -356,7 +356,13 @@ async fn read_template(dir: &Path, source: &str) -> Result<String, PipelineError
 
 /// The HTTP client for templates: https only, on every redirect too.
 fn template_agent() -> ureq::Agent {
+    agent_trusting(ureq::tls::TlsConfig::default())
+}
+
+/// The template client, trusting the certificates `tls` says.
+fn agent_trusting(tls: ureq::tls::TlsConfig) -> ureq::Agent {
     ureq::Agent::config_builder()
+        .tls_config(tls)
         .https_only(true)
         .max_redirects(5)
         .timeout_global(Some(Duration::from_secs(30)))
@@ -572,9 +578,83 @@ mod tests {
 
     #[test]
     fn templates_are_fetched_over_https_only() {
-        // The agent refuses http before it connects; ureq checks every
-        // redirect's URL the same way, so a redirect to http is refused.
         let err = fetch(&template_agent(), "http://127.0.0.1:9/template").unwrap_err();
         assert!(matches!(err, ureq::Error::RequireHttpsOnly(_)), "{err}");
+    }
+
+    #[test]
+    fn an_https_template_redirecting_to_http_is_refused() {
+        use std::io::{BufRead, BufReader, Write};
+        use std::net::TcpListener;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        // The redirect's target: it must never be reached.
+        let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+        let plain_port = plain.local_addr().unwrap().port();
+        plain.set_nonblocking(true).unwrap();
+
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let server = Arc::new(server);
+        let tls = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tls.local_addr().unwrap().port();
+        let done = Arc::new(AtomicBool::new(false));
+        let serving = done.clone();
+        std::thread::spawn(move || {
+            for stream in tls.incoming() {
+                if serving.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let conn = rustls::ServerConnection::new(server.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                let mut request = String::new();
+                let mut reader = BufReader::new(&mut tls);
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let response = if request.starts_with("GET /moved ") {
+                    format!(
+                        "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{plain_port}/template\r\nContent-Length: 0\r\n\r\n"
+                    )
+                } else {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nkind: Pod".to_string()
+                };
+                let _ = tls.write_all(response.as_bytes());
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        });
+
+        let roots = ureq::tls::RootCerts::new_with_certs(&[ureq::tls::Certificate::from_der(
+            cert.cert.der(),
+        )
+        .to_owned()]);
+        let agent = agent_trusting(ureq::tls::TlsConfig::builder().root_certs(roots).build());
+        // The server works: a template straight from it is read.
+        let base = format!("https://127.0.0.1:{port}");
+        assert_eq!(
+            fetch(&agent, &format!("{base}/template")).unwrap(),
+            "kind: Pod"
+        );
+        // Its redirect to http is refused, and the http side never called.
+        let err = fetch(&agent, &format!("{base}/moved")).unwrap_err();
+        assert!(matches!(err, ureq::Error::RequireHttpsOnly(_)), "{err}");
+        assert!(plain.accept().is_err(), "the http URL was reached");
+        done.store(true, Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", port));
     }
 }

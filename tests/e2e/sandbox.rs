@@ -9,7 +9,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use podrun::hooks::{HookError, Kind, Limits, Source, Spec, mutate};
-use sha2::Digest;
 
 use crate::support::{self, Scratch, app, context, pod};
 
@@ -381,6 +380,12 @@ fn runaway_scripts_end_with_line_and_column() {
     let cases = [
         ("let s = \"x\";\n  loop { s += s; }", "Length of string"),
         ("let a = [];\n  a.pad(60000, 0);", "Size of array"),
+        // Maps of two entries: their entries pass the map limit while the
+        // array is still half its own.
+        (
+            "let a = [];\n  a.pad(25001, #{ a: 1, b: 2 });",
+            "Size of object map",
+        ),
         ("let i = 0;\n  loop { i += 1; }", "Too many operations"),
     ];
     for (body, expected) in cases {
@@ -483,8 +488,9 @@ impl CacheCase {
     fn file_of(&self, name: &str) -> PathBuf {
         let wasm = Path::new(env!("PODRUN_TEST_GUESTS"))
             .join(format!("podrun_hook_{}.wasm", name.replace('-', "_")));
-        let digest = sha2::Sha256::digest(std::fs::read(wasm).unwrap());
-        let prefix: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let prefix = blake3::hash(&std::fs::read(wasm).unwrap())
+            .to_hex()
+            .to_string();
         std::fs::read_dir(self.hooks_dir())
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -523,6 +529,21 @@ fn the_cache_runs_only_what_podrun_wrote() {
     std::fs::copy(&other, &target).unwrap();
     let (pod, stderr) = case.render();
     assert_eq!(restart_policy(&pod), "Never", "the planted hook ran");
+    assert!(stderr.contains("fails its integrity check"), "{stderr}");
+
+    // Cut short: the tag is gone, and what ends the file now is code.
+    let whole = std::fs::read(&target).unwrap();
+    std::fs::write(&target, &whole[..whole.len() / 2]).unwrap();
+    let (pod, stderr) = case.render();
+    assert_eq!(restart_policy(&pod), "Never");
+    assert!(stderr.contains("fails its integrity check"), "{stderr}");
+
+    // One byte of code changed.
+    let mut changed = whole.clone();
+    changed[whole.len() / 2] ^= 1;
+    std::fs::write(&target, &changed).unwrap();
+    let (pod, stderr) = case.render();
+    assert_eq!(restart_policy(&pod), "Never");
     assert!(stderr.contains("fails its integrity check"), "{stderr}");
 
     // World-writable.

@@ -6,14 +6,16 @@
 //! - the directory is the user's own and 0700;
 //! - a file is opened without following symlinks, and used only if it is
 //!   owned by the user and writable by no one else;
-//! - each file carries an HMAC-SHA256 of its name and contents under a
-//!   per-user key kept outside the cache tree (0600), checked before the
+//! - each file ends with a keyed BLAKE3 MAC of its name and contents under
+//!   a per-user key kept outside the cache tree (0600), checked before the
 //!   file is deserialized: a file planted under a key, or copied from
 //!   another key, fails it;
-//! - files are written to a fresh temporary file and renamed into place.
+//! - files are written to a fresh temporary file and renamed into place;
+//! - wasmtime maps the very file that was checked (through its open
+//!   descriptor), so checking costs one pass over it and no copy.
 //!
 //! A file that fails any check is reported and compiled again. Artifacts
-//! are keyed by the component's SHA-256 and by the engine's compatibility
+//! are keyed by the component's BLAKE3 hash and by the engine's compatibility
 //! hash (wasmtime version and settings), so a change of either compiles
 //! again.
 
@@ -21,19 +23,17 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::CacheOptions;
 
-type HmacSha256 = Hmac<Sha256>;
-const MAC_LEN: usize = 32;
+const MAC_LEN: usize = blake3::OUT_LEN;
 const KEY_LEN: usize = 32;
 /// The largest cache file read: compiled code of the largest component
 /// compiled, with room to spare.
@@ -135,13 +135,9 @@ impl Cache {
 fn key(engine: &Engine, bytes: &[u8]) -> String {
     let mut h = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
-    let mut key = hex(&Sha256::digest(bytes));
+    let mut key = blake3::hash(bytes).to_hex().to_string();
     key.push_str(&format!("-{:016x}", h.finish()));
     key
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn me() -> u32 {
@@ -217,8 +213,8 @@ impl Disk {
         })
     }
 
-    fn mac(&self, name: &str) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+    fn mac(&self, name: &str) -> blake3::Hasher {
+        let mut mac = blake3::Hasher::new_keyed(&self.key);
         mac.update(name.as_bytes());
         mac.update(&[0]);
         mac
@@ -253,23 +249,38 @@ impl Disk {
                 size: meta.len(),
             });
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.take(MAX_ARTIFACT + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
-        if bytes.len() < MAC_LEN {
+        let Some(length) = meta.len().checked_sub(MAC_LEN as u64) else {
             return Err(Refused::Integrity { path });
-        }
-        let (tag, artifact) = bytes.split_at(MAC_LEN);
+        };
+        // The artifact through the MAC, in pieces; then the tag after it.
         let mut mac = self.mac(key);
-        mac.update(artifact);
-        if mac.verify_slice(tag).is_err() {
+        let mut artifact = (&file).take(length);
+        let mut piece = vec![0; 256 << 10];
+        loop {
+            match artifact.read(&mut piece) {
+                Ok(0) => break,
+                Ok(n) => {
+                    mac.update(&piece[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        let mut tag = [0; MAC_LEN];
+        // A file that shrank meanwhile has no tag here, or a wrong one.
+        if (&file).read_exact(&mut tag).is_err() || mac.finalize() != blake3::Hash::from(tag) {
             return Err(Refused::Integrity { path });
         }
-        // SAFETY: the bytes carry this user's MAC over this key and these
-        // contents, so podrun wrote them from a component it compiled;
-        // wasmtime also checks that they match this engine.
-        match unsafe { Component::deserialize(engine, artifact) } {
+        // wasmtime maps the file checked above, reached through its open
+        // descriptor (the name may point elsewhere by now). The tag after
+        // the artifact lies outside its ELF image, which is all wasmtime
+        // reads.
+        let checked = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        // SAFETY: the file carries this user's MAC over this key and these
+        // contents, so podrun wrote it from a component it compiled, and
+        // only this user can change it; wasmtime also checks that it
+        // matches this engine.
+        match unsafe { Component::deserialize_file(engine, &checked) } {
             Ok(c) => Ok(Some(c)),
             Err(e) => {
                 tracing::debug!("ignoring cached component {}: {e}", path.display());
@@ -284,13 +295,13 @@ impl Disk {
         let artifact = component.serialize()?;
         let mut mac = self.mac(key);
         mac.update(&artifact);
-        let tag = mac.finalize().into_bytes();
+        let tag = mac.finalize();
         let mut tmp = tempfile::Builder::new()
             .prefix(".podrun-")
             .suffix(".tmp")
             .tempfile_in(&self.dir)?;
-        tmp.write_all(&tag)?;
         tmp.write_all(&artifact)?;
+        tmp.write_all(tag.as_bytes())?;
         tmp.as_file().sync_data()?;
         tmp.persist(self.file(key))?;
         Ok(())
