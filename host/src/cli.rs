@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config};
 use crate::exit::Code;
@@ -50,6 +50,15 @@ enum Command {
     Gc(GcArgs),
     /// Apply mutate hooks (default: sequence) to the Pods, Jobs and CronJobs of a YAML file
     Convert(ConvertArgs),
+    /// Print a shell completion script (e.g. `podrun completions bash >
+    /// /etc/bash_completion.d/podrun`)
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print podrun's man page (roff; e.g. `podrun man | man -l -`)
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +160,11 @@ struct RunCommand {
 
     #[command(flatten)]
     exec: ExecArgs,
+
+    /// Set for pod-runner's invocation (no subcommand): `--command` is read
+    /// as pod-runner read it, and the run needs a cluster.
+    #[arg(long, hide = true)]
+    pod_runner_form: bool,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +172,11 @@ struct PodRunArgs {
     /// The Pod manifest (YAML or JSON), `-` for stdin
     #[arg(short, long, value_name = "FILE")]
     file: PathBuf,
+
+    /// The namespace to run in [default: the manifest's, then the
+    /// kubeconfig context's]
+    #[arg(short, long, value_name = "NS")]
+    namespace: Option<String>,
 
     /// The run's id [default: a new one]
     #[arg(long, value_name = "ID")]
@@ -430,7 +449,17 @@ pub fn main() -> ExitCode {
 /// --namespace N --command C`): it means `run`.
 fn with_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let commands = [
-        "run", "render", "pod", "hooks", "hook", "status", "gc", "convert", "help",
+        "run",
+        "render",
+        "pod",
+        "hooks",
+        "hook",
+        "status",
+        "gc",
+        "convert",
+        "completions",
+        "man",
+        "help",
     ];
     let first = args
         .iter()
@@ -442,7 +471,8 @@ fn with_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString>
         a == "-a" || a == "--application" || a.starts_with("--application=")
     });
     if runs && !named {
-        args.insert(1.min(args.len()), "run".into());
+        let at = 1.min(args.len());
+        args.splice(at..at, ["run".into(), "--pod-runner-form".into()]);
     }
     args
 }
@@ -471,6 +501,22 @@ fn run(cli: Cli) -> Result<Code, Failure> {
         Command::Hook(HookCommand::Test(args)) => on_runtime(hook_test(cli.cache_dir, args)),
         Command::Hook(HookCommand::New(args)) => hook_new(args),
         Command::Convert(args) => on_runtime(convert(cli.cache_dir, args)),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "podrun", &mut std::io::stdout());
+            Ok(Code::Success)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| {
+                    (
+                        Code::Usage,
+                        anyhow::anyhow!("cannot write the man page: {e}"),
+                    )
+                })?;
+            Ok(Code::Success)
+        }
         Command::Hooks(HooksCommand::List) => {
             let mut out = std::io::stdout().lock();
             for b in builtin::BUILTINS {
@@ -512,18 +558,22 @@ fn load_config(args: &ConfigArgs) -> Result<Config, Failure> {
     Config::load(&path).map_err(|e| (e.exit_code(), e).into())
 }
 
-fn request(run: &RunArgs, explain: bool) -> Result<Request, Failure> {
-    let arguments = match &run.command {
-        Some(command) => shlex::split(command).ok_or_else(|| {
-            Failure::from((
-                Code::Usage,
-                anyhow::anyhow!(
-                    "--command {command:?} has an unclosed quote or a trailing backslash"
-                ),
-            ))
-        })?,
-        None => run.args.clone(),
-    };
+/// How `--command` is read.
+#[derive(Debug, Clone, Copy)]
+enum CommandForm {
+    /// podrun's: words split like a shell splits them.
+    Shell,
+    /// pod-runner's: the items of a YAML flow sequence.
+    FlowItems,
+}
+
+fn request(run: &RunArgs, form: CommandForm, explain: bool) -> Result<Request, Failure> {
+    let arguments = match (&run.command, form) {
+        (Some(command), CommandForm::Shell) => crate::command::shell_words(command),
+        (Some(command), CommandForm::FlowItems) => crate::command::flow_items(command),
+        (None, _) => Ok(run.args.clone()),
+    }
+    .map_err(|e| Failure::from((Code::Usage, e)))?;
     Ok(Request {
         application: run.application.clone(),
         arguments,
@@ -537,7 +587,7 @@ fn request(run: &RunArgs, explain: bool) -> Result<Request, Failure> {
 
 async fn render(cache_dir: Option<PathBuf>, args: RenderArgs) -> Result<Code, Failure> {
     let config = load_config(&args.run.config)?;
-    let request = request(&args.run, args.explain)?;
+    let request = request(&args.run, CommandForm::Shell, args.explain)?;
     let hooks = hooks(cache_dir)?;
     let prepared = pipeline::prepare(&hooks, &config, &request).await?;
     show_hook_logs(&prepared);
@@ -639,7 +689,25 @@ async fn default_classifiers(
 
 async fn run_application(cache_dir: Option<PathBuf>, args: RunCommand) -> Result<Code, Failure> {
     let config = load_config(&args.run.config)?;
-    let request = request(&args.run, false)?;
+    let form = if args.pod_runner_form {
+        CommandForm::FlowItems
+    } else {
+        CommandForm::Shell
+    };
+    let request = request(&args.run, form, false)?;
+    if args.pod_runner_form
+        && args.exec.runtime.is_none()
+        && !args.exec.cluster.connect().configured()
+    {
+        return Err(Failure::from((
+            Code::Usage,
+            anyhow::anyhow!(
+                "pod-runner's invocation runs on a cluster, and none is configured \
+                 (no --kube-config, KUBECONFIG or ~/.kube/config); use `podrun run` \
+                 to run on this machine"
+            ),
+        )));
+    }
     let hooks = hooks(cache_dir)?;
     let started = std::time::Instant::now();
     let app = config
@@ -664,7 +732,10 @@ async fn run_application(cache_dir: Option<PathBuf>, args: RunCommand) -> Result
 }
 
 async fn run_manifest(cache_dir: Option<PathBuf>, args: PodRunArgs) -> Result<Code, Failure> {
-    let pod = read_pod(&args.file)?;
+    let mut pod = read_pod(&args.file)?;
+    if let Some(ns) = &args.namespace {
+        pod.metadata.namespace = Some(ns.clone());
+    }
     let run_id = match args.run_id {
         Some(id) if crate::run_id::is_valid(&id) => id,
         Some(id) => {

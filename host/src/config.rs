@@ -417,21 +417,33 @@ impl TryFrom<Scalar> for Seconds {
 
 /// Parses `90`, `90s`, `10m`, `2h` or `1d` into seconds (at least 1).
 pub fn parse_seconds(s: &str) -> Result<u64, String> {
-    let bad = || format!("{s:?} is not a duration (like 90, 90s, 10m, 2h or 1d)");
+    let bad =
+        || format!("{s:?} is not a duration (like 90, 90s, 10m, 2h, 1d or, as in Go, 1h20m30s)");
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = number.parse().map_err(|_| bad())?;
     let factor = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(bad()),
+        "" | "s" => Some(1),
+        "m" => Some(60),
+        "h" => Some(3600),
+        "d" => Some(86_400),
+        _ => None,
     };
-    match n.checked_mul(factor) {
-        Some(0) => Err(format!("{s:?}: a duration must be at least one second")),
-        Some(secs) => Ok(secs),
-        None => Err(bad()),
+    let secs = match (number.parse::<u64>(), factor) {
+        (Ok(n), Some(factor)) => n.checked_mul(factor).ok_or_else(bad)?,
+        // Go's form, as kubectl and Receptor take it (1h20m30s, 1.5h,
+        // 500ms); a part of a second counts as a whole one.
+        _ => {
+            let d: jiff::SignedDuration = s.parse().map_err(|_| bad())?;
+            if d.is_negative() {
+                return Err(bad());
+            }
+            let whole = u64::try_from(d.as_secs()).map_err(|_| bad())?;
+            whole + u64::from(d.subsec_nanos() > 0)
+        }
+    };
+    if secs == 0 {
+        return Err(format!("{s:?}: a duration must be at least one second"));
     }
+    Ok(secs)
 }
 
 /// A pod's restart policy.
@@ -781,5 +793,45 @@ impl Application {
                     .map(|m| m.iter().map(|r| r.value.clone()).collect())
             })
             .unwrap_or_else(|| DEFAULT_MUTATE.iter().map(|n| HookRef::named(n)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seconds;
+
+    #[test]
+    fn durations_in_podrun_and_go_forms() {
+        let cases = [
+            ("90", 90),
+            ("90s", 90),
+            ("10m", 600),
+            ("2h", 7200),
+            ("1d", 86_400),
+            ("1h20m30s", 4830),
+            ("2h45m", 9900),
+            ("1.5h", 5400),
+            ("1500ms", 2),
+            ("300ms", 1),
+        ];
+        for (text, secs) in cases {
+            assert_eq!(parse_seconds(text), Ok(secs), "{text}");
+        }
+    }
+
+    #[test]
+    fn durations_that_are_not() {
+        for text in [
+            "",
+            "0",
+            "0s",
+            "-5m",
+            "5x",
+            "m",
+            "1h-20m",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_seconds(text).is_err(), "{text} was taken");
+        }
     }
 }

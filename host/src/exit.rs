@@ -50,6 +50,17 @@ impl Code {
     }
 }
 
+/// The exit code of a run with a verdict: the verdict's own code when it
+/// gives one that fits, but never 0 for a run that did not succeed.
+pub fn of_verdict(succeeded: bool, code: Option<i32>) -> u8 {
+    match (succeeded, code) {
+        (true, Some(c)) => u8::try_from(c).unwrap_or(0),
+        (true, None) => 0,
+        (false, Some(c)) => u8::try_from(c).ok().filter(|&c| c != 0).unwrap_or(1),
+        (false, None) => 1,
+    }
+}
+
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.number())
@@ -59,5 +70,34 @@ impl fmt::Display for Code {
 impl From<Code> for std::process::ExitCode {
     fn from(code: Code) -> Self {
         std::process::ExitCode::from(code.number())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::of_verdict;
+
+    #[test]
+    fn a_failed_run_never_exits_0() {
+        for code in [
+            Some(0),
+            Some(-1),
+            Some(-255),
+            Some(256),
+            Some(i32::MIN),
+            None,
+        ] {
+            assert_eq!(of_verdict(false, code), 1, "{code:?}");
+        }
+        assert_eq!(of_verdict(false, Some(3)), 3);
+        assert_eq!(of_verdict(false, Some(255)), 255);
+    }
+
+    #[test]
+    fn a_succeeded_run_keeps_a_code_that_fits() {
+        assert_eq!(of_verdict(true, None), 0);
+        assert_eq!(of_verdict(true, Some(0)), 0);
+        assert_eq!(of_verdict(true, Some(-1)), 0);
+        assert_eq!(of_verdict(true, Some(7)), 7);
     }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../../README.md")]
 
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod convert;
 pub mod exit;

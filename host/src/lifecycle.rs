@@ -291,11 +291,8 @@ pub async fn run(
             ..base
         },
         (None, Some(v)) => {
-            let exit_code = match (v.exit_code, v.outcome) {
-                (Some(c), _) => c.clamp(0, 255) as u8,
-                (None, classify::Outcome::Succeeded) => 0,
-                (None, _) => 1,
-            };
+            let succeeded = v.outcome == classify::Outcome::Succeeded;
+            let exit_code = crate::exit::of_verdict(succeeded, v.exit_code);
             RunResult {
                 outcome: result::outcome(v.outcome).into(),
                 retryable: v.retryable,

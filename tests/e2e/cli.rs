@@ -124,6 +124,47 @@ fn explain_shows_each_hook_and_its_changes() {
 }
 
 #[test]
+fn timeouts_take_go_durations() {
+    let pod = render_json(hello().args([
+        "render",
+        "-a",
+        "hello",
+        "-c",
+        "true",
+        "-o",
+        "json",
+        "--timeout",
+        "1h20m30s",
+    ]));
+    assert_eq!(pod["spec"]["activeDeadlineSeconds"], 4830);
+    hello()
+        .args(["render", "-a", "hello", "-c", "true", "--timeout", "1h20"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("not a duration"));
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_same_definitions() {
+    for (shell, marker) in [
+        ("bash", "_podrun()"),
+        ("zsh", "#compdef podrun"),
+        ("fish", "complete -c podrun"),
+    ] {
+        podrun()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(marker).and(predicate::str::contains("render")));
+    }
+    podrun().args(["man"]).assert().success().stdout(
+        predicate::str::contains(".TH podrun")
+            .and(predicate::str::contains("completions"))
+            .and(predicate::str::contains("render")),
+    );
+}
+
+#[test]
 fn hooks_list_names_the_builtins() {
     podrun().args(["hooks", "list"]).assert().success().stdout(
         predicate::str::contains("go-template    render")

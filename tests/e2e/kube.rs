@@ -374,7 +374,7 @@ fn the_original_invocation_works() {
             "--namespace",
             "default",
             "--command",
-            "echo from the original form",
+            "sh, -c, echo from the original form; exit 3",
         ])
         .arg("--kube-config")
         .arg(kubeconfig())
@@ -382,7 +382,7 @@ fn the_original_invocation_works() {
         .unwrap();
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

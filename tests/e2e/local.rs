@@ -543,6 +543,55 @@ fn podrun_run_uses_the_application_config() {
     assert!(stderr.contains("run local-1 failed (Error)"), "{stderr}");
 }
 
+#[test]
+fn pod_runners_invocation_needs_a_cluster_and_reads_its_command_syntax() {
+    let original = |extra: &[&str]| {
+        podrun()
+            .current_dir(support::root().join("examples/hello"))
+            .args([
+                "--application",
+                "hello",
+                "--namespace",
+                "default",
+                "--command",
+                "sh, -c, echo hi from $HOSTNAME; exit 3",
+                "--run-id",
+                "local-2",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // With no cluster it does not quietly run on this machine.
+    let out = original(&[]);
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("none is configured"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // Asked for, the local runtime runs it, with pod-runner's arguments.
+    let out = original(&["--runtime", "local"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hi from hello-local-2\n"
+    );
+    // Its items cannot be more than a list.
+    let out = podrun()
+        .current_dir(support::root().join("examples/hello"))
+        .args(["--application", "hello", "--runtime", "local", "--command"])
+        .arg("sh]\nhostNetwork: true\nx: [y")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a list of arguments"), "{stderr}");
+}
+
 /// Converts `yaml` with `podrun convert` and the given hook.
 fn converted(yaml: &str, hook: &str) -> String {
     let mut cmd = podrun();
