@@ -628,10 +628,11 @@ mod tests {
                 }
                 let response = if request.starts_with("GET /moved ") {
                     format!(
-                        "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{plain_port}/template\r\nContent-Length: 0\r\n\r\n"
+                        "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{plain_port}/template\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                     )
                 } else {
-                    "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nkind: Pod".to_string()
+                    "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nkind: Pod"
+                        .to_string()
                 };
                 let _ = tls.write_all(response.as_bytes());
                 tls.conn.send_close_notify();

@@ -364,6 +364,41 @@ fn a_failing_classifier_stops_and_deletes_the_pod() {
 
 #[test]
 #[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_namespace_that_does_not_exist_is_the_callers_mistake_in_one_line() {
+    let (_dir, manifest) = write_manifest(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: nowhere}\nspec:\n  containers: [{name: c, image: busybox:local}]\n",
+    );
+    let runs = [
+        podrun(&kubeconfig())
+            .current_dir(support::root().join("examples/hello"))
+            .args([
+                "run",
+                "-a",
+                "hello",
+                "-n",
+                "podrun-no-such-ns",
+                "-c",
+                "true",
+            ])
+            .output()
+            .unwrap(),
+        podrun(&kubeconfig())
+            .args(["pod", "run", "-n", "podrun-no-such-ns", "-f"])
+            .arg(&manifest)
+            .output()
+            .unwrap(),
+    ];
+    for out in runs {
+        assert_eq!(out.status.code(), Some(125));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "podrun: error: namespace \"podrun-no-such-ns\" not found\n"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
 fn the_original_invocation_works() {
     let out = podrun(&kubeconfig())
         .current_dir(support::root().join("examples/hello"))

@@ -585,9 +585,20 @@ fn the_cache_runs_only_what_podrun_wrote() {
         eprintln!("not root: the foreign-owned cache file is not tried");
     }
 
-    // Written by podrun again, the file is used without a word.
+    // Written by podrun again, the file is used without a word, and
+    // loaded, not compiled again: the file stays the one written.
     let (_, stderr) = case.render();
     assert!(!stderr.contains("cached hook"), "{stderr}");
+    use std::os::unix::fs::MetadataExt;
+    let before = std::fs::metadata(&target).unwrap();
+    let (_, stderr) = case.render();
+    assert!(!stderr.contains("cached hook"), "{stderr}");
+    let after = std::fs::metadata(&target).unwrap();
+    assert_eq!(
+        (before.ino(), before.mtime_nsec()),
+        (after.ino(), after.mtime_nsec()),
+        "the cache file was written again: it was not used"
+    );
 }
 
 #[test]

@@ -7,12 +7,16 @@
 //! | a container exited non-zero | failed | the container's code (137 when OOMKilled) |
 //! | phase Failed, reason DeadlineExceeded | failed | 124 |
 //! | phase Failed, reason Evicted, or a DisruptionTarget condition | failed, retryable | 123 |
+//! | phase Failed before any container ran, refused by the node (OutOfcpu, OutOfmemory, NodeAffinity…) | failed, retryable | 123 |
+//! | phase Failed before any container ran, any other reason | failed | 126 |
 //! | an image error while waiting (ErrImagePull, ImagePullBackOff…), past `image-grace-seconds` | failed | 126 |
 //! | a container config error (CreateContainerConfigError…), past `image-grace-seconds` | failed | 126 |
 //! | still Pending past the application's pending timeout | failed | 124 |
 //!
 //! Settings: `image-grace-seconds` (default 5; 0 fails image errors at once),
-//! `sidecars` (container names that do not keep a run alive), and `rules`
+//! `sidecars` (container names that do not keep a run alive; native
+//! sidecars, init containers with `restartPolicy: Always`, never do and
+//! their exit codes never fail a run), and `rules`
 //! in the spirit of a Job's podFailurePolicy (see [`rules`]).
 
 pub mod rules;
@@ -38,6 +42,16 @@ const IMAGE_ERRORS: &[&str] = &[
     "RegistryUnavailable",
     "ImageInspectError",
     "SignatureValidationFailed",
+];
+/// Reasons a node's kubelet gives when it refuses a pod it was given
+/// (beside `OutOf<resource>`): the cluster's doing, worth a retry.
+const NODE_REFUSALS: &[&str] = &[
+    "NodeAffinity",
+    "NodeSelectorMismatch",
+    "UnexpectedAdmissionError",
+    "Shutdown",
+    "NodeShutdown",
+    "Terminated",
 ];
 const CONFIG_ERRORS: &[&str] = &[
     "CreateContainerConfigError",
@@ -159,9 +173,19 @@ fn classify(ctx: &Context, settings: &Settings, pod: &Pod, elapsed_ms: u64) -> V
         .as_deref()
         .unwrap_or_default();
     let mains = status.container_statuses.as_deref().unwrap_or_default();
+    // Native sidecars are stopped when the main containers end, and
+    // restarted when they fail: how they exit says nothing of the run.
+    let native_sidecars: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+        .map(|c| c.name.as_str())
+        .collect();
     let all = || {
         inits
             .iter()
+            .filter(|s| !native_sidecars.contains(&s.name.as_str()))
             .map(|s| ("initContainerStatuses", s))
             .chain(mains.iter().map(|s| ("containerStatuses", s)))
     };
@@ -196,6 +220,37 @@ fn classify(ctx: &Context, settings: &Settings, pod: &Pod, elapsed_ms: u64) -> V
         );
     }
     if phase == "Failed" {
+        let ran = all().any(|(_, s)| {
+            s.state
+                .as_ref()
+                .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+        });
+        if !ran {
+            // Refused before any container ran: by the node (a retry may
+            // land elsewhere), or for a reason of the pod's own.
+            let reason = status.reason.as_deref().unwrap_or("Failed");
+            let refused = reason.starts_with("OutOf") || NODE_REFUSALS.contains(&reason);
+            let why = if message.is_empty() {
+                reason.to_string()
+            } else {
+                message
+            };
+            let (who, code) = if refused {
+                ("the node refused it", INFRASTRUCTURE)
+            } else {
+                ("it failed", COULD_NOT_START)
+            };
+            evidence.push("no container ran".into());
+            let mut v = verdict(
+                Outcome::Failed,
+                reason,
+                format!("the pod never started, {who}: {why}"),
+                Some(code),
+                evidence,
+            );
+            v.retryable = refused;
+            return v;
+        }
         let m = if message.is_empty() {
             "the pod failed".into()
         } else {

@@ -306,3 +306,73 @@ mod rules {
         assert!(err.contains("explode"), "{err}");
     }
 }
+
+#[test]
+fn a_pod_the_node_refuses_is_the_clusters_doing() {
+    let refused = |reason: &str| {
+        pod(
+            "Never",
+            json!({"phase": "Failed", "reason": reason,
+                   "message": "Pod Node didn't have enough resource: cpu, requested: 8000, used: 0, capacity: 2000"}),
+        )
+    };
+    for reason in ["OutOfcpu", "OutOfmemory", "NodeAffinity"] {
+        let v = run(&refused(reason), 10, json!({}), None);
+        assert_eq!(
+            (v.outcome, v.exit_code, v.retryable, v.reason.as_str()),
+            (Outcome::Failed, Some(INFRASTRUCTURE), true, reason)
+        );
+        assert!(v.message.contains("enough resource"), "{}", v.message);
+        assert!(v.evidence.iter().any(|e| e == "no container ran"));
+    }
+    // Failed before any container ran, for a reason of its own.
+    let v = run(&refused("SomethingElse"), 10, json!({}), None);
+    assert_eq!((v.exit_code, v.retryable), (Some(COULD_NOT_START), false));
+    // A container that ran and the pod failed: not a refusal.
+    let p = pod(
+        "Never",
+        json!({"phase": "Failed", "reason": "OutOfcpu",
+               "containerStatuses": [terminated("main", 0, "Completed"),
+                                     {"name": "proxy", "image": "envoy", "imageID": "", "ready": false, "restartCount": 0,
+                                      "state": {"running": {}}}]}),
+    );
+    assert_ne!(run(&p, 10, json!({}), None).exit_code, Some(INFRASTRUCTURE));
+}
+
+#[test]
+fn native_sidecars_never_fail_or_hold_a_run() {
+    let p: Pod = podrun_hook_sdk::serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"restartPolicy": "Never",
+                 "initContainers": [{"name": "mesh", "image": "envoy", "restartPolicy": "Always"}],
+                 "containers": [{"name": "main", "image": "busybox"}]},
+        "status": {"phase": "Running",
+                   "initContainerStatuses": [{"name": "mesh", "image": "envoy", "imageID": "", "ready": true,
+                                              "restartCount": 0, "state": {"running": {}}}],
+                   "containerStatuses": [terminated("main", 0, "Completed")]},
+    }))
+    .unwrap();
+    let v = run(&p, 10, json!({}), None);
+    assert_eq!((v.outcome, v.exit_code), (Outcome::Succeeded, Some(0)));
+    // Stopped at the end, the sidecar exits 137 or 143: still a success.
+    let mut stopped = p.clone();
+    let status = stopped.status.as_mut().unwrap();
+    status.phase = Some("Succeeded".into());
+    status.init_container_statuses = Some(vec![
+        podrun_hook_sdk::serde_json::from_value(terminated("mesh", 143, "Error")).unwrap(),
+    ]);
+    let v = run(&stopped, 10, json!({}), None);
+    assert_eq!((v.outcome, v.exit_code), (Outcome::Succeeded, Some(0)));
+    // An ordinary init container that fails still decides.
+    let mut plain = stopped.clone();
+    plain
+        .spec
+        .as_mut()
+        .unwrap()
+        .init_containers
+        .as_mut()
+        .unwrap()[0]
+        .restart_policy = None;
+    plain.status.as_mut().unwrap().phase = Some("Failed".into());
+    assert_eq!(run(&plain, 10, json!({}), None).exit_code, Some(143));
+}

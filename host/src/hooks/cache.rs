@@ -11,8 +11,8 @@
 //!   file is deserialized: a file planted under a key, or copied from
 //!   another key, fails it;
 //! - files are written to a fresh temporary file and renamed into place;
-//! - wasmtime maps the very file that was checked (through its open
-//!   descriptor), so checking costs one pass over it and no copy.
+//! - a file is read once, and the copy that was checked is the one loaded:
+//!   wasmtime never maps the file, whose pages could change after the check.
 //!
 //! A file that fails any check is reported and compiled again. Artifacts
 //! are keyed by the component's BLAKE3 hash and by the engine's compatibility
@@ -23,7 +23,6 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -170,7 +169,8 @@ fn check_owned(path: &Path, meta: &fs::Metadata, private: bool) -> Result<(), Re
 fn open_nofollow(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        // Not blocking either: a FIFO planted there would hold the open.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
 }
 
@@ -249,38 +249,27 @@ impl Disk {
                 size: meta.len(),
             });
         }
-        let Some(length) = meta.len().checked_sub(MAC_LEN as u64) else {
+        // Read once, checked, and compiled from this copy: wasmtime never
+        // maps the file itself, whose pages a writer could change after
+        // the check.
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.take(MAX_ARTIFACT + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        let Some(length) = bytes.len().checked_sub(MAC_LEN) else {
             return Err(Refused::Integrity { path });
         };
-        // The artifact through the MAC, in pieces; then the tag after it.
+        let (artifact, tag) = bytes.split_at(length);
         let mut mac = self.mac(key);
-        let mut artifact = (&file).take(length);
-        let mut piece = vec![0; 256 << 10];
-        loop {
-            match artifact.read(&mut piece) {
-                Ok(0) => break,
-                Ok(n) => {
-                    mac.update(&piece[..n]);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io(e)),
-            }
-        }
-        let mut tag = [0; MAC_LEN];
-        // A file that shrank meanwhile has no tag here, or a wrong one.
-        if (&file).read_exact(&mut tag).is_err() || mac.finalize() != blake3::Hash::from(tag) {
+        mac.update(artifact);
+        let tag: [u8; MAC_LEN] = tag.try_into().expect("split at MAC_LEN from the end");
+        if mac.finalize() != blake3::Hash::from(tag) {
             return Err(Refused::Integrity { path });
         }
-        // wasmtime maps the file checked above, reached through its open
-        // descriptor (the name may point elsewhere by now). The tag after
-        // the artifact lies outside its ELF image, which is all wasmtime
-        // reads.
-        let checked = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        // SAFETY: the file carries this user's MAC over this key and these
-        // contents, so podrun wrote it from a component it compiled, and
-        // only this user can change it; wasmtime also checks that it
-        // matches this engine.
-        match unsafe { Component::deserialize_file(engine, &checked) } {
+        // SAFETY: the bytes carry this user's MAC over this key and these
+        // contents, so podrun wrote them from a component it compiled;
+        // wasmtime also checks that they match this engine.
+        match unsafe { Component::deserialize(engine, artifact) } {
             Ok(c) => Ok(Some(c)),
             Err(e) => {
                 tracing::debug!("ignoring cached component {}: {e}", path.display());

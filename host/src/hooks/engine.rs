@@ -357,7 +357,9 @@ fn start_ticker(engine: &Engine) -> std::io::Result<()> {
         .map(drop)
 }
 
-/// How much of each pooled linear memory stays mapped between calls.
+/// How much of each pooled linear memory stays mapped between calls (and
+/// a sixteenth of it of each table): a Rust hook's stack and data lie in
+/// its first MiB or so.
 const KEEP_RESIDENT: usize = 2 << 20;
 
 /// wasmtime's settings: components, epochs, and (with a pool size) a
@@ -386,13 +388,15 @@ fn config(pool: Option<u32>) -> Config {
             .max_tables_per_module(tables)
             .table_elements(sandbox::MAX_TABLE_ELEMENTS / 8)
             .max_memory_size(Limits::MAX_MEMORY)
-            // A hook touches little memory per call: resetting what it
-            // touched with memset (found by PAGEMAP_SCAN where the kernel
-            // has it) is cheaper than unmapping the slot and faulting its
-            // pages in again on the next call.
+            // A hook touches little memory per call: zeroing the start of
+            // its memory with memset is cheaper than unmapping it and
+            // faulting its pages in again on the next call. The whole kept
+            // region is zeroed: PAGEMAP_SCAN, which would zero only the
+            // pages written, skips a page that is swapped out or migrating
+            // and would leave it to the next hook.
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT / 16)
-            .pagemap_scan(wasmtime::Enabled::Auto);
+            .pagemap_scan(wasmtime::Enabled::No);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
     }
     config

@@ -55,21 +55,64 @@ pub enum KubeError {
     /// The kubeconfig cannot be used.
     #[error("cannot use the cluster configuration: {0}")]
     Config(String),
-    /// The API refused or failed a request.
-    #[error("the Kubernetes API failed: {0}")]
-    Api(String),
+    /// The namespace to run in does not exist.
+    #[error("namespace {0:?} not found")]
+    NamespaceNotFound(String),
+    /// The API answered a request with an error.
+    #[error("the Kubernetes API refused to {action} ({})", status.code)]
+    Refused {
+        /// What podrun asked for.
+        action: &'static str,
+        /// The API's answer.
+        #[source]
+        status: Box<kube::core::Status>,
+    },
+    /// The API could not be reached, or its answer not read.
+    #[error("cannot {action} on the Kubernetes API")]
+    Unreachable {
+        /// What podrun asked for.
+        action: &'static str,
+        /// Why.
+        #[source]
+        source: kube::Error,
+    },
     /// A pod of that name exists and belongs to another run.
     #[error("pod {0} already exists and belongs to another run")]
     NameTaken(String),
 }
 
 impl KubeError {
-    /// The exit code this failure ends podrun with.
+    /// The failure of `action`, as the API answered it.
+    fn api(action: &'static str) -> impl Fn(kube::Error) -> KubeError {
+        move |e| match e {
+            kube::Error::Api(status) => KubeError::Refused { action, status },
+            source => KubeError::Unreachable { action, source },
+        }
+    }
+
+    /// The exit code this failure ends podrun with: the caller's mistake
+    /// (a bad pod, namespace or credentials) is 125; the rest may pass.
     pub fn exit_code(&self) -> Code {
         match self {
-            KubeError::Config(_) | KubeError::NameTaken(_) => Code::Usage,
-            KubeError::Api(_) => Code::Cluster,
+            KubeError::Config(_) | KubeError::NameTaken(_) | KubeError::NamespaceNotFound(_) => {
+                Code::Usage
+            }
+            KubeError::Refused { status, .. }
+                if matches!(status.code, 400 | 401 | 403 | 404 | 422) =>
+            {
+                Code::Usage
+            }
+            KubeError::Refused { .. } | KubeError::Unreachable { .. } => Code::Cluster,
         }
+    }
+}
+
+/// A kube error in one line: the API's own message for an API error, not
+/// the debug dump of its status.
+fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
     }
 }
 
@@ -220,8 +263,9 @@ impl KubePod {
                 .map(String::as_str)
                 == Some(run_id)
         };
-        let api_err = |e: kube::Error| KubeError::Api(e.to_string());
-        let existing = retry(|| api.get_opt(&name)).await.map_err(api_err)?;
+        let existing = retry(|| api.get_opt(&name))
+            .await
+            .map_err(KubeError::api("look for the run's pod"))?;
         let reattached = match existing {
             Some(p) if ours(&p) => true,
             Some(_) => return Err(KubeError::NameTaken(name)),
@@ -245,7 +289,13 @@ impl KubePod {
                     Err(kube::Error::Api(s)) if s.code == 409 => {
                         return Err(KubeError::NameTaken(name));
                     }
-                    Err(e) => return Err(api_err(e)),
+                    Err(kube::Error::Api(s))
+                        if s.code == 404
+                            && s.details.as_ref().is_some_and(|d| d.kind == "namespaces") =>
+                    {
+                        return Err(KubeError::NamespaceNotFound(namespace.to_string()));
+                    }
+                    Err(e) => return Err(KubeError::api("create the pod")(e)),
                 }
             }
         };
@@ -738,7 +788,10 @@ async fn follow(
                 attempts += 1;
                 tracing::debug!("cannot read the log of {container}: {e}");
                 if attempts > 20 {
-                    eprintln!("podrun: gave up reading the log of container {container}: {e}");
+                    eprintln!(
+                        "podrun: gave up reading the log of container {container}: {}",
+                        describe(&e)
+                    );
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(250 * u64::from(attempts.min(8)))).await;
@@ -896,7 +949,10 @@ async fn attach_stdin(api: Api<Pod>, name: String, mut pods: watch::Receiver<Opt
             // gets a second to send the last bytes; dropping it ends it.
             let _ = tokio::time::timeout(Duration::from_secs(1), attached.join()).await;
         }
-        Err(e) => eprintln!("podrun: cannot attach stdin to container worker: {e}"),
+        Err(e) => eprintln!(
+            "podrun: cannot attach stdin to container worker: {}",
+            describe(&e)
+        ),
     }
 }
 
@@ -905,7 +961,7 @@ pub async fn get(client: Client, namespace: &str, name: &str) -> Result<Option<P
     let api: Api<Pod> = Api::namespaced(client, namespace);
     retry(|| api.get_opt(name))
         .await
-        .map_err(|e| KubeError::Api(e.to_string()))
+        .map_err(KubeError::api("read the pod"))
 }
 
 /// Deletes podrun's pods older than `age` in `namespace` (all namespaces
@@ -929,7 +985,7 @@ pub async fn gc(
     let lp = ListParams::default().labels(&labels);
     let pods = retry(|| api.list(&lp))
         .await
-        .map_err(|e| KubeError::Api(e.to_string()))?;
+        .map_err(KubeError::api("list podrun's pods"))?;
     let now = jiff::Timestamp::now();
     let mut deleted = Vec::new();
     for p in pods.items {
@@ -951,7 +1007,7 @@ pub async fn gc(
             let dp = DeleteParams::default();
             retry(|| api.delete(&name, &dp))
                 .await
-                .map_err(|e| KubeError::Api(e.to_string()))?;
+                .map_err(KubeError::api("delete a pod"))?;
         }
         deleted.push(format!("{ns}/{name}"));
     }
