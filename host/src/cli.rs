@@ -448,24 +448,16 @@ pub fn main() -> ExitCode {
 /// pod-runner's invocation has no subcommand (`podrun --application A
 /// --namespace N --command C`): it means `run`.
 fn with_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let commands = [
-        "run",
-        "render",
-        "pod",
-        "hooks",
-        "hook",
-        "status",
-        "gc",
-        "convert",
-        "completions",
-        "man",
-        "help",
-    ];
     let first = args
         .iter()
         .skip(1)
         .find(|a| !a.to_string_lossy().starts_with('-'));
-    let named = first.is_some_and(|a| commands.contains(&a.to_string_lossy().as_ref()));
+    // The subcommands as clap knows them, so a new one is never read as a
+    // pod-runner invocation.
+    let named = first.is_some_and(|a| {
+        let a = a.to_string_lossy();
+        a == "help" || Cli::command().find_subcommand(a.as_ref()).is_some()
+    });
     let runs = args.iter().any(|a| {
         let a = a.to_string_lossy();
         a == "-a" || a == "--application" || a.starts_with("--application=")

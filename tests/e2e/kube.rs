@@ -415,16 +415,7 @@ fn the_original_invocation_works() {
         .arg(kubeconfig())
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "from the original form\n"
-    );
+    support::exited(&out, 3, "from the original form\n");
 }
 
 #[test]

@@ -569,16 +569,10 @@ fn pod_runners_invocation_needs_a_cluster_and_reads_its_command_syntax() {
     assert!(stderr.contains("none is configured"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     // Asked for, the local runtime runs it, with pod-runner's arguments.
-    let out = original(&["--runtime", "local"]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "hi from hello-local-2\n"
+    support::exited(
+        &original(&["--runtime", "local"]),
+        3,
+        "hi from hello-local-2\n",
     );
     // Its items cannot be more than a list.
     let out = podrun()

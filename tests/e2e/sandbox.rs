@@ -552,6 +552,15 @@ fn the_cache_runs_only_what_podrun_wrote() {
     assert_eq!(restart_policy(&pod), "Never");
     assert!(stderr.contains("writable by other users"), "{stderr}");
 
+    // A FIFO: opening it must not wait for a writer.
+    std::fs::remove_file(&target).unwrap();
+    let fifo = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string; mkfifo has no other precondition.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let (pod, stderr) = case.render();
+    assert_eq!(restart_policy(&pod), "Never");
+    assert!(stderr.contains("is not a regular file"), "{stderr}");
+
     // A symlink to another artifact.
     std::fs::remove_file(&target).unwrap();
     std::os::unix::fs::symlink(&other, &target).unwrap();

@@ -195,3 +195,14 @@ pub async fn mutate_once(
     };
     hooks().load(&spec).await?.mutate(&context(), &pod()).await
 }
+
+/// Asserts that a podrun process exited with `code` and printed `stdout`.
+pub fn exited(out: &std::process::Output, code: i32, stdout: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), stdout);
+}
