@@ -65,6 +65,8 @@ fn main() {
     code.push_str("];\n");
     fs::write(out_dir.join("builtin_wasm.rs"), code).unwrap();
     println!("cargo:rustc-env=PODRUN_TEST_GUESTS={}", wasm_dir.display());
+    // For the CLI crate's end-to-end tests (DEP_PODRUN_TEST_GUESTS there).
+    println!("cargo:test_guests={}", wasm_dir.display());
 }
 
 /// The names of the directories under `dir` that hold a crate.

@@ -6,7 +6,7 @@
 //! reachable cluster for its discovery; without one only podrun's figure is
 //! printed).
 //!
-//! Run with `cargo bench -p podrun --bench hooks`.
+//! Run with `cargo bench -p podrun-cli --bench hooks`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,10 +18,11 @@ use podrun::hooks::{
 };
 
 fn root() -> PathBuf {
+    // The benchmarks belong to host/cli.
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root")
 }
 
 fn cache_dir() -> PathBuf {

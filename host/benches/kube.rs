@@ -11,7 +11,7 @@
 //!   wall time), and beside `kubectl run` given podrun's pod spec, each run
 //!   started at a random moment of the kubelet's one-second relist cycle.
 //!
-//! Run with `KUBECONFIG=… cargo bench -p podrun --bench kube`.
+//! Run with `KUBECONFIG=… cargo bench -p podrun-cli --bench kube`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -25,10 +25,11 @@ use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 
 fn root() -> PathBuf {
+    // The benchmarks belong to host/cli.
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root")
 }
 
 fn image() -> String {

@@ -1,7 +1,7 @@
 //! The local runtime: from starting `podrun run` to the first line of the
 //! container's output, with a warm hook cache (goal: median <= 20 ms).
 //!
-//! Run with `cargo bench -p podrun --bench local`.
+//! Run with `cargo bench -p podrun-cli --bench local`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn root() -> PathBuf {
+    // The benchmarks belong to host/cli.
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root")
 }
 
 /// Starts `podrun run` of the hello example and returns the time to its

@@ -1,6 +1,8 @@
 #![doc = include_str!("../../README.md")]
+// The library never prints or exits: that is the binary's business.
+#![deny(missing_docs, clippy::print_stdout, clippy::print_stderr, clippy::exit)]
 
-pub mod cli;
+pub mod cancel;
 pub mod command;
 pub mod config;
 pub mod convert;
@@ -8,9 +10,10 @@ pub mod exit;
 pub mod hook_test;
 pub mod hooks;
 pub mod lifecycle;
-pub mod logs;
 pub mod pipeline;
+pub mod progress;
 pub mod result;
+pub mod run;
 pub mod run_id;
 pub mod runtime;
 pub mod scaffold;

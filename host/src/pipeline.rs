@@ -29,6 +29,9 @@ pub struct Request {
     pub run_id: Option<String>,
     /// The run's deadline in seconds, overriding the config's.
     pub timeout: Option<u64>,
+    /// How long the pod may stay pending, in seconds, overriding the
+    /// config's.
+    pub pending_timeout: Option<u64>,
     /// Record what each hook changed.
     pub explain: bool,
 }
@@ -205,6 +208,26 @@ pub async fn prepare(
     })
 }
 
+/// The application's classifier chain, in the order they are asked.
+pub async fn classifiers(
+    hooks: &Hooks,
+    config: &Config,
+    application: &str,
+) -> Result<Vec<Hook>, PipelineError> {
+    let app = config.application(application)?;
+    let mut loaded = Vec::new();
+    for h in app.classify_hooks() {
+        let spec = config.hook_spec(&h, Kind::Classify).map_err(|message| {
+            PipelineError::Config(ConfigError::Invalid {
+                path: config.path.clone(),
+                problems: vec![message],
+            })
+        })?;
+        loaded.push(hooks.load(&spec).await?);
+    }
+    Ok(loaded)
+}
+
 /// Calls the mutate hook `hook` on `object` and applies what it returns.
 /// A hook may not change the object's type.
 pub async fn apply(
@@ -318,7 +341,7 @@ fn application_context(
         params,
         restart_policy: app.restart_policy.map(|p| p.as_str().to_string()),
         timeout_seconds: request.timeout.or(app.timeout.map(|s| s.0)),
-        pending_timeout_seconds: app.pending_timeout.map(|s| s.0),
+        pending_timeout_seconds: request.pending_timeout.or(app.pending_timeout.map(|s| s.0)),
     })
 }
 

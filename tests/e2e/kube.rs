@@ -3,7 +3,7 @@
 //! These tests need a cluster whose only image may be `busybox:local`:
 //! `PODRUN_E2E_KUBECONFIG` names its kubeconfig, and the fault-injection
 //! tests also need `PODRUN_E2E_PLAIN_API`, a plain-HTTP URL of its API
-//! (`kubectl proxy`). Run them with `cargo test -p podrun --test e2e --
+//! (`kubectl proxy`). Run them with `cargo test -p podrun-cli --test e2e --
 //! --ignored kube::` (`.ci/run` starts a local cluster and does).
 
 use std::path::{Path, PathBuf};
@@ -288,6 +288,62 @@ fn run_id_reattaches_after_podrun_is_killed() {
     let other = run(&yaml, &["--run-id", &unique("other")]);
     assert_eq!(other.code, 125, "{}", other.stderr);
     kubectl_delete(&name);
+}
+
+/// The names of the live pods labelled with run id `run_id`.
+fn pods_of_run(run_id: &str) -> Vec<String> {
+    let out = StdCommand::new("kubectl")
+        .env("KUBECONFIG", kubeconfig())
+        .args(["get", "pods", "-o", "json", "-l"])
+        .arg(format!("podrun.dev/run-id={run_id}"))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_generated_name_runs_and_is_found_again_by_its_run_id() {
+    let run_id = unique("g");
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{generateName: gen-}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n{}",
+        container("main", "echo begin; sleep 4; echo end; exit 5")
+    );
+    let (_dir, mut first) = spawn_run(&yaml, &["--run-id", &run_id]);
+    let start = Instant::now();
+    let name = loop {
+        if let [name] = pods_of_run(&run_id).as_slice()
+            && live_pod(name).is_some_and(|p| p["status"]["phase"] == "Running")
+        {
+            break name.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no pod of the run ran"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(name.starts_with("gen-"), "{name}");
+    first.kill().unwrap(); // SIGKILL: no clean-up
+    first.wait().unwrap();
+    let r = run(&yaml, &["--run-id", &run_id]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("re-attaching to pod default/{name}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.result["pod"], name.as_str());
+    assert_eq!(r.stdout, "begin\nend\n");
+    assert!(pods_of_run(&run_id).is_empty(), "the pod was not deleted");
 }
 
 #[test]

@@ -22,10 +22,11 @@ pub fn guest(name: &str) -> PathBuf {
 
 /// The repository's root.
 pub fn root() -> PathBuf {
+    // The tests belong to host/cli.
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root")
 }
 
 /// A hook loader on the shared cache.

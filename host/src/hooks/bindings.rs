@@ -4,6 +4,9 @@
 //! every exported interface; each component is then checked for the
 //! interface of its kind, and script interpreters for `script` too.
 
+// Generated: the WIT's own comments are its docs, where it has them.
+#![allow(missing_docs)]
+
 wasmtime::component::bindgen!({
     world: "script-hook",
     path: "../wit",

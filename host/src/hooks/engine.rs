@@ -165,6 +165,11 @@ impl Hooks {
         })
     }
 
+    /// Hook instances in use now, of [`EngineOptions::pool_size`].
+    pub fn instances_in_use(&self) -> usize {
+        self.shared.options.pool_size as usize - self.shared.pool.available_permits()
+    }
+
     /// The limits of hooks that set none.
     pub fn defaults(&self) -> Defaults {
         self.shared.options.defaults

@@ -18,7 +18,9 @@ use kube::{Client, Config};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::Event;
+use futures::future::BoxFuture;
+
+use super::{Control, Event, Start, StartError, Started, Stdin, Stop};
 use crate::exit::Code;
 
 /// The label that carries the run id (set by the `labels` hook, and by this
@@ -212,126 +214,164 @@ where
 
 /// What the run asks of the pod.
 #[derive(Debug)]
-enum Control {
+enum Msg {
     /// The verdict is in: read the last logs, then delete the pod or not.
     Finish { delete: bool },
-    /// A signal: delete the pod (or not) and stop following it.
+    /// Stop now: delete the pod (or not) and stop following it.
     Interrupt { delete: bool },
 }
 
-/// A pod on a cluster, as a stream of [`Event`]s.
-pub struct KubePod {
-    events: mpsc::UnboundedReceiver<Event>,
-    control: mpsc::UnboundedSender<Control>,
-    /// Whether an existing pod of the run was found and re-attached to.
-    pub reattached: bool,
-    /// The namespace the pod runs in.
-    pub namespace: String,
+/// Pods on a Kubernetes cluster, through one client.
+#[derive(Clone)]
+pub struct KubeRuntime {
+    client: Client,
+    namespace: String,
 }
 
-impl KubePod {
-    /// Creates the pod (or re-attaches to the run's existing pod) and starts
-    /// following it.
-    pub async fn start(
-        client: Client,
-        namespace: &str,
-        mut pod: Pod,
-        run_id: &str,
-        stdin: bool,
-    ) -> Result<KubePod, KubeError> {
-        let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
-        labels.insert(RUN_ID_LABEL.into(), run_id.into());
-        labels
-            .entry(MANAGED_BY_LABEL.into())
-            .or_insert_with(|| "podrun".into());
-        if stdin {
-            // Attaching needs the container to keep stdin open until then.
-            for c in pod.spec.iter_mut().flat_map(|s| s.containers.iter_mut()) {
-                if c.name == "worker" {
-                    c.stdin = Some(true);
-                    c.stdin_once = Some(true);
-                }
-            }
+impl KubeRuntime {
+    /// Connects as `connect` says; pods go to the kubeconfig's namespace
+    /// unless a run names one.
+    pub async fn connect(connect: &Connect) -> Result<Self, KubeError> {
+        let (client, namespace) = client(connect).await?;
+        Ok(KubeRuntime { client, namespace })
+    }
+
+    /// A runtime on an existing client.
+    pub fn new(client: Client, default_namespace: impl Into<String>) -> Self {
+        KubeRuntime {
+            client,
+            namespace: default_namespace.into(),
         }
-        let ours = |p: &Pod| {
-            p.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(RUN_ID_LABEL))
-                .map(String::as_str)
-                == Some(run_id)
-        };
-        let existing = retry(|| api.get_opt(&name))
-            .await
-            .map_err(KubeError::api("look for the run's pod"))?;
-        let reattached = match existing {
-            Some(p) if ours(&p) => true,
-            Some(_) => return Err(KubeError::NameTaken(name)),
-            None => {
-                let created = retry(|| async {
-                    match api.create(&PostParams::default(), &pod).await {
-                        // An earlier attempt may have been applied even
-                        // though its answer was lost: one pod per run.
-                        Err(kube::Error::Api(s)) if s.code == 409 => {
-                            match api.get_opt(&name).await? {
-                                Some(p) if ours(&p) => Ok(p),
-                                _ => Err(kube::Error::Api(s)),
-                            }
-                        }
-                        other => other,
-                    }
-                })
-                .await;
-                match created {
-                    Ok(_) => false,
-                    Err(kube::Error::Api(s)) if s.code == 409 => {
-                        return Err(KubeError::NameTaken(name));
-                    }
-                    Err(kube::Error::Api(s))
-                        if s.code == 404
-                            && s.details.as_ref().is_some_and(|d| d.kind == "namespaces") =>
-                    {
-                        return Err(KubeError::NamespaceNotFound(namespace.to_string()));
-                    }
-                    Err(e) => return Err(KubeError::api("create the pod")(e)),
-                }
-            }
-        };
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let (control, control_rx) = mpsc::unbounded_channel();
-        let follower = Follower {
-            progress: Arc::new(AtomicU64::new(0)),
-            api,
-            events_api: Api::namespaced(client, namespace),
-            name,
-            events: events_tx,
-            stdin,
-        };
-        tokio::spawn(follower.run(control_rx));
-        Ok(KubePod {
-            events,
-            control,
-            reattached,
-            namespace: namespace.to_string(),
+    }
+}
+
+impl super::Runtime for KubeRuntime {
+    fn name(&self) -> &'static str {
+        "kube"
+    }
+
+    fn start(&self, start: Start) -> BoxFuture<'_, Result<Started, StartError>> {
+        Box::pin(async move {
+            let namespace = start.namespace.clone().unwrap_or(self.namespace.clone());
+            Ok(start_pod(self.client.clone(), &namespace, start).await?)
         })
     }
+}
 
-    /// The next thing the pod reports; `None` after [`Event::Finished`].
-    pub async fn next(&mut self) -> Option<Event> {
-        self.events.recv().await
+/// Creates the pod (or re-attaches to the run's existing pod) and starts
+/// following it.
+async fn start_pod(client: Client, namespace: &str, start: Start) -> Result<Started, KubeError> {
+    let Start {
+        mut pod,
+        run_id,
+        stdin,
+        ..
+    } = start;
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(RUN_ID_LABEL.into(), run_id.clone());
+    labels
+        .entry(MANAGED_BY_LABEL.into())
+        .or_insert_with(|| "podrun".into());
+    if stdin.is_some() {
+        // Attaching needs the container to keep stdin open until then.
+        for c in pod.spec.iter_mut().flat_map(|s| s.containers.iter_mut()) {
+            if c.name == "worker" {
+                c.stdin = Some(true);
+                c.stdin_once = Some(true);
+            }
+        }
+    }
+    let ours = |p: &Pod| {
+        p.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(RUN_ID_LABEL))
+            .map(String::as_str)
+            == Some(run_id.as_str())
+    };
+    let existing = match pod.metadata.name.clone() {
+        Some(name) => retry(|| api.get_opt(&name))
+            .await
+            .map_err(KubeError::api("look for the run's pod"))?,
+        // A generated name is found again by the run's label.
+        None => {
+            let lp = ListParams::default().labels(&format!("{RUN_ID_LABEL}={run_id}"));
+            let found = retry(|| api.list(&lp))
+                .await
+                .map_err(KubeError::api("look for the run's pod"))?;
+            found
+                .items
+                .into_iter()
+                .find(|p| p.metadata.deletion_timestamp.is_none())
+        }
+    };
+    let (name, reattached) = match existing {
+        Some(p) if ours(&p) => (p.metadata.name.unwrap_or_default(), true),
+        Some(p) => return Err(KubeError::NameTaken(p.metadata.name.unwrap_or_default())),
+        None => {
+            let created = retry(|| async {
+                match api.create(&PostParams::default(), &pod).await {
+                    // An earlier attempt may have been applied even
+                    // though its answer was lost: one pod per run.
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        let name = pod.metadata.name.as_deref().unwrap_or_default();
+                        match api.get_opt(name).await? {
+                            Some(p) if ours(&p) => Ok(p),
+                            _ => Err(kube::Error::Api(s)),
+                        }
+                    }
+                    other => other,
+                }
+            })
+            .await;
+            match created {
+                Ok(p) => (p.metadata.name.unwrap_or_default(), false),
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    return Err(KubeError::NameTaken(
+                        pod.metadata.name.clone().unwrap_or_default(),
+                    ));
+                }
+                Err(kube::Error::Api(s))
+                    if s.code == 404
+                        && s.details.as_ref().is_some_and(|d| d.kind == "namespaces") =>
+                {
+                    return Err(KubeError::NamespaceNotFound(namespace.to_string()));
+                }
+                Err(e) => return Err(KubeError::api("create the pod")(e)),
+            }
+        }
+    };
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let follower = Follower {
+        progress: Arc::new(AtomicU64::new(0)),
+        api,
+        events_api: Api::namespaced(client, namespace),
+        name: name.clone(),
+        events: events_tx,
+    };
+    tokio::spawn(follower.run(control_rx, stdin));
+    Ok(Started {
+        events: super::stream(events),
+        control: Box::new(KubeControl(control)),
+        namespace: Some(namespace.to_string()),
+        name,
+        reattached,
+    })
+}
+
+struct KubeControl(mpsc::UnboundedSender<Msg>);
+
+impl Control for KubeControl {
+    fn finish(&self, delete: bool) {
+        let _ = self.0.send(Msg::Finish { delete });
     }
 
-    /// The verdict is in: print the last logs, then delete the pod if
-    /// `delete`.
-    pub fn finish(&self, delete: bool) {
-        let _ = self.control.send(Control::Finish { delete });
-    }
-
-    /// Stop now: delete the pod if `delete`.
-    pub fn interrupt(&self, delete: bool) {
-        let _ = self.control.send(Control::Interrupt { delete });
+    /// A cluster pod is always stopped by deleting it with its grace
+    /// period; a kill has nothing quicker to offer.
+    fn stop(&self, _how: Stop, delete: bool) {
+        let _ = self.0.send(Msg::Interrupt { delete });
     }
 }
 
@@ -342,11 +382,10 @@ struct Follower {
     events_api: Api<KubeEvent>,
     name: String,
     events: mpsc::UnboundedSender<Event>,
-    stdin: bool,
 }
 
 impl Follower {
-    async fn run(self, mut control: mpsc::UnboundedReceiver<Control>) {
+    async fn run(self, mut control: mpsc::UnboundedReceiver<Msg>, stdin: Option<Stdin>) {
         let (pod_tx, pod_rx) = watch::channel::<Option<Pod>>(None);
         let (finishing, finishing_rx) = watch::channel(false);
         let logs = tokio::spawn(follow_logs(
@@ -357,11 +396,13 @@ impl Follower {
             finishing_rx,
             self.events.clone(),
         ));
-        if self.stdin {
+        if let Some(input) = stdin {
             tokio::spawn(attach_stdin(
                 self.api.clone(),
                 self.name.clone(),
                 pod_rx.clone(),
+                input,
+                self.events.clone(),
             ));
         }
         let config = watcher::Config::default().fields(&format!("metadata.name={}", self.name));
@@ -408,11 +449,11 @@ impl Follower {
                     }
                 }
                 msg = control.recv() => match msg {
-                    Some(Control::Finish { delete }) => {
+                    Some(Msg::Finish { delete }) => {
                         done = Some(delete);
                         break;
                     }
-                    Some(Control::Interrupt { delete }) => {
+                    Some(Msg::Interrupt { delete }) => {
                         if delete {
                             self.delete().await;
                         }
@@ -441,10 +482,10 @@ impl Follower {
         {
             let now = self.progress.load(Ordering::Relaxed);
             if now == seen {
-                eprintln!(
-                    "podrun: the last logs of pod {} did not arrive; giving up on them",
+                let _ = self.events.send(Event::Warning(format!(
+                    "the last logs of pod {} did not arrive; giving up on them",
                     self.name
-                );
+                )));
                 logs.abort();
                 break;
             }
@@ -478,7 +519,13 @@ impl Follower {
         let result = retry(|| self.api.delete(&self.name, &dp)).await;
         match result {
             Ok(_) | Err(kube::Error::Api(_)) => {}
-            Err(e) => eprintln!("podrun: could not delete pod {}: {e}", self.name),
+            Err(e) => {
+                let _ = self.events.send(Event::Warning(format!(
+                    "could not delete pod {}: {}",
+                    self.name,
+                    describe(&e)
+                )));
+            }
         }
     }
 }
@@ -693,9 +740,9 @@ async fn follow(
                     if let Some((seen, _)) = unverified.take()
                         && printed
                     {
-                        eprintln!(
-                            "podrun: the log of container {container} was interrupted; lines after {seen} may be missing"
-                        );
+                        let _ = events.send(Event::Warning(format!(
+                            "the log of container {container} was interrupted; lines after {seen} may be missing"
+                        )));
                     }
                 };
                 loop {
@@ -788,10 +835,10 @@ async fn follow(
                 attempts += 1;
                 tracing::debug!("cannot read the log of {container}: {e}");
                 if attempts > 20 {
-                    eprintln!(
-                        "podrun: gave up reading the log of container {container}: {}",
+                    let _ = events.send(Event::Warning(format!(
+                        "gave up reading the log of container {container}: {}",
                         describe(&e)
-                    );
+                    )));
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(250 * u64::from(attempts.min(8)))).await;
@@ -916,8 +963,14 @@ fn print_new(
     true
 }
 
-/// Sends podrun's stdin to the `worker` container once it runs.
-async fn attach_stdin(api: Api<Pod>, name: String, mut pods: watch::Receiver<Option<Pod>>) {
+/// Sends `source` to the `worker` container's stdin once it runs.
+async fn attach_stdin(
+    api: Api<Pod>,
+    name: String,
+    mut pods: watch::Receiver<Option<Pod>>,
+    mut source: Stdin,
+    events: mpsc::UnboundedSender<Event>,
+) {
     loop {
         let ready = pods
             .borrow_and_update()
@@ -940,7 +993,7 @@ async fn attach_stdin(api: Api<Pod>, name: String, mut pods: watch::Receiver<Opt
     match api.attach(&name, &params).await {
         Ok(mut attached) => {
             if let Some(mut input) = attached.stdin() {
-                let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut input).await;
+                let _ = tokio::io::copy(&mut source, &mut input).await;
                 use tokio::io::AsyncWriteExt;
                 let _ = input.shutdown().await;
             }
@@ -949,10 +1002,12 @@ async fn attach_stdin(api: Api<Pod>, name: String, mut pods: watch::Receiver<Opt
             // gets a second to send the last bytes; dropping it ends it.
             let _ = tokio::time::timeout(Duration::from_secs(1), attached.join()).await;
         }
-        Err(e) => eprintln!(
-            "podrun: cannot attach stdin to container worker: {}",
-            describe(&e)
-        ),
+        Err(e) => {
+            let _ = events.send(Event::Warning(format!(
+                "cannot attach stdin to container worker: {}",
+                describe(&e)
+            )));
+        }
     }
 }
 

@@ -1,11 +1,21 @@
 //! Where pods run. Every runtime reports the same things: the pod with a
 //! Kubernetes PodStatus, and its containers' log lines, so that classifier
 //! hooks and the console cannot tell runtimes apart.
+//!
+//! A runtime starts a pod and hands back a stream of [`Event`]s and one
+//! [`Control`] handle, the shape of kube-runtime's watchers: the run's
+//! lifecycle reads the stream and decides; the runtime only reports and
+//! obeys.
 
 pub mod kube;
 pub mod local;
+pub mod replay;
 
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+
+use crate::exit::Code;
 
 /// The statuses of a pod's init containers, then of its containers.
 pub fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
@@ -16,6 +26,9 @@ pub fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
             .chain(s.container_statuses.iter().flatten())
     })
 }
+
+/// Bytes for the `worker` container's stdin.
+pub type Stdin = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
 /// What a running pod reports.
 #[derive(Debug)]
@@ -32,6 +45,9 @@ pub enum Event {
         /// The bytes, newline included when there was one.
         line: Vec<u8>,
     },
+    /// Something went wrong beside the run (a log stream given up, a
+    /// delete that failed); the run goes on.
+    Warning(String),
     /// Every container has stopped and every log line has been sent.
     Finished,
 }
@@ -43,4 +59,79 @@ pub enum Stop {
     Graceful,
     /// Kill now.
     Kill,
+}
+
+/// What a run asks of its pod once started. Each call may come at any
+/// time and more than once; the stream ends with [`Event::Finished`].
+pub trait Control: Send + Sync {
+    /// The verdict is in: deliver the last log lines, then end the pod,
+    /// deleting it when `delete` (a runtime without deletion ignores it).
+    fn finish(&self, delete: bool);
+    /// Stop now, without waiting for logs.
+    fn stop(&self, how: Stop, delete: bool);
+}
+
+/// A pod to start.
+pub struct Start {
+    /// The pod, as rendered and mutated.
+    pub pod: Pod,
+    /// The run it belongs to (labels it; a restarted run finds its pod).
+    pub run_id: String,
+    /// Where it runs; `None` for the runtime's default.
+    pub namespace: Option<String>,
+    /// Input for the `worker` container.
+    pub stdin: Option<Stdin>,
+}
+
+/// A started pod.
+pub struct Started {
+    /// What it reports, in order.
+    pub events: BoxStream<'static, Event>,
+    /// How to end it.
+    pub control: Box<dyn Control>,
+    /// The namespace it runs in, on runtimes that have them.
+    pub namespace: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// Whether a pod of the same run was found and followed instead of a
+    /// new one created.
+    pub reattached: bool,
+}
+
+/// Why a pod could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The cluster refused or could not be reached.
+    #[error(transparent)]
+    Kube(#[from] kube::KubeError),
+    /// The replay runtime was told to fail.
+    #[error("{0}")]
+    Replay(String),
+}
+
+impl StartError {
+    /// The exit code this failure ends a run with.
+    pub fn exit_code(&self) -> Code {
+        match self {
+            StartError::Kube(e) => e.exit_code(),
+            StartError::Replay(_) => Code::Cluster,
+        }
+    }
+}
+
+/// The events a runtime's tasks send, as a stream.
+pub(crate) fn stream(rx: tokio::sync::mpsc::UnboundedReceiver<Event>) -> BoxStream<'static, Event> {
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (e, rx))
+    }))
+}
+
+/// Somewhere pods run: a cluster, this machine, a recording.
+pub trait Runtime: Send + Sync {
+    /// Its name in results (`kube`, `local`, `replay`).
+    fn name(&self) -> &'static str;
+    /// Creates the pod (or finds the run's existing one) and starts
+    /// following it. Cancelling the returned future may leave a pod behind:
+    /// await it, then stop what it started.
+    fn start(&self, start: Start) -> BoxFuture<'_, Result<Started, StartError>>;
 }

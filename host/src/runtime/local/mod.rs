@@ -14,6 +14,7 @@ mod probe;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodStatus,
@@ -26,41 +27,52 @@ use tokio::time::Instant;
 
 use self::cgroup::MemoryCgroup;
 use self::launch::{ChildSetup, Launch};
-use super::{Event, Stop};
+use super::{Control, Event, Runtime, Start, StartError, Started, Stdin, Stop};
 
-/// Options of a local run.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Connect podrun's stdin to the container named `worker`.
-    pub stdin: bool,
-}
+/// The local runtime. Images are not pulled: each container's command runs
+/// as a process of this machine, under the pod's rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalRuntime;
 
-/// A pod running locally.
-pub struct LocalPod {
-    events: UnboundedReceiver<Event>,
-    control: UnboundedSender<Msg>,
-}
+impl Runtime for LocalRuntime {
+    fn name(&self) -> &'static str {
+        "local"
+    }
 
-impl LocalPod {
-    /// Starts `pod`. Problems with the spec are reported in its status (a
+    /// Problems with the spec are reported in the pod's status (a
     /// container waiting with CreateContainerConfigError), as a kubelet
-    /// would.
-    pub fn start(pod: Pod, options: Options) -> LocalPod {
+    /// would, never as an error.
+    fn start(&self, mut start: Start) -> BoxFuture<'_, Result<Started, StartError>> {
+        let meta = &mut start.pod.metadata;
+        if meta.name.is_none() {
+            // As the API server does for generateName.
+            let prefix = meta.generate_name.as_deref().unwrap_or("pod-");
+            meta.name = Some(format!("{prefix}{}", &crate::run_id::new()[11..]));
+        }
+        let name = meta.name.clone().unwrap_or_default();
         let (events_tx, events) = mpsc::unbounded_channel();
         let (control, rx) = mpsc::unbounded_channel();
-        let supervisor = Supervisor::new(pod, options, control.clone(), events_tx);
+        let supervisor = Supervisor::new(start.pod, start.stdin, control.clone(), events_tx);
         tokio::spawn(supervisor.run(rx));
-        LocalPod { events, control }
+        Box::pin(std::future::ready(Ok(Started {
+            events: super::stream(events),
+            control: Box::new(LocalControl(control)),
+            namespace: None,
+            name,
+            reattached: false,
+        })))
+    }
+}
+
+struct LocalControl(UnboundedSender<Msg>);
+
+impl Control for LocalControl {
+    fn finish(&self, _delete: bool) {
+        let _ = self.0.send(Msg::Stop(Stop::Graceful));
     }
 
-    /// The next thing the pod reports; `None` after [`Event::Finished`].
-    pub async fn next(&mut self) -> Option<Event> {
-        self.events.recv().await
-    }
-
-    /// Asks the pod to stop; it reports [`Event::Finished`] when it has.
-    pub fn stop(&self, how: Stop) {
-        let _ = self.control.send(Msg::Stop(how));
+    fn stop(&self, how: Stop, _delete: bool) {
+        let _ = self.0.send(Msg::Stop(how));
     }
 }
 
@@ -141,7 +153,7 @@ struct Supervisor {
     events: UnboundedSender<Event>,
     /// Tasks feeding the worker's stdin.
     readers: Vec<JoinHandle<()>>,
-    stdin_pending: bool,
+    stdin_pending: Option<Stdin>,
     _volumes: Option<tempfile::TempDir>,
     created_mount_points: Vec<PathBuf>,
     last_status: Option<PodStatus>,
@@ -164,7 +176,7 @@ fn backoff(restarts: u32) -> Duration {
 impl Supervisor {
     fn new(
         mut pod: Pod,
-        options: Options,
+        stdin: Option<Stdin>,
         control: UnboundedSender<Msg>,
         events: UnboundedSender<Event>,
     ) -> Self {
@@ -177,7 +189,7 @@ impl Supervisor {
         let make = |c: &Container, init: bool| {
             let launch = match &volume_error {
                 Some(e) => Err(e.clone()),
-                None => launch::prepare(&pod, c, &volumes, options.stdin).and_then(|l| {
+                None => launch::prepare(&pod, c, &volumes, stdin.is_some()).and_then(|l| {
                     probe::validate(c)?;
                     Ok(l)
                 }),
@@ -236,7 +248,7 @@ impl Supervisor {
             control,
             events,
             readers: Vec::new(),
-            stdin_pending: options.stdin,
+            stdin_pending: stdin,
             _volumes: volumes_dir,
             created_mount_points,
             last_status: None,
@@ -394,11 +406,12 @@ impl Supervisor {
                         }
                         Err(e) => warn_once(
                             &mut self.warned_memory,
+                            &self.events,
                             &format!("cannot create a memory cgroup: {e}"),
                         ),
                     }
                 }
-                Some(why) => warn_once(&mut self.warned_memory, &why),
+                Some(why) => warn_once(&mut self.warned_memory, &self.events, &why),
             }
         }
         let slot = &mut self.slots[i];
@@ -468,10 +481,10 @@ impl Supervisor {
             }));
         }
         if let Some(mut input) = child.stdin.take()
-            && std::mem::take(&mut self.stdin_pending)
+            && let Some(mut source) = self.stdin_pending.take()
         {
             self.readers.push(tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut input).await;
+                let _ = tokio::io::copy(&mut source, &mut input).await;
             }));
         }
         let control = self.control.clone();
@@ -690,9 +703,11 @@ impl Supervisor {
     }
 }
 
-fn warn_once(warned: &mut bool, why: &str) {
+fn warn_once(warned: &mut bool, events: &UnboundedSender<Event>, why: &str) {
     if !std::mem::replace(warned, true) {
-        tracing::warn!("local runtime: memory limits are not enforced: {why}");
+        let _ = events.send(Event::Warning(format!(
+            "local runtime: memory limits are not enforced: {why}"
+        )));
     }
 }
 

@@ -1,0 +1,386 @@
+//! The command line as clap reads it: every command, its arguments and
+//! their help. The completions and the man page come from these too.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run a command in a Kubernetes pod and report how it went.
+#[derive(Debug, Parser)]
+#[command(name = "podrun", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+
+    /// Where compiled hooks are cached [default: the user's cache directory]
+    #[arg(long, global = true, env = "PODRUN_CACHE_DIR", value_name = "DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
+
+    /// Show podrun's own debug messages
+    #[arg(short, long, global = true)]
+    pub(crate) verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run an application's command in a pod and report how it went
+    Run(Box<RunCommand>),
+    /// Print the pod podrun would create for an application
+    Render(Box<RenderArgs>),
+    /// Pod manifests without an application config
+    #[command(subcommand)]
+    Pod(PodCommand),
+    /// Built-in hooks
+    #[command(subcommand)]
+    Hooks(HooksCommand),
+    /// Tools for hook authors
+    #[command(subcommand)]
+    Hook(HookCommand),
+    /// Show a pod's state, and which step of a sequenced pod is running
+    Status(StatusArgs),
+    /// Delete podrun's pods left on the cluster (finished or orphaned)
+    Gc(GcArgs),
+    /// Apply mutate hooks (default: sequence) to the Pods, Jobs and CronJobs of a YAML file
+    Convert(ConvertArgs),
+    /// Print a shell completion script (e.g. `podrun completions bash >
+    /// /etc/bash_completion.d/podrun`)
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print podrun's man page (roff; e.g. `podrun man | man -l -`)
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PodCommand {
+    /// Run a Pod manifest as it is
+    Run(Box<PodRunArgs>),
+}
+
+/// Where the pod runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RuntimeKind {
+    /// The pod's containers as processes on this machine
+    Local,
+    /// A Kubernetes cluster
+    Kube,
+}
+
+/// Which cluster.
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    /// The kubeconfig file [default: $KUBECONFIG, ~/.kube/config, then in-cluster]
+    #[arg(
+        short = 'k',
+        long = "kube-config",
+        visible_alias = "kubeconfig",
+        value_name = "PATH"
+    )]
+    pub(crate) kube_config: Option<PathBuf>,
+
+    /// The kubeconfig context
+    #[arg(long, value_name = "NAME")]
+    pub(crate) context: Option<String>,
+}
+
+impl ClusterArgs {
+    pub(crate) fn connect(&self) -> podrun::runtime::kube::Connect {
+        podrun::runtime::kube::Connect {
+            kubeconfig: self.kube_config.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
+/// What happens to a cluster pod at the end of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum KeepArg {
+    Never,
+    OnFailure,
+    Always,
+}
+
+/// How a run executes and reports.
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    /// Where the pod runs [default: kube when a cluster is configured, else local]
+    #[arg(long, value_enum)]
+    pub(crate) runtime: Option<RuntimeKind>,
+
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
+
+    /// Keep the cluster pod at the end: never, on-failure, always
+    #[arg(long, value_enum, default_value_t = KeepArg::Never)]
+    pub(crate) keep: KeepArg,
+
+    /// How long the pod may stay Pending (90s, 10m…), overriding the config's
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) pending_timeout: Option<u64>,
+
+    /// Send podrun's stdin to the container named `worker`; its stdout is the
+    /// run's output
+    #[arg(long)]
+    pub(crate) stdin: bool,
+
+    /// Serve /healthy and /status as JSON on this address while the pod runs
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) status_addr: Option<std::net::SocketAddr>,
+
+    /// `text`: container output on stdout, a summary on stderr; `json`: the
+    /// result as JSON on stdout, container output on stderr
+    #[arg(short, long, value_enum, default_value_t = RunFormat::Text)]
+    pub(crate) output: RunFormat,
+
+    /// Also write the result as JSON to this file
+    #[arg(long, value_name = "PATH")]
+    pub(crate) result_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RunFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunCommand {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+
+    #[command(flatten)]
+    pub(crate) exec: ExecArgs,
+
+    /// Set for pod-runner's invocation (no subcommand): `--command` is read
+    /// as pod-runner read it, and the run needs a cluster.
+    #[arg(long, hide = true)]
+    pub(crate) pod_runner_form: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PodRunArgs {
+    /// The Pod manifest (YAML or JSON), `-` for stdin
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) file: PathBuf,
+
+    /// The namespace to run in [default: the manifest's, then the
+    /// kubeconfig context's]
+    #[arg(short, long, value_name = "NS")]
+    pub(crate) namespace: Option<String>,
+
+    /// The run's id [default: a new one]
+    #[arg(long, value_name = "ID")]
+    pub(crate) run_id: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) exec: ExecArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConvertArgs {
+    /// The YAML file (several documents allowed), `-` for stdin
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) file: PathBuf,
+
+    /// A mutate hook to apply, in order: a built-in name or a .wasm path,
+    /// optionally with settings as JSON (`sequence={"strategy":"entrypoint"}`)
+    /// [default: sequence]
+    #[arg(long = "hook", value_name = "HOOK[=SETTINGS]")]
+    pub(crate) hooks: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The pod's name on the cluster
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub(crate) pod: Option<String>,
+
+    /// The namespace [default: the kubeconfig's]
+    #[arg(short, long, value_name = "NS")]
+    pub(crate) namespace: Option<String>,
+
+    /// Read the pod (YAML or JSON, with its status) from a file, `-` for
+    /// stdin, instead of the cluster
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) file: Option<PathBuf>,
+
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = RunFormat::Text)]
+    pub(crate) output: RunFormat,
+
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// Delete podrun pods older than this (90s, 10m, 2h, 1d)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    pub(crate) older_than: u64,
+
+    /// Only in this namespace [default: all namespaces]
+    #[arg(short, long, value_name = "NS")]
+    pub(crate) namespace: Option<String>,
+
+    /// Only pods that also match this label selector (app.kubernetes.io/name=report)
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub(crate) selector: Option<String>,
+
+    /// Only list what would be deleted
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum HookCommand {
+    /// Run a hook on a fixture: a Pod, Job or CronJob (mutate), a pod with its
+    /// status (classify) or a template (render)
+    Test(HookTestArgs),
+    /// Start a new hook: a Rust crate (or a Rhai script with --script), with
+    /// a fixture and its expected result, ready for `podrun hook test`
+    New(HookNewArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HookNewArgs {
+    /// The hook's name (lowercase letters, digits and dashes); its directory
+    pub(crate) name: String,
+
+    /// A Rhai script instead of a Rust crate: no toolchain needed
+    #[arg(long)]
+    pub(crate) script: bool,
+
+    /// Where to create the hook's directory
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub(crate) dir: PathBuf,
+
+    /// Depend on a local checkout of podrun's guest-sdk instead of the
+    /// released crate
+    #[arg(long, value_name = "PATH", conflicts_with = "script")]
+    pub(crate) sdk_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HookTestArgs {
+    /// A built-in hook's name, a .wasm component or a .rhai script
+    pub(crate) hook: String,
+
+    /// The fixture (YAML)
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) input: PathBuf,
+
+    /// The hook's settings, as JSON or YAML
+    #[arg(long, value_name = "SETTINGS", default_value = "{}")]
+    pub(crate) with: String,
+
+    /// A runtime parameter the hook sees (repeatable)
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub(crate) params: Vec<(String, String)>,
+
+    /// The kind of hook [default: the built-in's; for a .wasm or a script,
+    /// the first of mutate, classify, render it provides]
+    #[arg(long, value_enum)]
+    pub(crate) kind: Option<KindArg>,
+
+    /// Compare with this expected result (YAML) and fail when it differs
+    #[arg(long, value_name = "FILE")]
+    pub(crate) expect: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum KindArg {
+    Render,
+    Mutate,
+    Classify,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum HooksCommand {
+    /// List the built-in hooks
+    List,
+}
+
+/// Which config file to read.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    /// The config file [default: ./pod-runner.yaml]
+    #[arg(long, env = "PODRUN_CONFIG", value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// The directory holding pod-runner.yaml (pod-runner's flag)
+    #[arg(short = 'p', long, value_name = "DIR", conflicts_with = "config")]
+    pub(crate) appconfig_path: Option<PathBuf>,
+}
+
+/// What to run: the application and the caller's values.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The application, as named in the config
+    #[arg(short, long, value_name = "NAME")]
+    pub(crate) application: String,
+
+    /// The command, split like a shell would (quotes group words); no
+    /// variables or globs are expanded
+    #[arg(short, long, value_name = "COMMAND", allow_hyphen_values = true)]
+    pub(crate) command: Option<String>,
+
+    /// A runtime parameter the application accepts (repeatable)
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub(crate) params: Vec<(String, String)>,
+
+    /// The namespace to run in
+    #[arg(short, long, value_name = "NS")]
+    pub(crate) namespace: Option<String>,
+
+    /// The run's id [default: a new one]
+    #[arg(long, value_name = "ID")]
+    pub(crate) run_id: Option<String>,
+
+    /// The run's deadline (90, 90s, 10m, 2h, 1d), overriding the config's
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) timeout: Option<u64>,
+
+    /// The command's arguments exactly as given, after `--` (instead of
+    /// --command)
+    #[arg(last = true, value_name = "ARGS", conflicts_with = "command")]
+    pub(crate) args: Vec<String>,
+
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RenderArgs {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = Format::Yaml)]
+    pub(crate) output: Format,
+
+    /// Also show, on stderr, what each hook changed, in order
+    #[arg(long)]
+    pub(crate) explain: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    Yaml,
+    Json,
+}
+
+pub(crate) fn parse_param(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    Ok((name.to_string(), value.to_string()))
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
+    podrun::config::parse_seconds(s)
+}
