@@ -50,12 +50,12 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
     .block_on(f)
 }
 
-fn app() -> types::Application {
-    let r = |cpu: Option<&str>, memory: &str| types::Resources {
+fn app() -> podrun::context::RunContext {
+    let r = |cpu: Option<&str>, memory: &str| podrun::context::Resources {
         cpu: cpu.map(String::from),
         memory: Some(memory.into()),
     };
-    let mut app = podrun::hooks::bare_application("report", "c0ffee0123456789");
+    let mut app = podrun::context::RunContext::bare("report", "c0ffee0123456789");
     app.namespace = Some("batch".into());
     app.image = "registry.example/report:2.1".into();
     app.arguments = [

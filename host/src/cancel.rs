@@ -91,6 +91,20 @@ impl Cancel {
         *self.state.borrow()
     }
 
+    /// Resolves once the run is cancelled, with the reason.
+    pub async fn cancelled(&self) -> Reason {
+        let mut rx = self.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().reason {
+                return reason;
+            }
+            // The sender lives in `self`: it cannot close while we wait.
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// A receiver woken at each change.
     pub(crate) fn subscribe(&self) -> watch::Receiver<State> {
         self.state.subscribe()

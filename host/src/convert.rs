@@ -5,7 +5,8 @@
 
 use serde_json::Value;
 
-use crate::hooks::{Hook, HookError, types};
+use crate::context::RunContext;
+use crate::hooks::{Hook, HookError};
 use crate::pipeline;
 
 /// Why the input could not be converted.
@@ -41,7 +42,7 @@ pub async fn convert(
     text: &str,
     source_name: &str,
     hooks: &[Hook],
-    context: &types::Application,
+    context: &RunContext,
 ) -> Result<String, ConvertError> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ConvertError::Parse {
         source_name: source_name.to_string(),

@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use crate::hooks::{Hook, HookError, Kind, classify, render, types};
+use crate::context::RunContext;
+use crate::hooks::{Hook, HookError, Kind, classify, render};
 use crate::pipeline;
 
 /// What a hook made of a fixture, as a YAML-able value.
@@ -11,7 +12,7 @@ pub async fn run(
     hook: &Hook,
     kind: Kind,
     fixture: &str,
-    context: &types::Application,
+    context: &RunContext,
 ) -> Result<Value, HookError> {
     let fixture_value = || -> Result<Value, HookError> {
         serde_saphyr::from_str(fixture).map_err(|e| HookError::Failed {

@@ -5,6 +5,7 @@
 pub mod cancel;
 pub mod command;
 pub mod config;
+pub mod context;
 pub mod convert;
 pub mod exit;
 pub mod hook_test;

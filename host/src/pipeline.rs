@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use crate::config::{Application, Config, ConfigError};
+use crate::context::RunContext;
 use crate::exit::Code;
 use crate::hooks::text::{MESSAGE_LIMIT, shown};
 use crate::hooks::{Called, Hook, HookError, Hooks, Kind, LogLine, mutate, render, types};
@@ -38,7 +39,7 @@ pub struct Request {
 
 /// One hook's part in preparing the pod.
 #[derive(Debug)]
-pub struct Step {
+pub struct HookStep {
     /// The hook's name.
     pub hook: String,
     /// Its kind.
@@ -59,9 +60,9 @@ pub struct Prepared {
     /// The final pod.
     pub pod: Pod,
     /// The application context the hooks saw (for the classifiers).
-    pub context: types::Application,
+    pub context: RunContext,
     /// What each hook did, in order.
-    pub steps: Vec<Step>,
+    pub steps: Vec<HookStep>,
 }
 
 /// Why the pod could not be prepared.
@@ -168,7 +169,7 @@ pub async fn prepare(
         template: template.source.clone(),
         message,
     })?;
-    steps.push(Step {
+    steps.push(HookStep {
         hook: render_hook.name().to_string(),
         kind: Kind::Render,
         elapsed: called.elapsed,
@@ -187,7 +188,7 @@ pub async fn prepare(
             hook: hook.name().to_string(),
             message: format!("the Pod is no longer valid: {m}"),
         })?;
-        steps.push(Step {
+        steps.push(HookStep {
             hook: hook.name().to_string(),
             kind: Kind::Mutate,
             elapsed: called.elapsed,
@@ -232,7 +233,7 @@ pub async fn classifiers(
 /// A hook may not change the object's type.
 pub async fn apply(
     hook: &Hook,
-    context: &types::Application,
+    context: &RunContext,
     object: &mut Value,
 ) -> Result<Called<mutate::Mutation>, HookError> {
     let wire = types::Object {
@@ -286,7 +287,7 @@ fn application_context(
     app: &Application,
     request: &Request,
     run_id: &str,
-) -> Result<types::Application, PipelineError> {
+) -> Result<RunContext, PipelineError> {
     let mut params = Vec::new();
     for (name, _) in &request.params {
         if !app.parameters.iter().any(|p| &p.name == name) {
@@ -305,7 +306,7 @@ fn application_context(
     for p in &app.parameters {
         let given = request.params.iter().rev().find(|(n, _)| n == &p.name);
         match (given, &p.default) {
-            (Some((_, v)), _) | (None, Some(v)) => params.push(types::Param {
+            (Some((_, v)), _) | (None, Some(v)) => params.push(crate::context::Param {
                 name: p.name.clone(),
                 value: v.clone(),
             }),
@@ -317,7 +318,7 @@ fn application_context(
             }
         }
     }
-    let resources = |r: &Option<crate::config::Resources>| types::Resources {
+    let resources = |r: &Option<crate::config::Resources>| crate::context::Resources {
         cpu: r.as_ref().and_then(|r| r.cpu.as_ref()).map(|q| q.0.clone()),
         memory: r
             .as_ref()
@@ -325,7 +326,7 @@ fn application_context(
             .map(|q| q.0.clone()),
     };
     let c = &app.container;
-    Ok(types::Application {
+    Ok(RunContext {
         name: app.name.value.0.clone(),
         run_id: run_id.to_string(),
         namespace: request
@@ -429,7 +430,7 @@ fn string_field(object: &Value, field: &str) -> String {
 
 /// A pod without a name is named after the application and the run.
 /// `metadata` must be an object (or absent).
-fn ensure_name(object: &mut Value, app: &types::Application) -> Result<(), String> {
+fn ensure_name(object: &mut Value, app: &RunContext) -> Result<(), String> {
     let Some(object) = object.as_object_mut() else {
         return Err("not a JSON object".into());
     };
@@ -533,8 +534,8 @@ mod tests {
         })
     }
 
-    fn context() -> types::Application {
-        crate::hooks::bare_application("app", "run")
+    fn context() -> RunContext {
+        RunContext::bare("app", "run")
     }
 
     fn read_rendered(text: &str) -> Result<Value, String> {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::hooks::classify;
 
 /// How a run ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunResult {
     /// The run's id.

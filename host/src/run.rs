@@ -43,8 +43,21 @@ pub async fn run(
     io: Io<'_>,
 ) -> Result<RunResult, Error> {
     let started = std::time::Instant::now();
-    let classifiers = pipeline::classifiers(hooks, config, &request.application).await?;
-    let prepared = pipeline::prepare(hooks, config, request).await?;
+    let prepare = async {
+        let classifiers = pipeline::classifiers(hooks, config, &request.application).await?;
+        let prepared = pipeline::prepare(hooks, config, request).await?;
+        Ok::<_, PipelineError>((classifiers, prepared))
+    };
+    // Nothing runs yet: a cancel while hooks compile or run ends it here.
+    let cancel = io.cancel.clone();
+    let (classifiers, prepared) = tokio::select! {
+        prepared = prepare => prepared?,
+        reason = cancel.cancelled() => return Ok(lifecycle::cancelled_before_start(
+            reason,
+            request.run_id.as_deref().unwrap_or_default(),
+            runtime.name(),
+        )),
+    };
     io.sink.notice(Notice::Prepared(&prepared));
     let prepare = started.elapsed();
     let mut result = lifecycle::run(

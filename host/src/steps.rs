@@ -29,7 +29,7 @@ pub enum State {
     Skipped,
 }
 
-/// One step.
+/// One step of a sequenced pod: a container that runs after the one before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
     /// The container's name.

@@ -345,3 +345,22 @@ async fn parameters_are_checked_and_inserted_safely() {
     req.params = vec![("team".into(), "data\nhostNetwork: true".into())];
     assert!(prepare_with(extra, req).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_runs_loading_one_hook_at_once_compile_it_once() {
+    // A fresh engine with no cache directory: nothing is compiled yet.
+    let hooks = podrun::hooks::Hooks::new(podrun::hooks::EngineOptions::default()).unwrap();
+    let spec = podrun::config::builtin_spec(
+        &podrun::config::HookRef::named("restart-never"),
+        Kind::Mutate,
+    )
+    .unwrap();
+    let loads = (0..16).map(|_| {
+        let (hooks, spec) = (hooks.clone(), spec.clone());
+        tokio::spawn(async move { hooks.load(&spec).await.map(|_| ()) })
+    });
+    for load in futures::future::join_all(loads).await {
+        load.unwrap().unwrap();
+    }
+    assert_eq!(hooks.components_compiled(), 1);
+}

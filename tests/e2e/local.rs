@@ -119,6 +119,59 @@ fn init_containers_run_in_order_and_a_failure_stops_the_pod() {
 }
 
 #[test]
+fn a_native_sidecar_runs_beside_the_containers_and_is_stopped_after_them() {
+    // The sidecar never exits by itself; the init container after it and
+    // the main container must not wait for it, and the run ends with main.
+    let sidecar = container(
+        "proxy",
+        "echo proxy up; trap 'echo proxy down; exit 0' TERM; while true; do sleep 0.1; done",
+    ) + "    restartPolicy: Always\n";
+    let containers = format!(
+        "  initContainers:\n{sidecar}{}  containers:\n{}",
+        container("setup", "sleep 0.3; echo setup"),
+        container("main", "sleep 0.3; echo main; exit 0"),
+    );
+    let started = std::time::Instant::now();
+    let run = run_pod(&pod("Never", "", &containers), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    for line in [
+        "[proxy] proxy up",
+        "[setup] setup",
+        "[main] main",
+        "[proxy] proxy down",
+    ] {
+        assert!(run.stdout.contains(line), "{line:?} in {}", run.stdout);
+    }
+    assert!(run.stdout.find("[main] main") < run.stdout.find("[proxy] proxy down"));
+    assert_eq!(run.result["outcome"], "succeeded");
+}
+
+#[test]
+fn a_failed_init_container_stops_the_sidecar_before_it() {
+    let sidecar =
+        container("proxy", "while true; do sleep 0.1; done") + "    restartPolicy: Always\n";
+    let containers = format!(
+        "  initContainers:\n{sidecar}{}  containers:\n{}",
+        container("setup", "echo setup; exit 6"),
+        container("main", "echo never"),
+    );
+    let started = std::time::Instant::now();
+    let run = run_pod(&pod("Never", "", &containers), &[]);
+    assert_eq!(run.code, 6, "{}", run.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!run.stdout.contains("never"), "{}", run.stdout);
+}
+
+#[test]
 fn the_deadline_stops_the_pod() {
     let start = Instant::now();
     let run = run_pod(
@@ -453,7 +506,7 @@ async fn the_classifier_gives_the_same_verdict_as_on_a_cluster() {
         })
         .await
         .unwrap();
-    let app = podrun::hooks::bare_application("scenario", "r");
+    let app = podrun::context::RunContext::bare("scenario", "r");
     let dir = support::root().join("tests/fixtures/scenarios");
     for name in ["success", "exit-3", "init-fails", "deadline", "oom"] {
         if name == "oom" && !cgroups_available() {

@@ -169,8 +169,8 @@ pub fn fails_with(cmd: &mut assert_cmd::Command, code: i32, text: &str) {
 }
 
 /// The context of a test call.
-pub fn context() -> types::Application {
-    podrun::hooks::bare_application("t", "r1")
+pub fn context() -> podrun::context::RunContext {
+    podrun::context::RunContext::bare("t", "r1")
 }
 
 /// A small Pod, as a mutate hook gets it.

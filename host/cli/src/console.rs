@@ -162,9 +162,11 @@ impl Progress {
 }
 
 /// Turns SIGINT and SIGTERM into a cancel of the run: the first stops the
-/// pod gracefully, a second kills it and exits at once with the signal's
+/// pod gracefully, a second kills it; the run then ends with the signal's
 /// code. Caught from before the pod is created, so a signal during
-/// creation still cleans up.
+/// creation still cleans up once the pod exists. A run that does not end
+/// within a few seconds of the second signal (a cluster that does not
+/// answer) is left: podrun exits.
 pub(crate) fn cancel_on_signals() -> Cancel {
     use tokio::signal::unix::{SignalKind, signal};
     let cancel = Cancel::new();
@@ -181,18 +183,21 @@ pub(crate) fn cancel_on_signals() -> Cancel {
             };
             if first {
                 first = false;
-                eprintln!("podrun: stopping the pod (a second signal exits at once)");
+                eprintln!("podrun: stopping the pod (a second signal kills it)");
                 handle.cancel(reason);
                 continue;
             }
             handle.kill(reason);
-            // Give the runtime a moment to deliver SIGKILL, then go.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(KILL_WAIT).await;
+            eprintln!("podrun: the pod did not stop in time; exiting");
             std::process::exit(reason.exit_code().number().into());
         }
     });
     cancel
 }
+
+/// How long a killed run may take to end before podrun exits anyway.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 async fn recv(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     match s {

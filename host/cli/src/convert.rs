@@ -37,7 +37,7 @@ pub(crate) async fn convert(
         r.with = with;
         loaded.push(load_unconfigured(&hooks, &r, Kind::Mutate, &format!("--hook {s}")).await?);
     }
-    let context = podrun::hooks::bare_application("convert", &podrun::run_id::new());
+    let context = podrun::context::RunContext::bare("convert", &podrun::run_id::new());
     let out = podrun::convert::convert(&text, &name, &loaded, &context)
         .await
         .map_err(|e| {

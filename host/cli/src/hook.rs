@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use podrun::config;
 use podrun::exit::Code;
-use podrun::hooks::{Hook, Hooks, Kind, builtin, types};
+use podrun::hooks::{Hook, Hooks, Kind, builtin};
 
 use crate::args::{HookNewArgs, HookTestArgs, KindArg};
 use crate::{Failure, read_input, usage};
@@ -100,11 +100,11 @@ pub(crate) async fn test(cache_dir: Option<PathBuf>, args: HookTestArgs) -> Resu
             return Err((code, anyhow::anyhow!("{}", all.join("\n  "))).into());
         }
     };
-    let mut context = podrun::hooks::bare_application("test", "test");
+    let mut context = podrun::context::RunContext::bare("test", "test");
     context.params = args
         .params
         .iter()
-        .map(|(name, value)| types::Param {
+        .map(|(name, value)| podrun::context::Param {
             name: name.clone(),
             value: value.clone(),
         })

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use podrun::exit::Code;
-use podrun::hooks::{Hook, Hooks, Kind, types};
+use podrun::hooks::{Hook, Hooks, Kind};
 use podrun::lifecycle::{self, Io, Keep};
 use podrun::pipeline::Request;
 use podrun::result::RunResult;
@@ -102,7 +102,7 @@ pub(crate) async fn manifest(
     let hooks = crate::engine(cache_dir)?;
     let classifiers = vec![default_classifier(&hooks).await?];
     let pod_name = pod.metadata.name.clone().unwrap_or_else(|| "pod".into());
-    let mut context = podrun::hooks::bare_application(&pod_name, &run_id);
+    let mut context = podrun::context::RunContext::bare(&pod_name, &run_id);
     context.namespace = pod.metadata.namespace.clone();
     context.pending_timeout_seconds = args.exec.pending_timeout;
     execute(pod, &context, &classifiers, &args.exec).await
@@ -147,7 +147,7 @@ async fn runtime(exec: &ExecArgs) -> Result<Box<dyn Runtime>, Failure> {
 
 async fn execute(
     pod: Pod,
-    context: &types::Application,
+    context: &podrun::context::RunContext,
     classifiers: &[Hook],
     exec: &ExecArgs,
 ) -> Result<Code, Failure> {

@@ -25,12 +25,14 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use wasmtime::Engine;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre, Linker};
 
 use super::CacheOptions;
+use super::sandbox::HostState;
 
 const MAC_LEN: usize = blake3::OUT_LEN;
 const KEY_LEN: usize = 32;
@@ -40,7 +42,23 @@ const MAX_ARTIFACT: u64 = 1 << 30;
 
 pub(crate) struct Cache {
     disk: Option<Disk>,
-    loaded: Mutex<HashMap<String, Component>>,
+    /// Per key, the component once compiled. Loads of one component wait
+    /// for the first to compile it: a thousand runs starting at once
+    /// compile each hook once, not a thousand times.
+    loaded: Mutex<HashMap<String, Arc<Mutex<Option<Compiled>>>>>,
+    /// The keys of built-in hooks already loaded, by name: built-ins are
+    /// part of podrun, so a second load skips hashing their bytes.
+    builtins: Mutex<HashMap<&'static str, String>>,
+    /// Components compiled (not found in memory or on disk) so far.
+    pub(crate) compiled: AtomicU64,
+}
+
+/// A component, compiled and linked: what every load of it shares.
+#[derive(Clone)]
+pub(crate) struct Compiled {
+    pub(crate) component: Component,
+    /// Ready to instantiate, or why podrun's imports do not satisfy it.
+    pub(crate) pre: Result<InstancePre<HostState>, String>,
 }
 
 /// The cache directory and the key that signs its files.
@@ -89,19 +107,56 @@ impl Cache {
         Cache {
             disk,
             loaded: Mutex::new(HashMap::new()),
+            builtins: Mutex::new(HashMap::new()),
+            compiled: AtomicU64::new(0),
         }
     }
 
+    /// The built-in hook `name`, if it is compiled and in memory: cheap
+    /// enough for the async executor.
+    pub(crate) fn builtin_in_memory(&self, name: &str) -> Option<Compiled> {
+        let key = self.builtins.lock().ok()?.get(name)?.clone();
+        let slot = self.loaded.lock().ok()?.get(&key)?.clone();
+        // A slot being filled is locked: that load is still compiling.
+        let slot = slot.try_lock().ok()?;
+        slot.clone()
+    }
+
+    /// The compiled built-in hook `name`, as [`Cache::component`].
+    pub(crate) fn builtin(
+        &self,
+        engine: &Engine,
+        linker: &Linker<HostState>,
+        name: &'static str,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Compiled> {
+        let component = self.component(engine, linker, bytes)?;
+        if let Ok(mut b) = self.builtins.lock() {
+            b.entry(name).or_insert_with(|| key(engine, bytes));
+        }
+        Ok(component)
+    }
+
     /// The compiled component for `bytes`: from memory, from disk, or
-    /// compiled now and written to disk.
-    pub(crate) fn component(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+    /// compiled now and written to disk; linked once with `linker`.
+    pub(crate) fn component(
+        &self,
+        engine: &Engine,
+        linker: &Linker<HostState>,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Compiled> {
         let key = key(engine, bytes);
-        if let Some(c) = self
+        let slot = self
             .loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        // Held while compiling (on a blocking thread): others loading the
+        // same component wait here for it.
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
         let cached = self.disk.as_ref().and_then(|d| match d.load(engine, &key) {
@@ -114,6 +169,7 @@ impl Cache {
         let component = match cached {
             Some(c) => c,
             None => {
+                self.compiled.fetch_add(1, Ordering::Relaxed);
                 let c = Component::new(engine, bytes)?;
                 if let Some(disk) = &self.disk
                     && let Err(e) = disk.store(&c, &key)
@@ -123,11 +179,14 @@ impl Cache {
                 c
             }
         };
-        self.loaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, component.clone());
-        Ok(component)
+        let compiled = Compiled {
+            pre: linker
+                .instantiate_pre(&component)
+                .map_err(|e| format!("{e:#}")),
+            component,
+        };
+        *slot = Some(compiled.clone());
+        Ok(compiled)
     }
 }
 

@@ -165,6 +165,15 @@ impl Hooks {
         })
     }
 
+    /// How many components this engine has compiled (rather than found
+    /// compiled in memory or in the cache directory).
+    pub fn components_compiled(&self) -> u64 {
+        self.shared
+            .cache
+            .compiled
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Hook instances in use now, of [`EngineOptions::pool_size`].
     pub fn instances_in_use(&self) -> usize {
         self.shared.options.pool_size as usize - self.shared.pool.available_permits()
@@ -188,38 +197,45 @@ impl Hooks {
         let source = spec.source.clone();
         let this = self.clone();
         let hook_name = name.clone();
-        let compiled = tokio::task::spawn_blocking(move || {
-            let load_err = |message: String| HookError::Load {
-                hook: hook_name.clone(),
-                message,
-            };
-            let mut script_text = None;
-            let bytes: Cow<'static, [u8]> = match &source {
-                Source::Builtin(b) => builtin::wasm(b)
-                    .ok_or_else(|| load_err("no such built-in hook".into()))?
-                    .into(),
-                Source::File(path) => this.read_component(&hook_name, path)?.into(),
-                Source::Script(path) => {
-                    let text =
-                        std::fs::read_to_string(path).map_err(|e| load_err(e.to_string()))?;
-                    script_text = Some((path.display().to_string(), text));
-                    builtin::wasm(builtin::SCRIPT_INTERPRETER)
-                        .ok_or_else(|| load_err("no script interpreter is built in".into()))?
-                        .into()
-                }
-            };
-            let shared = &this.shared;
-            let compiled = shared
-                .cache
-                .component(&shared.engine, &bytes)
-                .map(|component| {
-                    let pre = shared.linker.instantiate_pre(&component);
-                    (component, pre)
-                });
-            Ok::<_, HookError>((compiled, script_text))
-        })
-        .await
-        .map_err(|e| load_err(format!("the compiler failed: {e}")))??;
+        // A built-in already compiled needs no blocking thread: a thousand
+        // runs starting at once do not each take one.
+        let in_memory = match &source {
+            Source::Builtin(b) => self.shared.cache.builtin_in_memory(b),
+            _ => None,
+        };
+        let compiled = match in_memory {
+            Some(compiled) => (Ok(compiled), None),
+            None => tokio::task::spawn_blocking(move || {
+                let load_err = |message: String| HookError::Load {
+                    hook: hook_name.clone(),
+                    message,
+                };
+                let mut script_text = None;
+                let bytes: Cow<'static, [u8]> = match &source {
+                    Source::Builtin(b) => builtin::wasm(b)
+                        .ok_or_else(|| load_err("no such built-in hook".into()))?
+                        .into(),
+                    Source::File(path) => this.read_component(&hook_name, path)?.into(),
+                    Source::Script(path) => {
+                        let text =
+                            std::fs::read_to_string(path).map_err(|e| load_err(e.to_string()))?;
+                        script_text = Some((path.display().to_string(), text));
+                        builtin::wasm(builtin::SCRIPT_INTERPRETER)
+                            .ok_or_else(|| load_err("no script interpreter is built in".into()))?
+                            .into()
+                    }
+                };
+                let shared = &this.shared;
+                let (engine, linker) = (&shared.engine, &shared.linker);
+                let compiled = match &source {
+                    Source::Builtin(b) => shared.cache.builtin(engine, linker, b, &bytes),
+                    _ => shared.cache.component(engine, linker, &bytes),
+                };
+                Ok::<_, HookError>((compiled, script_text))
+            })
+            .await
+            .map_err(|e| load_err(format!("the compiler failed: {e}")))??,
+        };
         let (compiled, script_text) = compiled;
         // The pooling allocator refuses a component with more instances,
         // memories or tables than a hook may have, as it is compiled.
@@ -228,7 +244,7 @@ impl Hooks {
             text.contains("exceeds the configured maximum")
                 || text.contains("does not fit in pooling allocator")
         };
-        let (component, pre) = compiled.map_err(|e| {
+        let super::cache::Compiled { component, pre } = compiled.map_err(|e| {
             if too_big(&e) {
                 HookError::Limit {
                     hook: name.clone(),
@@ -239,7 +255,7 @@ impl Hooks {
             }
         })?;
         let pre =
-            pre.map_err(|e| load_err(format!("it needs more than podrun gives hooks: {e:#}")))?;
+            pre.map_err(|e| load_err(format!("it needs more than podrun gives hooks: {e}")))?;
         if let Some(needs) = component.resources_required()
             && (needs.num_memories as usize > sandbox::MAX_MEMORIES
                 || needs.num_tables as usize > sandbox::MAX_TABLES)
@@ -279,7 +295,8 @@ impl Hooks {
         };
         let hook = Hook {
             name,
-            shared: self.shared.clone(),
+            engine: self.shared.engine.clone(),
+            pool: self.shared.pool.clone(),
             pre,
             kind: spec.kind,
             func,

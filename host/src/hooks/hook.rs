@@ -7,6 +7,7 @@
 //! around the whole call, and the store's caps on memory, instances and
 //! tables.
 
+use crate::context::RunContext;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +20,6 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::bindings::{classify, mutate, render, script, types};
-use super::engine::Shared;
 use super::output::{Budget, MESSAGE_SLACK, TooLarge};
 use super::sandbox::{self, HostState, OUTPUT_CAPACITY, Stopped};
 use super::text::{MESSAGE_LIMIT, shown, shown_lines};
@@ -60,7 +60,10 @@ pub(super) struct Live {
 /// except a script hook's, which keeps one instance while it is loaded.
 pub struct Hook {
     pub(super) name: String,
-    pub(super) shared: Arc<Shared>,
+    /// The engine's, shared: the hook never reaches back into the engine.
+    pub(super) engine: wasmtime::Engine,
+    /// Instances at once, across every hook of the engine.
+    pub(super) pool: Arc<tokio::sync::Semaphore>,
     pub(super) pre: InstancePre<HostState>,
     pub(super) kind: Kind,
     pub(super) func: ComponentExportIndex,
@@ -88,9 +91,9 @@ impl Hook {
         self.instances.load(Ordering::Relaxed)
     }
 
-    fn context(&self, app: &types::Application) -> types::Context {
+    fn context(&self, app: &RunContext) -> types::Context {
         types::Context {
-            application: app.clone(),
+            application: app.into(),
             settings: self.settings.clone(),
         }
     }
@@ -98,7 +101,7 @@ impl Hook {
     /// Renders `template`; the result is the object as JSON.
     pub async fn render(
         &self,
-        app: &types::Application,
+        app: &RunContext,
         template: &render::Template,
     ) -> Result<Called<String>, HookError> {
         self.expect(Kind::Render)?;
@@ -116,7 +119,7 @@ impl Hook {
     /// Asks the hook what to change in `object`.
     pub async fn mutate(
         &self,
-        app: &types::Application,
+        app: &RunContext,
         object: &types::Object,
     ) -> Result<Called<mutate::Mutation>, HookError> {
         self.expect(Kind::Mutate)?;
@@ -146,7 +149,7 @@ impl Hook {
     /// Asks the hook for a verdict on `observation`.
     pub async fn classify(
         &self,
-        app: &types::Application,
+        app: &RunContext,
         observation: &classify::Observation,
     ) -> Result<Called<Option<classify::Verdict>>, HookError> {
         self.expect(Kind::Classify)?;
@@ -252,7 +255,6 @@ impl Hook {
     /// a script hook, with its script loaded.
     async fn instantiate(&self) -> Result<Live, HookError> {
         let slot = self
-            .shared
             .pool
             .clone()
             .acquire_owned()
@@ -264,7 +266,7 @@ impl Hook {
         self.instances.fetch_add(1, Ordering::Relaxed);
         let output = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let state = HostState::new(self.limits.memory, output.clone());
-        let mut store = Store::new(&self.shared.engine, state);
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         // What wasmtime copies out of the guest at once, results included.
         store.set_hostcall_fuel(self.limits.output.saturating_add(MESSAGE_SLACK));

@@ -26,29 +26,37 @@ pub use bindings::{classify, log, mutate, render, script, types};
 pub use engine::{CacheOptions, Defaults, EngineOptions, Hooks};
 pub use hook::Hook;
 
+use crate::context::RunContext;
 use crate::exit::Code;
 
-/// A context with only a name and a run id: for runs without an
-/// application config, and for tests.
-pub fn bare_application(name: &str, run_id: &str) -> types::Application {
-    let none = || types::Resources {
-        cpu: None,
-        memory: None,
-    };
-    types::Application {
-        name: name.to_string(),
-        run_id: run_id.to_string(),
-        namespace: None,
-        image: String::new(),
-        arguments: Vec::new(),
-        uid: None,
-        gid: None,
-        requests: none(),
-        limits: none(),
-        params: Vec::new(),
-        restart_policy: None,
-        timeout_seconds: None,
-        pending_timeout_seconds: None,
+impl From<&RunContext> for types::Application {
+    fn from(c: &RunContext) -> Self {
+        let resources = |r: &crate::context::Resources| types::Resources {
+            cpu: r.cpu.clone(),
+            memory: r.memory.clone(),
+        };
+        types::Application {
+            name: c.name.clone(),
+            run_id: c.run_id.clone(),
+            namespace: c.namespace.clone(),
+            image: c.image.clone(),
+            arguments: c.arguments.clone(),
+            uid: c.uid.clone(),
+            gid: c.gid.clone(),
+            requests: resources(&c.requests),
+            limits: resources(&c.limits),
+            params: c
+                .params
+                .iter()
+                .map(|p| types::Param {
+                    name: p.name.clone(),
+                    value: p.value.clone(),
+                })
+                .collect(),
+            restart_policy: c.restart_policy.clone(),
+            timeout_seconds: c.timeout_seconds,
+            pending_timeout_seconds: c.pending_timeout_seconds,
+        }
     }
 }
 

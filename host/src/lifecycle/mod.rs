@@ -11,9 +11,10 @@ use k8s_openapi::api::core::v1::Pod;
 use tokio::time::Instant;
 
 use crate::cancel::{self, Cancel};
+use crate::context::RunContext;
 use crate::exit::Code;
-use crate::hooks::{Hook, HookError, classify, types};
-use crate::result::{self, RunResult, Timings};
+use crate::hooks::{Hook, HookError, classify};
+use crate::result::{self, RunResult};
 use crate::runtime::{Event, Runtime, Start, StartError, Stdin, Stop};
 
 /// How to run.
@@ -123,7 +124,7 @@ impl RunError {
 pub async fn run(
     runtime: &dyn Runtime,
     pod: Pod,
-    context: &types::Application,
+    context: &RunContext,
     classifiers: &[Hook],
     options: &Options,
     io: Io<'_>,
@@ -138,15 +139,7 @@ pub async fn run(
         run_id: context.run_id.clone(),
         pod: pod.metadata.name.clone().unwrap_or_default(),
         runtime: runtime.name().into(),
-        outcome: String::new(),
-        retryable: false,
-        reason: String::new(),
-        message: String::new(),
-        exit_code: 0,
-        evidence: Vec::new(),
-        rule: None,
-        containers: Vec::new(),
-        timings: Timings::default(),
+        ..RunResult::default()
     };
     if let Some(reason) = cancel.state().reason {
         return Ok(interrupted(
@@ -173,8 +166,12 @@ pub async fn run(
     base.pod = started.name.clone();
     let control = started.control;
     let mut events = started.events;
+    // Classifiers time the pod from its creation, not from the request.
+    let created = Instant::now();
 
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // A slow classifier call is not followed by a burst of catch-up calls.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut latest: Option<Pod> = None;
     let mut pod_events = String::from("[]");
     let mut verdict: Option<classify::Verdict> = None;
@@ -234,7 +231,7 @@ pub async fn run(
         {
             sink.notice(Notice::Status {
                 pod,
-                elapsed: start.elapsed(),
+                elapsed: created.elapsed(),
                 undecided,
             });
         }
@@ -242,7 +239,7 @@ pub async fn run(
             && undecided
             && let Some(pod) = &latest
         {
-            match classify(classifiers, context, pod, &pod_events, start.elapsed()).await {
+            match classify(classifiers, context, pod, &pod_events, created.elapsed()).await {
                 Ok(Some(v)) if v.outcome != classify::Outcome::Running => {
                     let failed = v.outcome == classify::Outcome::Failed;
                     control.finish(options.keep.delete(failed));
@@ -254,6 +251,13 @@ pub async fn run(
                     control.stop(Stop::Graceful, options.keep != Keep::Always);
                 }
             }
+            if verdict.is_some() || failure.is_some() {
+                sink.notice(Notice::Status {
+                    pod,
+                    elapsed: created.elapsed(),
+                    undecided: false,
+                });
+            }
         }
     }
     // The pod ended before a verdict: the classifiers see its last state.
@@ -263,7 +267,7 @@ pub async fn run(
         && !gone
         && let Some(pod) = &latest
     {
-        match classify(classifiers, context, pod, &pod_events, start.elapsed()).await {
+        match classify(classifiers, context, pod, &pod_events, created.elapsed()).await {
             Ok(v) => verdict = v,
             Err(e) => failure = Some(e),
         }
@@ -282,7 +286,11 @@ fn conclude(
     verdict: Option<classify::Verdict>,
 ) -> RunResult {
     if let Some(reason) = interrupted_by {
-        return interrupted(reason, "the run was cancelled; its pod was stopped", base);
+        return interrupted(
+            reason,
+            "podrun was stopped; the pod was stopped with it",
+            base,
+        );
     }
     // A classifier that failed ends the run as failed by a hook; the pod
     // was stopped, and the result says why.
@@ -327,6 +335,20 @@ fn conclude(
     }
 }
 
+/// The result of a run cancelled before its pod was started.
+pub fn cancelled_before_start(reason: cancel::Reason, run_id: &str, runtime: &str) -> RunResult {
+    let base = RunResult {
+        run_id: run_id.to_string(),
+        runtime: runtime.to_string(),
+        ..RunResult::default()
+    };
+    interrupted(
+        reason,
+        "podrun was stopped before the pod was created",
+        base,
+    )
+}
+
 fn interrupted(reason: cancel::Reason, message: &str, base: RunResult) -> RunResult {
     RunResult {
         outcome: "interrupted".into(),
@@ -341,7 +363,7 @@ fn interrupted(reason: cancel::Reason, message: &str, base: RunResult) -> RunRes
 /// Asks each classifier in order; the first with an opinion decides.
 pub async fn classify(
     classifiers: &[Hook],
-    app: &types::Application,
+    app: &RunContext,
     pod: &Pod,
     events: &str,
     elapsed: Duration,

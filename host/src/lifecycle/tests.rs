@@ -12,6 +12,7 @@ use serde_json::json;
 use super::*;
 use crate::cancel::Reason;
 use crate::config::{self, HookRef};
+use crate::context::RunContext;
 use crate::hooks::{EngineOptions, Hooks, Kind};
 use crate::runtime::replay::{Call, Recorded, ReplayRuntime};
 
@@ -108,7 +109,7 @@ struct Outcome {
 
 async fn play(
     runtime: &ReplayRuntime,
-    context: &types::Application,
+    context: &RunContext,
     keep: Keep,
     cancel: Cancel,
 ) -> Outcome {
@@ -130,8 +131,8 @@ async fn play(
     }
 }
 
-fn context() -> types::Application {
-    crate::hooks::bare_application("app", "run-1")
+fn context() -> RunContext {
+    RunContext::bare("app", "run-1")
 }
 
 const START: Call = Call::Start { stdin: false };

@@ -290,47 +290,31 @@ async fn start_pod(client: Client, namespace: &str, start: Start) -> Result<Star
             .map(String::as_str)
             == Some(run_id.as_str())
     };
-    let existing = match pod.metadata.name.clone() {
-        Some(name) => retry(|| api.get_opt(&name))
-            .await
-            .map_err(KubeError::api("look for the run's pod"))?,
-        // A generated name is found again by the run's label.
-        None => {
-            let lp = ListParams::default().labels(&format!("{RUN_ID_LABEL}={run_id}"));
-            let found = retry(|| api.list(&lp))
-                .await
-                .map_err(KubeError::api("look for the run's pod"))?;
-            found
-                .items
-                .into_iter()
-                .find(|p| p.metadata.deletion_timestamp.is_none())
-        }
-    };
-    let (name, reattached) = match existing {
-        Some(p) if ours(&p) => (p.metadata.name.unwrap_or_default(), true),
-        Some(p) => return Err(KubeError::NameTaken(p.metadata.name.unwrap_or_default())),
+    super::name_for_run(&mut pod, &run_id);
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let existing = retry(|| api.get_opt(&name))
+        .await
+        .map_err(KubeError::api("look for the run's pod"))?;
+    let (found, reattached) = match existing {
+        Some(p) if ours(&p) => (p, true),
+        Some(_) => return Err(KubeError::NameTaken(name)),
         None => {
             let created = retry(|| async {
                 match api.create(&PostParams::default(), &pod).await {
                     // An earlier attempt may have been applied even
                     // though its answer was lost: one pod per run.
-                    Err(kube::Error::Api(s)) if s.code == 409 => {
-                        let name = pod.metadata.name.as_deref().unwrap_or_default();
-                        match api.get_opt(name).await? {
-                            Some(p) if ours(&p) => Ok(p),
-                            _ => Err(kube::Error::Api(s)),
-                        }
-                    }
+                    Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name).await? {
+                        Some(p) if ours(&p) => Ok(p),
+                        _ => Err(kube::Error::Api(s)),
+                    },
                     other => other,
                 }
             })
             .await;
             match created {
-                Ok(p) => (p.metadata.name.unwrap_or_default(), false),
+                Ok(p) => (p, false),
                 Err(kube::Error::Api(s)) if s.code == 409 => {
-                    return Err(KubeError::NameTaken(
-                        pod.metadata.name.clone().unwrap_or_default(),
-                    ));
+                    return Err(KubeError::NameTaken(name));
                 }
                 Err(kube::Error::Api(s))
                     if s.code == 404
@@ -351,27 +335,51 @@ async fn start_pod(client: Client, namespace: &str, start: Start) -> Result<Star
         name: name.clone(),
         events: events_tx,
     };
+    // The lifecycle has a status to judge from the start, even if the
+    // watch brings none for a while.
+    let _ = follower
+        .events
+        .send(Event::Status(Box::new(found), "[]".into()));
+    let control = KubeControl {
+        follower: control,
+        api: follower.api.clone(),
+        name: name.clone(),
+    };
     tokio::spawn(follower.run(control_rx, stdin));
     Ok(Started {
         events: super::stream(events),
-        control: Box::new(KubeControl(control)),
+        control: Box::new(control),
         namespace: Some(namespace.to_string()),
         name,
         reattached,
     })
 }
 
-struct KubeControl(mpsc::UnboundedSender<Msg>);
+struct KubeControl {
+    follower: mpsc::UnboundedSender<Msg>,
+    api: Api<Pod>,
+    name: String,
+}
 
 impl Control for KubeControl {
     fn finish(&self, delete: bool) {
-        let _ = self.0.send(Msg::Finish { delete });
+        let _ = self.follower.send(Msg::Finish { delete });
     }
 
-    /// A cluster pod is always stopped by deleting it with its grace
-    /// period; a kill has nothing quicker to offer.
-    fn stop(&self, _how: Stop, delete: bool) {
-        let _ = self.0.send(Msg::Interrupt { delete });
+    /// A cluster pod is stopped by deleting it: with its grace period, or
+    /// for a kill with none.
+    fn stop(&self, how: Stop, delete: bool) {
+        let _ = self.follower.send(Msg::Interrupt { delete });
+        if how == Stop::Kill && delete {
+            let (api, name) = (self.api.clone(), self.name.clone());
+            tokio::spawn(async move {
+                let now = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..DeleteParams::default()
+                };
+                let _ = api.delete(&name, &now).await;
+            });
+        }
     }
 }
 
@@ -416,10 +424,25 @@ impl Follower {
         refresh.reset();
         let mut latest: Option<Pod> = None;
         let mut done: Option<bool> = None;
+        // Whether the pod was in the list of a (re)started watch: a pod
+        // deleted while the watch was down shows only by its absence.
+        let mut listed: Option<bool> = None;
+        let mut failures = 0u32;
         loop {
             tokio::select! {
                 item = stream.next() => match item {
+                    Some(Ok(watcher::Event::Init)) => listed = Some(false),
+                    Some(Ok(watcher::Event::InitDone)) => {
+                        if listed.take() == Some(false) {
+                            let _ = pod_tx.send(None);
+                            let _ = self.events.send(Event::Gone);
+                        }
+                    }
                     Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
+                        failures = 0;
+                        if listed.is_some() {
+                            listed = Some(true);
+                        }
                         let _ = pod_tx.send(Some(pod.clone()));
                         let events = if needs_explaining(&pod, pending_for(&pod, watching)) {
                             // Fresh events: the next re-read is a full period away.
@@ -435,9 +458,18 @@ impl Follower {
                         let _ = pod_tx.send(None);
                         let _ = self.events.send(Event::Gone);
                     }
-                    Some(Ok(_)) => {}
-                    // The watcher resumes by itself (410 Gone included).
-                    Some(Err(e)) => tracing::debug!("watch of pod {}: {e}; resuming", self.name),
+                    // The watcher resumes by itself (410 Gone included); one
+                    // that keeps failing (RBAC, a broken proxy) is said once.
+                    Some(Err(e)) => {
+                        failures += 1;
+                        tracing::debug!("watch of pod {}: {e}; resuming", self.name);
+                        if failures == 10 {
+                            let _ = self.events.send(Event::Warning(format!(
+                                "the watch of pod {} keeps failing: {e}",
+                                self.name
+                            )));
+                        }
+                    }
                     None => break,
                 },
                 _ = refresh.tick() => {
@@ -461,8 +493,11 @@ impl Follower {
                         let _ = self.events.send(Event::Finished);
                         return;
                     }
+                    // The run was dropped: nobody follows the pod any more,
+                    // so it does not outlive the run.
                     None => {
                         logs.abort();
+                        self.delete().await;
                         return;
                     }
                 },
@@ -518,7 +553,8 @@ impl Follower {
         let dp = DeleteParams::default();
         let result = retry(|| self.api.delete(&self.name, &dp)).await;
         match result {
-            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
                 let _ = self.events.send(Event::Warning(format!(
                     "could not delete pod {}: {}",

@@ -27,6 +27,25 @@ pub fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
     })
 }
 
+/// Names a pod whose template gives only `metadata.generateName`: the
+/// prefix and the run id. Unlike a name the API server makes up, it is the
+/// same for a restarted run, which finds its pod by it, and a run can never
+/// make two pods.
+pub fn name_for_run(pod: &mut Pod, run_id: &str) {
+    let meta = &mut pod.metadata;
+    if meta.name.is_some() {
+        return;
+    }
+    let prefix = meta.generate_name.as_deref().unwrap_or("pod-");
+    // Within a DNS label, as the server keeps generated names.
+    let room = 63usize.saturating_sub(run_id.len());
+    let mut cut = prefix.len().min(room);
+    while !prefix.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    meta.name = Some(format!("{}{run_id}", &prefix[..cut]));
+}
+
 /// Bytes for the `worker` container's stdin.
 pub type Stdin = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
@@ -134,4 +153,31 @@ pub trait Runtime: Send + Sync {
     /// following it. Cancelling the returned future may leave a pod behind:
     /// await it, then stop what it started.
     fn start(&self, start: Start) -> BoxFuture<'_, Result<Started, StartError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: Option<&str>, generate: Option<&str>, run_id: &str) -> Option<String> {
+        let mut pod = Pod::default();
+        pod.metadata.name = name.map(String::from);
+        pod.metadata.generate_name = generate.map(String::from);
+        name_for_run(&mut pod, run_id);
+        pod.metadata.name
+    }
+
+    #[test]
+    fn a_generated_name_is_the_prefix_and_the_run_id_within_a_label() {
+        assert_eq!(
+            named(Some("mine"), Some("gen-"), "r1").as_deref(),
+            Some("mine")
+        );
+        assert_eq!(named(None, Some("gen-"), "r1").as_deref(), Some("gen-r1"));
+        assert_eq!(named(None, None, "r1").as_deref(), Some("pod-r1"));
+        let long = "x".repeat(80);
+        let name = named(None, Some(&long), "c0ffee0123456789").unwrap();
+        assert_eq!(name.len(), 63);
+        assert!(name.ends_with("c0ffee0123456789"));
+    }
 }

@@ -43,13 +43,8 @@ impl Runtime for LocalRuntime {
     /// container waiting with CreateContainerConfigError), as a kubelet
     /// would, never as an error.
     fn start(&self, mut start: Start) -> BoxFuture<'_, Result<Started, StartError>> {
-        let meta = &mut start.pod.metadata;
-        if meta.name.is_none() {
-            // As the API server does for generateName.
-            let prefix = meta.generate_name.as_deref().unwrap_or("pod-");
-            meta.name = Some(format!("{prefix}{}", &crate::run_id::new()[11..]));
-        }
-        let name = meta.name.clone().unwrap_or_default();
+        super::name_for_run(&mut start.pod, &start.run_id);
+        let name = start.pod.metadata.name.clone().unwrap_or_default();
         let (events_tx, events) = mpsc::unbounded_channel();
         let (control, rx) = mpsc::unbounded_channel();
         let supervisor = Supervisor::new(start.pod, start.stdin, control.clone(), events_tx);
@@ -124,6 +119,9 @@ enum State {
 struct Slot {
     spec: Container,
     init: bool,
+    /// A native sidecar: an init container that always restarts. It runs
+    /// beside the containers and is stopped when they have ended.
+    sidecar: bool,
     launch: Result<Launch, String>,
     state: State,
     restarts: u32,
@@ -212,6 +210,7 @@ impl Supervisor {
             Slot {
                 spec: c.clone(),
                 init,
+                sidecar: init && c.restart_policy.as_deref() == Some("Always"),
                 launch,
                 state,
                 restarts: 0,
@@ -259,7 +258,7 @@ impl Supervisor {
     async fn run(mut self, mut rx: UnboundedReceiver<Msg>) {
         if self.slots.iter().all(|s| s.launch.is_ok()) {
             match self.init_stage {
-                Some(first) => self.start(first),
+                Some(first) => self.start_init(first),
                 None => self.start_main(),
             }
         }
@@ -316,10 +315,13 @@ impl Supervisor {
                 }
             }
             Msg::Restart { slot, generation } => {
+                // A sidecar whose containers ended (or whose pod failed
+                // to initialise) is not started again.
+                let over = self.slots[slot].sidecar && (self.mains_done() || self.init_failed);
                 let s = &mut self.slots[slot];
                 if s.generation == generation && s.restart_pending {
                     s.restart_pending = false;
-                    if !self.stopping {
+                    if !self.stopping && !over {
                         self.start(slot);
                     }
                 }
@@ -365,6 +367,35 @@ impl Supervisor {
         }
     }
 
+    /// Starts init container `i`. A sidecar does not hold the next one
+    /// back: it runs on beside them.
+    fn start_init(&mut self, i: usize) {
+        self.init_stage = Some(i);
+        self.start(i);
+        if self.slots[i].sidecar && self.slots[i].pgid.is_some() {
+            self.next_init(i);
+        }
+    }
+
+    /// Init container `i` is done (or, a sidecar, started): the next one, or
+    /// the containers.
+    fn next_init(&mut self, i: usize) {
+        let next = i + 1;
+        if next < self.slots.len() && self.slots[next].init {
+            self.start_init(next);
+        } else {
+            self.start_main();
+        }
+    }
+
+    /// Whether every container (not init, not sidecar) has ended for good.
+    fn mains_done(&self) -> bool {
+        self.init_stage.is_none()
+            && self.slots.iter().filter(|s| !s.init).all(|s| {
+                matches!(s.state, State::Terminated(_)) && !s.restart_pending && s.pgid.is_none()
+            })
+    }
+
     fn start_main(&mut self) {
         self.init_stage = None;
         for i in 0..self.slots.len() {
@@ -392,9 +423,23 @@ impl Supervisor {
         if let Some(bytes) = launch.memory_limit {
             match cgroup::unavailable_reason() {
                 None => {
+                    // Names come from the template: nothing in them may
+                    // climb out of podrun's cgroup directory.
+                    let safe = |n: &str| -> String {
+                        n.chars()
+                            .map(|c| {
+                                if c.is_ascii_alphanumeric() || c == '-' {
+                                    c
+                                } else {
+                                    '_'
+                                }
+                            })
+                            .collect()
+                    };
                     let name = format!(
-                        "{pod_name}-{}-{}-{generation}",
-                        launch.name,
+                        "{}-{}-{}-{generation}",
+                        safe(&pod_name),
+                        safe(&launch.name),
                         std::process::id()
                     );
                     match MemoryCgroup::create(&name, bytes)
@@ -535,7 +580,10 @@ impl Supervisor {
     fn exited(&mut self, i: usize, code: i32, signal: Option<i32>) {
         let policy = self.policy.clone();
         let stopping = self.stopping;
+        let mains_done = self.mains_done();
+        let init_failed = self.init_failed;
         let slot = &mut self.slots[i];
+        let slot_is_sidecar = slot.sidecar;
         slot.pgid = None;
         for t in slot.tasks.drain(..) {
             t.abort();
@@ -569,10 +617,13 @@ impl Supervisor {
         slot.state = State::Terminated(term.clone());
         let restart = !stopping
             && match policy.as_str() {
+                _ if slot.sidecar => true,
                 "Never" => false,
                 "OnFailure" => code != 0,
                 _ => !slot.init || code != 0,
             };
+        // A sidecar is not restarted once the containers it served ended.
+        let restart = restart && !(slot.sidecar && (mains_done || init_failed));
         if restart {
             slot.restarts += 1;
             slot.last = Some(term);
@@ -598,17 +649,26 @@ impl Supervisor {
             });
             return;
         }
-        if slot.init && !stopping {
+        if slot.init && !slot.sidecar && !stopping {
             if code != 0 {
                 self.init_failed = true;
-                return;
-            }
-            let next = i + 1;
-            if next < self.slots.len() && self.slots[next].init {
-                self.init_stage = Some(next);
-                self.start(next);
             } else {
-                self.start_main();
+                self.next_init(i);
+            }
+        }
+        // The containers have ended, or will never start: their sidecars
+        // are stopped, as the kubelet stops them, and not restarted.
+        if !slot_is_sidecar && (self.mains_done() || self.init_failed) {
+            self.stop_sidecars();
+        }
+    }
+
+    fn stop_sidecars(&mut self) {
+        for s in self.slots.iter_mut().filter(|s| s.sidecar) {
+            s.restart_pending = false;
+            if s.pgid.is_some() {
+                let grace = s.launch.as_ref().map(|l| l.grace).ok();
+                kill_group(s, grace);
             }
         }
     }
