@@ -43,6 +43,14 @@ pub async fn run(
     io: Io<'_>,
 ) -> Result<RunResult, Error> {
     let started = std::time::Instant::now();
+    // The run id is fixed first, so that even a run cancelled while it is
+    // prepared reports it.
+    let mut request = request.clone();
+    let run_id = request
+        .run_id
+        .get_or_insert_with(crate::run_id::new)
+        .clone();
+    let request = &request;
     let prepare = async {
         let classifiers = pipeline::classifiers(hooks, config, &request.application).await?;
         let prepared = pipeline::prepare(hooks, config, request).await?;
@@ -54,7 +62,7 @@ pub async fn run(
         prepared = prepare => prepared?,
         reason = cancel.cancelled() => return Ok(lifecycle::cancelled_before_start(
             reason,
-            request.run_id.as_deref().unwrap_or_default(),
+            &run_id,
             runtime.name(),
         )),
     };

@@ -188,8 +188,14 @@ pub(crate) fn cancel_on_signals() -> Cancel {
                 continue;
             }
             handle.kill(reason);
-            tokio::time::sleep(KILL_WAIT).await;
-            eprintln!("podrun: the pod did not stop in time; exiting");
+            // A third signal does not wait.
+            tokio::select! {
+                _ = tokio::time::sleep(KILL_WAIT) => {
+                    eprintln!("podrun: the pod did not stop in time; exiting");
+                }
+                Some(()) = recv(&mut sigint) => {}
+                Some(()) = recv(&mut sigterm) => {}
+            }
             std::process::exit(reason.exit_code().number().into());
         }
     });

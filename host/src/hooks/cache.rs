@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::OnceCell;
+
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 
@@ -42,16 +44,20 @@ const MAX_ARTIFACT: u64 = 1 << 30;
 
 pub(crate) struct Cache {
     disk: Option<Disk>,
-    /// Per key, the component once compiled. Loads of one component wait
-    /// for the first to compile it: a thousand runs starting at once
-    /// compile each hook once, not a thousand times.
-    loaded: Mutex<HashMap<String, Arc<Mutex<Option<Compiled>>>>>,
+    /// Per key, the component once compiled (or why it cannot be: the
+    /// same bytes fail the same way). Loads of one component wait for the
+    /// first to compile it: a thousand runs starting at once compile each
+    /// hook once, not a thousand times.
+    loaded: Mutex<HashMap<String, Slot>>,
     /// The keys of built-in hooks already loaded, by name: built-ins are
     /// part of podrun, so a second load skips hashing their bytes.
     builtins: Mutex<HashMap<&'static str, String>>,
     /// Components compiled (not found in memory or on disk) so far.
     pub(crate) compiled: AtomicU64,
 }
+
+/// One component's place in memory: filled once, by the first load.
+type Slot = Arc<OnceCell<Result<Compiled, String>>>;
 
 /// A component, compiled and linked: what every load of it shares.
 #[derive(Clone)]
@@ -112,54 +118,53 @@ impl Cache {
         }
     }
 
-    /// The built-in hook `name`, if it is compiled and in memory: cheap
-    /// enough for the async executor.
-    pub(crate) fn builtin_in_memory(&self, name: &str) -> Option<Compiled> {
-        let key = self.builtins.lock().ok()?.get(name)?.clone();
-        let slot = self.loaded.lock().ok()?.get(&key)?.clone();
-        // A slot being filled is locked: that load is still compiling.
-        let slot = slot.try_lock().ok()?;
-        slot.clone()
+    /// The key of the built-in hook `name`, once known.
+    pub(crate) fn builtin_key(&self, name: &str) -> Option<String> {
+        self.builtins.lock().ok()?.get(name).cloned()
     }
 
-    /// The compiled built-in hook `name`, as [`Cache::component`].
-    pub(crate) fn builtin(
+    /// The key of the built-in hook `name`, remembered. Blocking: it hashes.
+    pub(crate) fn remember_builtin(
         &self,
         engine: &Engine,
-        linker: &Linker<HostState>,
         name: &'static str,
         bytes: &[u8],
-    ) -> wasmtime::Result<Compiled> {
-        let component = self.component(engine, linker, bytes)?;
-        if let Ok(mut b) = self.builtins.lock() {
-            b.entry(name).or_insert_with(|| key(engine, bytes));
+    ) -> String {
+        if let Some(key) = self.builtin_key(name) {
+            return key;
         }
-        Ok(component)
+        let key = key(engine, bytes);
+        if let Ok(mut b) = self.builtins.lock() {
+            b.insert(name, key.clone());
+        }
+        key
     }
 
-    /// The compiled component for `bytes`: from memory, from disk, or
-    /// compiled now and written to disk; linked once with `linker`.
-    pub(crate) fn component(
+    /// The cache key of `bytes`. Blocking: it hashes.
+    pub(crate) fn key(&self, engine: &Engine, bytes: &[u8]) -> String {
+        key(engine, bytes)
+    }
+
+    /// Where the component with `key` is, or will be once compiled.
+    pub(crate) fn cell(&self, key: &str) -> Slot {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The component for `bytes` from disk, or compiled now and written to
+    /// disk; linked with `linker`. Blocking.
+    pub(crate) fn load_or_compile(
         &self,
         engine: &Engine,
         linker: &Linker<HostState>,
+        key: &str,
         bytes: &[u8],
-    ) -> wasmtime::Result<Compiled> {
-        let key = key(engine, bytes);
-        let slot = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key.clone())
-            .or_default()
-            .clone();
-        // Held while compiling (on a blocking thread): others loading the
-        // same component wait here for it.
-        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let cached = self.disk.as_ref().and_then(|d| match d.load(engine, &key) {
+    ) -> Result<Compiled, String> {
+        let cached = self.disk.as_ref().and_then(|d| match d.load(engine, key) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("ignoring a cached hook: {e}; compiling it again");
@@ -170,23 +175,21 @@ impl Cache {
             Some(c) => c,
             None => {
                 self.compiled.fetch_add(1, Ordering::Relaxed);
-                let c = Component::new(engine, bytes)?;
+                let c = Component::new(engine, bytes).map_err(|e| format!("{e:#}"))?;
                 if let Some(disk) = &self.disk
-                    && let Err(e) = disk.store(&c, &key)
+                    && let Err(e) = disk.store(&c, key)
                 {
                     tracing::warn!("cannot cache the compiled hook: {e}");
                 }
                 c
             }
         };
-        let compiled = Compiled {
+        Ok(Compiled {
             pre: linker
                 .instantiate_pre(&component)
                 .map_err(|e| format!("{e:#}")),
             component,
-        };
-        *slot = Some(compiled.clone());
-        Ok(compiled)
+        })
     }
 }
 

@@ -192,55 +192,44 @@ impl Hooks {
             hook: name.clone(),
             message,
         };
-        // Files are read, and components compiled, on a blocking thread:
-        // never on the async executor.
+        // Files are read, hashed and compiled on a blocking thread: never
+        // on the async executor. A built-in's key is remembered, so a
+        // thousand runs loading it at once take no blocking thread at all.
         let source = spec.source.clone();
-        let this = self.clone();
-        let hook_name = name.clone();
-        // A built-in already compiled needs no blocking thread: a thousand
-        // runs starting at once do not each take one.
-        let in_memory = match &source {
-            Source::Builtin(b) => self.shared.cache.builtin_in_memory(b),
+        let cache = &self.shared.cache;
+        let known = match &source {
+            Source::Builtin(b) => cache.builtin_key(b).zip(builtin::wasm(b)),
             _ => None,
         };
-        let compiled = match in_memory {
-            Some(compiled) => (Ok(compiled), None),
-            None => tokio::task::spawn_blocking(move || {
-                let load_err = |message: String| HookError::Load {
-                    hook: hook_name.clone(),
-                    message,
-                };
-                let mut script_text = None;
-                let bytes: Cow<'static, [u8]> = match &source {
-                    Source::Builtin(b) => builtin::wasm(b)
-                        .ok_or_else(|| load_err("no such built-in hook".into()))?
-                        .into(),
-                    Source::File(path) => this.read_component(&hook_name, path)?.into(),
-                    Source::Script(path) => {
-                        let text =
-                            std::fs::read_to_string(path).map_err(|e| load_err(e.to_string()))?;
-                        script_text = Some((path.display().to_string(), text));
-                        builtin::wasm(builtin::SCRIPT_INTERPRETER)
-                            .ok_or_else(|| load_err("no script interpreter is built in".into()))?
-                            .into()
-                    }
-                };
-                let shared = &this.shared;
-                let (engine, linker) = (&shared.engine, &shared.linker);
-                let compiled = match &source {
-                    Source::Builtin(b) => shared.cache.builtin(engine, linker, b, &bytes),
-                    _ => shared.cache.component(engine, linker, &bytes),
-                };
-                Ok::<_, HookError>((compiled, script_text))
+        let (key, bytes, script_text) = match known {
+            Some((key, bytes)) => (key, Cow::Borrowed(bytes), None),
+            None => {
+                let this = self.clone();
+                let hook_name = name.clone();
+                tokio::task::spawn_blocking(move || this.read(&hook_name, &source))
+                    .await
+                    .map_err(|e| load_err(format!("cannot read it: {e}")))??
+            }
+        };
+        // One load compiles; the others wait for it without a thread.
+        let cell = cache.cell(&key);
+        let compiled = cell
+            .get_or_init(|| async {
+                let this = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    let shared = &this.shared;
+                    shared
+                        .cache
+                        .load_or_compile(&shared.engine, &shared.linker, &key, &bytes)
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("the compiler failed: {e}")))
             })
             .await
-            .map_err(|e| load_err(format!("the compiler failed: {e}")))??,
-        };
-        let (compiled, script_text) = compiled;
+            .clone();
         // The pooling allocator refuses a component with more instances,
         // memories or tables than a hook may have, as it is compiled.
-        let too_big = |e: &wasmtime::Error| {
-            let text = format!("{e:#}");
+        let too_big = |text: &str| {
             text.contains("exceeds the configured maximum")
                 || text.contains("does not fit in pooling allocator")
         };
@@ -248,10 +237,10 @@ impl Hooks {
             if too_big(&e) {
                 HookError::Limit {
                     hook: name.clone(),
-                    what: super::text::shown(&format!("{e:#}"), super::text::MESSAGE_LIMIT),
+                    what: super::text::shown(&e, super::text::MESSAGE_LIMIT),
                 }
             } else {
-                load_err(format!("not a valid component: {e:#}"))
+                load_err(format!("not a valid component: {e}"))
             }
         })?;
         let pre =
@@ -310,6 +299,41 @@ impl Hooks {
         // starts; the instance is kept for the run's calls.
         hook.prepare_script().await?;
         Ok(hook)
+    }
+
+    /// The bytes to compile for `source` and their cache key, with a
+    /// script's path and text. Blocking: file reads and hashing.
+    #[allow(clippy::type_complexity)]
+    fn read(
+        &self,
+        name: &str,
+        source: &Source,
+    ) -> Result<(String, Cow<'static, [u8]>, Option<(String, String)>), HookError> {
+        let load_err = |message: String| HookError::Load {
+            hook: name.to_string(),
+            message,
+        };
+        let cache = &self.shared.cache;
+        let engine = &self.shared.engine;
+        Ok(match source {
+            Source::Builtin(b) => {
+                let bytes =
+                    builtin::wasm(b).ok_or_else(|| load_err("no such built-in hook".into()))?;
+                (cache.remember_builtin(engine, b, bytes), bytes.into(), None)
+            }
+            Source::File(path) => {
+                let bytes = self.read_component(name, path)?;
+                (cache.key(engine, &bytes), bytes.into(), None)
+            }
+            Source::Script(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| load_err(e.to_string()))?;
+                let bytes = builtin::wasm(builtin::SCRIPT_INTERPRETER)
+                    .ok_or_else(|| load_err("no script interpreter is built in".into()))?;
+                let key = cache.remember_builtin(engine, builtin::SCRIPT_INTERPRETER, bytes);
+                let script = Some((path.display().to_string(), text));
+                (key, bytes.into(), script)
+            }
+        })
     }
 
     /// A `.wasm` file's bytes, refusing one larger than the engine compiles.

@@ -107,6 +107,9 @@ pub enum RunError {
     /// The runtime could not start the pod.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The run id cannot name a pod or label it.
+    #[error("the run id {0:?} is not valid: use 1 to 40 lowercase letters, digits and dashes")]
+    RunId(String),
 }
 
 impl RunError {
@@ -114,6 +117,7 @@ impl RunError {
     pub fn exit_code(&self) -> Code {
         match self {
             RunError::Start(e) => e.exit_code(),
+            RunError::RunId(_) => Code::Usage,
         }
     }
 }
@@ -141,6 +145,9 @@ pub async fn run(
         runtime: runtime.name().into(),
         ..RunResult::default()
     };
+    if !crate::run_id::is_valid(&context.run_id) {
+        return Err(RunError::RunId(context.run_id.clone()));
+    }
     if let Some(reason) = cancel.state().reason {
         return Ok(interrupted(
             reason,

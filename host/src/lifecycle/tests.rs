@@ -277,6 +277,32 @@ async fn a_second_cancel_kills_and_keep_always_deletes_nothing() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_run_id_that_cannot_name_a_pod_is_refused_before_anything_starts() {
+    let replay = ReplayRuntime::new(vec![status(0, running())]);
+    let classifiers = default_classifier().await;
+    for bad in ["", "UPPER", "a/b", &"x".repeat(41)] {
+        let io = Io {
+            cancel: Cancel::new(),
+            stdin: None,
+            sink: &mut (),
+        };
+        let ctx = RunContext::bare("app", bad);
+        let err = run(
+            &replay,
+            pod(json!({})),
+            &ctx,
+            &classifiers,
+            &Options::default(),
+            io,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.exit_code(), Code::Usage, "{bad:?}");
+    }
+    assert!(replay.calls().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_run_cancelled_before_it_starts_starts_nothing() {
     let replay = ReplayRuntime::new(vec![status(0, running())]);
     let cancel = Cancel::new();

@@ -217,8 +217,9 @@ where
 enum Msg {
     /// The verdict is in: read the last logs, then delete the pod or not.
     Finish { delete: bool },
-    /// Stop now: delete the pod (or not) and stop following it.
-    Interrupt { delete: bool },
+    /// Stop now: delete the pod (or not; with this grace period in
+    /// seconds, or the pod's) and stop following it.
+    Interrupt { delete: bool, grace: Option<u32> },
 }
 
 /// Pods on a Kubernetes cluster, through one client.
@@ -296,7 +297,9 @@ async fn start_pod(client: Client, namespace: &str, start: Start) -> Result<Star
         .await
         .map_err(KubeError::api("look for the run's pod"))?;
     let (found, reattached) = match existing {
-        Some(p) if ours(&p) => (p, true),
+        // The run's label and name can be known to others: the pod must
+        // also run what this run would run.
+        Some(p) if ours(&p) && same_workload(&pod, &p) => (p, true),
         Some(_) => return Err(KubeError::NameTaken(name)),
         None => {
             let created = retry(|| async {
@@ -304,7 +307,7 @@ async fn start_pod(client: Client, namespace: &str, start: Start) -> Result<Star
                     // An earlier attempt may have been applied even
                     // though its answer was lost: one pod per run.
                     Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name).await? {
-                        Some(p) if ours(&p) => Ok(p),
+                        Some(p) if ours(&p) && same_workload(&pod, &p) => Ok(p),
                         _ => Err(kube::Error::Api(s)),
                     },
                     other => other,
@@ -335,51 +338,51 @@ async fn start_pod(client: Client, namespace: &str, start: Start) -> Result<Star
         name: name.clone(),
         events: events_tx,
     };
-    // The lifecycle has a status to judge from the start, even if the
-    // watch brings none for a while.
-    let _ = follower
-        .events
-        .send(Event::Status(Box::new(found), "[]".into()));
-    let control = KubeControl {
-        follower: control,
-        api: follower.api.clone(),
-        name: name.clone(),
-    };
-    tokio::spawn(follower.run(control_rx, stdin));
+    tokio::spawn(follower.run(found, control_rx, stdin));
     Ok(Started {
         events: super::stream(events),
-        control: Box::new(control),
+        control: Box::new(KubeControl(control)),
         namespace: Some(namespace.to_string()),
         name,
         reattached,
     })
 }
 
-struct KubeControl {
-    follower: mpsc::UnboundedSender<Msg>,
-    api: Api<Pod>,
-    name: String,
+/// Whether `existing` runs what `wanted` would: the same containers with
+/// the same images, commands, arguments and environment. (The API server
+/// fills in defaults, so whole specs cannot be compared.)
+fn same_workload(wanted: &Pod, existing: &Pod) -> bool {
+    let key = |p: &Pod| {
+        let spec = p.spec.clone().unwrap_or_default();
+        spec.init_containers
+            .into_iter()
+            .flatten()
+            .chain(spec.containers)
+            .map(|c| {
+                // valueFrom gets defaults filled in: names and values only.
+                let env = c
+                    .env
+                    .map(|e| e.into_iter().map(|v| (v.name, v.value)).collect::<Vec<_>>());
+                (c.name, c.image, c.command, c.args, env)
+            })
+            .collect::<Vec<_>>()
+    };
+    key(wanted) == key(existing)
 }
+
+struct KubeControl(mpsc::UnboundedSender<Msg>);
 
 impl Control for KubeControl {
     fn finish(&self, delete: bool) {
-        let _ = self.follower.send(Msg::Finish { delete });
+        let _ = self.0.send(Msg::Finish { delete });
     }
 
     /// A cluster pod is stopped by deleting it: with its grace period, or
-    /// for a kill with none.
+    /// for a kill with a second (kubectl's shortest without `--force`:
+    /// the object goes only once the node has stopped the containers).
     fn stop(&self, how: Stop, delete: bool) {
-        let _ = self.follower.send(Msg::Interrupt { delete });
-        if how == Stop::Kill && delete {
-            let (api, name) = (self.api.clone(), self.name.clone());
-            tokio::spawn(async move {
-                let now = DeleteParams {
-                    grace_period_seconds: Some(0),
-                    ..DeleteParams::default()
-                };
-                let _ = api.delete(&name, &now).await;
-            });
-        }
+        let grace = (how == Stop::Kill).then_some(1);
+        let _ = self.0.send(Msg::Interrupt { delete, grace });
     }
 }
 
@@ -393,8 +396,18 @@ struct Follower {
 }
 
 impl Follower {
-    async fn run(self, mut control: mpsc::UnboundedReceiver<Msg>, stdin: Option<Stdin>) {
-        let (pod_tx, pod_rx) = watch::channel::<Option<Pod>>(None);
+    async fn run(
+        self,
+        found: Pod,
+        mut control: mpsc::UnboundedReceiver<Msg>,
+        stdin: Option<Stdin>,
+    ) {
+        // The pod as created (or found) is the first status: the lifecycle
+        // and the log followers have it before the watch says anything.
+        let (pod_tx, pod_rx) = watch::channel::<Option<Pod>>(Some(found.clone()));
+        let _ = self
+            .events
+            .send(Event::Status(Box::new(found), "[]".into()));
         let (finishing, finishing_rx) = watch::channel(false);
         let logs = tokio::spawn(follow_logs(
             self.progress.clone(),
@@ -485,9 +498,9 @@ impl Follower {
                         done = Some(delete);
                         break;
                     }
-                    Some(Msg::Interrupt { delete }) => {
+                    Some(Msg::Interrupt { delete, grace }) => {
                         if delete {
-                            self.delete().await;
+                            self.delete(grace).await;
                         }
                         logs.abort();
                         let _ = self.events.send(Event::Finished);
@@ -497,7 +510,7 @@ impl Follower {
                     // so it does not outlive the run.
                     None => {
                         logs.abort();
-                        self.delete().await;
+                        self.delete(None).await;
                         return;
                     }
                 },
@@ -527,7 +540,7 @@ impl Follower {
             seen = now;
         }
         if done.unwrap_or(true) {
-            self.delete().await;
+            self.delete(None).await;
         }
         let _ = self.events.send(Event::Finished);
     }
@@ -549,8 +562,11 @@ impl Follower {
         }
     }
 
-    async fn delete(&self) {
-        let dp = DeleteParams::default();
+    async fn delete(&self, grace: Option<u32>) {
+        let dp = DeleteParams {
+            grace_period_seconds: grace,
+            ..DeleteParams::default()
+        };
         let result = retry(|| self.api.delete(&self.name, &dp)).await;
         match result {
             Ok(_) => {}
@@ -667,7 +683,7 @@ async fn follow_logs(
         if let Some(p) = rx.borrow_and_update().clone() {
             break p;
         }
-        if rx.changed().await.is_err() {
+        if *finishing.borrow() || rx.changed().await.is_err() {
             return;
         }
     };
@@ -1108,6 +1124,31 @@ pub async fn gc(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pod_is_only_reattached_to_when_it_runs_the_same_workload() {
+        let pod = |v: serde_json::Value| -> Pod { serde_json::from_value(v).unwrap() };
+        let wanted = pod(serde_json::json!({"spec": {"containers": [
+            {"name": "main", "image": "busybox", "command": ["sh", "-c", "echo hi"],
+             "env": [{"name": "A", "value": "1"},
+                     {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}}));
+        // As the API server returns it: defaults filled in.
+        let served = pod(serde_json::json!({"spec": {"containers": [
+            {"name": "main", "image": "busybox", "command": ["sh", "-c", "echo hi"],
+             "imagePullPolicy": "Always", "terminationMessagePath": "/dev/termination-log",
+             "env": [{"name": "A", "value": "1"},
+                     {"name": "B", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}]}],
+            "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}}));
+        assert!(same_workload(&wanted, &served));
+        let planted = pod(serde_json::json!({"spec": {"containers": [
+            {"name": "main", "image": "busybox", "command": ["sh", "-c", "echo forged"]}]}}));
+        assert!(!same_workload(&wanted, &planted));
+        let extra = pod(serde_json::json!({"spec": {
+            "initContainers": [{"name": "x", "image": "evil"}],
+            "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", "echo hi"],
+             "env": [{"name": "A", "value": "1"}, {"name": "B"}]}]}}));
+        assert!(!same_workload(&wanted, &extra));
+    }
 
     fn pod(status: serde_json::Value) -> Pod {
         serde_json::from_value(serde_json::json!({

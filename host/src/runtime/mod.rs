@@ -33,7 +33,7 @@ pub fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
 /// make two pods.
 pub fn name_for_run(pod: &mut Pod, run_id: &str) {
     let meta = &mut pod.metadata;
-    if meta.name.is_some() {
+    if meta.name.as_deref().is_some_and(|n| !n.is_empty()) {
         return;
     }
     let prefix = meta.generate_name.as_deref().unwrap_or("pod-");

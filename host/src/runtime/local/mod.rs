@@ -322,7 +322,12 @@ impl Supervisor {
                 if s.generation == generation && s.restart_pending {
                     s.restart_pending = false;
                     if !self.stopping && !over {
-                        self.start(slot);
+                        if self.init_stage == Some(slot) {
+                            // A sidecar that had not started yet.
+                            self.start_init(slot);
+                        } else {
+                            self.start(slot);
+                        }
                     }
                 }
             }
@@ -372,7 +377,9 @@ impl Supervisor {
     fn start_init(&mut self, i: usize) {
         self.init_stage = Some(i);
         self.start(i);
-        if self.slots[i].sidecar && self.slots[i].pgid.is_some() {
+        // Started means a process runs (a StartError leaves pgid 0): a
+        // sidecar that cannot start holds the pod, as the kubelet does.
+        if self.slots[i].sidecar && self.slots[i].pgid.is_some_and(|p| p > 0) {
             self.next_init(i);
         }
     }
