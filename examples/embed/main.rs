@@ -18,9 +18,10 @@ use podrun::runtime::local::LocalRuntime;
 struct Output(Vec<String>);
 
 impl Sink for Output {
-    fn log(&mut self, _container: &str, line: &[u8]) {
-        self.0
-            .push(String::from_utf8_lossy(line).trim_end().to_string());
+    /// `lines` may hold several lines: one batch of output.
+    fn log(&mut self, _container: &str, lines: &[u8]) {
+        let text = String::from_utf8_lossy(lines);
+        self.0.extend(text.lines().map(String::from));
     }
 
     fn notice(&mut self, _: Notice<'_>) {}
@@ -70,12 +71,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 mod tests {
     #[tokio::test]
     async fn the_embedded_run_gives_the_containers_verdict_and_output() {
-        let (result, output) = super::run_hello(&["sh", "-c", "echo hi; exit 3"])
+        let (result, output) = super::run_hello(&["sh", "-c", "echo hi; echo there; exit 3"])
             .await
             .unwrap();
         assert_eq!(result.outcome, "failed", "{result:?}");
         assert_eq!(result.exit_code, 3);
         assert_eq!(result.runtime, "local");
-        assert_eq!(output.0, ["hi"]);
+        assert_eq!(output.0, ["hi", "there"]);
     }
 }

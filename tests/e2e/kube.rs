@@ -848,3 +848,72 @@ fn a_classifier_sees_the_events_of_a_pod_stuck_without_status_changes() {
     // Without the events the pending timeout would decide (exit 124).
     assert_eq!(r.result["reason"], "VolumeMissing", "{}", r.result);
 }
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_server_killed_mid_run_follows_the_pod_again_and_finishes_it_once() {
+    use crate::server::{Server, scratch};
+    let (scratch, store) = scratch();
+    let kubeconfig = kubeconfig();
+    let mut server = Server::start_on(&scratch, &store, Some(&kubeconfig), &[]);
+    let id = server.submit(serde_json::json!({
+        "application": "worker",
+        "args": ["sh", "-c", "echo begin; sleep 6; echo end; exit 4"],
+    }));
+    server.wait(&id, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
+    // kill -9: the pod runs on without anyone watching it.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+    assert_eq!(pods_of_run(&id).len(), 1, "the pod outlives the server");
+
+    let server = Server::start_on(&scratch, &store, Some(&kubeconfig), &[]);
+    let r = server.ended(&id);
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["result"]["exitCode"], 4, "{r}");
+    assert_eq!(r["result"]["runtime"], "kube");
+    let (_, log) = server.call("GET", &format!("/v1/runs/{id}/logs"), None, &[]);
+    assert_eq!(
+        log, "begin\nend\n",
+        "no line lost or repeated across the restart"
+    );
+    let start = Instant::now();
+    while !pods_of_run(&id).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the pod is left behind"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_run_whose_pod_went_while_no_server_watched_ends_lost_and_never_runs_twice() {
+    use crate::server::{Server, scratch};
+    let (scratch, store) = scratch();
+    let kubeconfig = kubeconfig();
+    let mut server = Server::start_on(&scratch, &store, Some(&kubeconfig), &[]);
+    let id = server.submit(serde_json::json!({
+        "application": "worker",
+        "args": ["sh", "-c", "echo begin; sleep 60"],
+    }));
+    server.wait(&id, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+    let [name] = pods_of_run(&id).try_into().expect("one pod");
+    let _ = StdCommand::new("kubectl")
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["delete", "pod", &name, "--grace-period=1", "--wait=true"])
+        .output();
+
+    let server = Server::start_on(&scratch, &store, Some(&kubeconfig), &[]);
+    let r = server.ended(&id);
+    assert_eq!(r["state"], "lost", "{r}");
+    assert_eq!(r["result"]["reason"], "PodGone", "{r}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(pods_of_run(&id).is_empty(), "a second pod was created");
+    let (_, log) = server.call("GET", &format!("/v1/runs/{id}/logs"), None, &[]);
+    assert_eq!(log, "begin\n");
+}

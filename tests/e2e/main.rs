@@ -9,4 +9,5 @@ mod local;
 mod proxy;
 mod sandbox;
 mod scripts;
+mod server;
 mod support;

@@ -42,6 +42,8 @@ pub(crate) enum Command {
     Gc(GcArgs),
     /// Apply mutate hooks (default: sequence) to the Pods, Jobs and CronJobs of a YAML file
     Convert(ConvertArgs),
+    /// Serve runs over HTTP, stored so that they survive a restart
+    Serve(Box<ServeArgs>),
     /// Print a shell completion script (e.g. `podrun completions bash >
     /// /etc/bash_completion.d/podrun`)
     Completions {
@@ -383,4 +385,34 @@ pub(crate) fn parse_param(s: &str) -> Result<(String, String), String> {
 
 pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
     podrun::config::parse_seconds(s)
+}
+
+/// `podrun serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+
+    /// Where runs are stored: sqlite:PATH [default: podrun.db in the user's data directory]
+    #[arg(long, env = "PODRUN_STORE", value_name = "ADDRESS")]
+    pub(crate) store: Option<String>,
+
+    /// The address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub(crate) listen: std::net::SocketAddr,
+
+    /// Where pods run [default: kube when a cluster is configured, else local]
+    #[arg(long, value_enum)]
+    pub(crate) runtime: Option<RuntimeKind>,
+
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
+
+    /// Runs at once, at most; the others wait in the queue
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub(crate) max_running: usize,
+
+    /// Bytes of log kept per run; the rest is cut, and the run says so
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub(crate) log_limit: i64,
 }

@@ -196,6 +196,9 @@ pub(crate) fn cancel_on_signals() -> Cancel {
                 Some(()) = recv(&mut sigint) => {}
                 Some(()) = recv(&mut sigterm) => {}
             }
+            eprintln!(
+                "podrun: exiting without the result; on a cluster, `podrun gc` removes a pod left behind"
+            );
             std::process::exit(reason.exit_code().number().into());
         }
     });

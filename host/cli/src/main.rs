@@ -11,6 +11,7 @@ mod convert;
 mod hook;
 mod render;
 mod run;
+mod serve;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -133,6 +134,7 @@ fn dispatch(cli: Cli) -> Result<Code, Failure> {
         Command::Hook(HookCommand::New(args)) => hook::new(args),
         Command::Hooks(HooksCommand::List) => hook::list(),
         Command::Convert(args) => on_runtime(convert::convert(cache, args)),
+        Command::Serve(args) => on_runtime(serve::serve(cache, *args)),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "podrun", &mut std::io::stdout());

@@ -119,8 +119,17 @@ async fn default_classifier(hooks: &Hooks) -> Result<Hook, Failure> {
 
 /// The runtime the flags name, or the one this machine has.
 async fn runtime(exec: &ExecArgs) -> Result<Box<dyn Runtime>, Failure> {
-    let connect = exec.cluster.connect();
-    let kind = match exec.runtime {
+    choose_runtime(exec.runtime, &exec.cluster).await
+}
+
+/// The runtime `kind`, or without one the cluster's if one is configured,
+/// else the local one.
+pub(crate) async fn choose_runtime(
+    kind: Option<RuntimeKind>,
+    cluster: &crate::args::ClusterArgs,
+) -> Result<Box<dyn Runtime>, Failure> {
+    let connect = cluster.connect();
+    let kind = match kind {
         Some(r) => r,
         None if connect.configured() => RuntimeKind::Kube,
         None => {
@@ -182,6 +191,7 @@ fn options(exec: &ExecArgs) -> lifecycle::Options {
             KeepArg::OnFailure => Keep::OnFailure,
             KeepArg::Always => Keep::Always,
         },
+        ..lifecycle::Options::default()
     }
 }
 

@@ -211,11 +211,15 @@ impl Hooks {
                     .map_err(|e| load_err(format!("cannot read it: {e}")))??
             }
         };
-        // One load compiles; the others wait for it without a thread.
+        // One load compiles; the others wait for it without a thread. The
+        // compile runs in a task of its own, so a load cancelled meanwhile
+        // leaves it to finish for those that wait. What the compiler says
+        // of the bytes is kept; a compiler that died is not, and the next
+        // load tries again.
         let cell = cache.cell(&key);
-        let compiled = cell
-            .get_or_init(|| async {
-                let this = self.clone();
+        let this = self.clone();
+        let compiled = tokio::spawn(async move {
+            cell.get_or_try_init(|| async {
                 tokio::task::spawn_blocking(move || {
                     let shared = &this.shared;
                     shared
@@ -223,10 +227,14 @@ impl Hooks {
                         .load_or_compile(&shared.engine, &shared.linker, &key, &bytes)
                 })
                 .await
-                .unwrap_or_else(|e| Err(format!("the compiler failed: {e}")))
+                .map_err(|e| format!("the compiler failed: {e}"))
             })
             .await
-            .clone();
+            .cloned()
+        })
+        .await
+        .map_err(|e| load_err(format!("the compiler failed: {e}")))?
+        .map_err(load_err)?;
         // The pooling allocator refuses a component with more instances,
         // memories or tables than a hook may have, as it is compiled.
         let too_big = |text: &str| {

@@ -22,6 +22,9 @@ use crate::runtime::{Event, Runtime, Start, StartError, Stdin, Stop};
 pub struct Options {
     /// What to do with a cluster pod at the end.
     pub keep: Keep,
+    /// Only follow the run's existing pod, never create one (see
+    /// [`crate::runtime::Start::existing_only`]).
+    pub existing_only: bool,
 }
 
 /// Whether the pod is kept at the end of a run on a cluster.
@@ -79,7 +82,8 @@ pub enum Notice<'a> {
 
 /// Where a run's output and notices go.
 pub trait Sink: Send {
-    /// One line (or the last, unterminated piece) of a container's output.
+    /// Whole lines of a container's output, one or more, each with its
+    /// newline (or the last, unterminated piece).
     fn log(&mut self, container: &str, line: &[u8]);
     /// A notice.
     fn notice(&mut self, notice: Notice<'_>);
@@ -162,6 +166,7 @@ pub async fn run(
             run_id: context.run_id.clone(),
             namespace: context.namespace.clone(),
             stdin,
+            existing_only: options.existing_only,
         })
         .await?;
     sink.notice(Notice::Started {

@@ -121,9 +121,19 @@ async fn play(
         sink: &mut seen,
     };
     let pod = pod(json!({}));
-    let result = run(runtime, pod, context, &classifiers, &Options { keep }, io)
-        .await
-        .unwrap();
+    let result = run(
+        runtime,
+        pod,
+        context,
+        &classifiers,
+        &Options {
+            keep,
+            ..Options::default()
+        },
+        io,
+    )
+    .await
+    .unwrap();
     Outcome {
         result,
         calls: runtime.calls(),

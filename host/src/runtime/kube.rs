@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ContainerStatus, Event as KubeEvent, Pod};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, EnvVar, Event as KubeEvent, Pod};
 use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -81,6 +81,9 @@ pub enum KubeError {
     /// A pod of that name exists and belongs to another run.
     #[error("pod {0} already exists and belongs to another run")]
     NameTaken(String),
+    /// The run's pod was to be followed, and is not there.
+    #[error("the run's pod {0} is gone")]
+    NoPod(String),
 }
 
 impl KubeError {
@@ -104,7 +107,9 @@ impl KubeError {
             {
                 Code::Usage
             }
-            KubeError::Refused { .. } | KubeError::Unreachable { .. } => Code::Cluster,
+            KubeError::Refused { .. } | KubeError::Unreachable { .. } | KubeError::NoPod(_) => {
+                Code::Cluster
+            }
         }
     }
 }
@@ -251,6 +256,10 @@ impl super::Runtime for KubeRuntime {
         "kube"
     }
 
+    fn reattaches(&self) -> bool {
+        true
+    }
+
     fn start(&self, start: Start) -> BoxFuture<'_, Result<Started, StartError>> {
         Box::pin(async move {
             let namespace = start.namespace.clone().unwrap_or(self.namespace.clone());
@@ -266,6 +275,7 @@ async fn start_pod(client: Client, namespace: &str, start: Start) -> Result<Star
         mut pod,
         run_id,
         stdin,
+        existing_only,
         ..
     } = start;
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
@@ -301,6 +311,7 @@ async fn start_pod(client: Client, namespace: &str, start: Start) -> Result<Star
         // also run what this run would run.
         Some(p) if ours(&p) && same_workload(&pod, &p) => (p, true),
         Some(_) => return Err(KubeError::NameTaken(name)),
+        None if existing_only => return Err(KubeError::NoPod(name)),
         None => {
             let created = retry(|| async {
                 match api.create(&PostParams::default(), &pod).await {
@@ -331,6 +342,7 @@ async fn start_pod(client: Client, namespace: &str, start: Start) -> Result<Star
     };
     let (events_tx, events) = mpsc::unbounded_channel();
     let (control, control_rx) = mpsc::unbounded_channel();
+    let (stop_api, stop_events) = (api.clone(), events_tx.clone());
     let follower = Follower {
         progress: Arc::new(AtomicU64::new(0)),
         api,
@@ -341,40 +353,63 @@ async fn start_pod(client: Client, namespace: &str, start: Start) -> Result<Star
     tokio::spawn(follower.run(found, control_rx, stdin));
     Ok(Started {
         events: super::stream(events),
-        control: Box::new(KubeControl(control)),
+        control: Box::new(KubeControl {
+            follower: control,
+            api: stop_api,
+            name: name.clone(),
+            events: stop_events,
+        }),
         namespace: Some(namespace.to_string()),
         name,
         reattached,
     })
 }
 
-/// Whether `existing` runs what `wanted` would: the same containers with
-/// the same images, commands, arguments and environment. (The API server
-/// fills in defaults, so whole specs cannot be compared.)
+/// Whether `existing` runs what `wanted` would: each container sent is
+/// there with the same image, command, arguments and environment. The API
+/// server fills in defaults and drops empty fields, and admission webhooks
+/// may add containers and variables, so whole specs cannot be compared:
+/// what was sent must be there, more may be.
 fn same_workload(wanted: &Pod, existing: &Pod) -> bool {
-    let key = |p: &Pod| {
-        let spec = p.spec.clone().unwrap_or_default();
-        spec.init_containers
-            .into_iter()
-            .flatten()
-            .chain(spec.containers)
-            .map(|c| {
-                // valueFrom gets defaults filled in: names and values only.
-                let env = c
-                    .env
-                    .map(|e| e.into_iter().map(|v| (v.name, v.value)).collect::<Vec<_>>());
-                (c.name, c.image, c.command, c.args, env)
-            })
-            .collect::<Vec<_>>()
-    };
-    key(wanted) == key(existing)
+    fn containers(p: &Pod) -> Vec<&Container> {
+        p.spec
+            .iter()
+            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+            .collect()
+    }
+    fn list(v: &Option<Vec<String>>) -> &[String] {
+        v.as_deref().unwrap_or_default()
+    }
+    fn value(v: &EnvVar) -> (&str, bool) {
+        (v.value.as_deref().unwrap_or(""), v.value_from.is_some())
+    }
+    let found = containers(existing);
+    containers(wanted).into_iter().all(|w| {
+        found.iter().any(|f| {
+            f.name == w.name
+                && f.image == w.image
+                && list(&f.command) == list(&w.command)
+                && list(&f.args) == list(&w.args)
+                && w.env.iter().flatten().all(|we| {
+                    f.env
+                        .iter()
+                        .flatten()
+                        .any(|fe| fe.name == we.name && value(fe) == value(we))
+                })
+        })
+    })
 }
 
-struct KubeControl(mpsc::UnboundedSender<Msg>);
+struct KubeControl {
+    follower: mpsc::UnboundedSender<Msg>,
+    api: Api<Pod>,
+    name: String,
+    events: mpsc::UnboundedSender<Event>,
+}
 
 impl Control for KubeControl {
     fn finish(&self, delete: bool) {
-        let _ = self.0.send(Msg::Finish { delete });
+        let _ = self.follower.send(Msg::Finish { delete });
     }
 
     /// A cluster pod is stopped by deleting it: with its grace period, or
@@ -382,7 +417,14 @@ impl Control for KubeControl {
     /// the object goes only once the node has stopped the containers).
     fn stop(&self, how: Stop, delete: bool) {
         let grace = (how == Stop::Kill).then_some(1);
-        let _ = self.0.send(Msg::Interrupt { delete, grace });
+        let _ = self.follower.send(Msg::Interrupt { delete, grace });
+        // The follower may be past reading its messages (it already
+        // deleted the pod with its grace period, or reads the last logs):
+        // a kill shortens the grace period whatever it is doing.
+        if how == Stop::Kill && delete {
+            let (api, name, events) = (self.api.clone(), self.name.clone(), self.events.clone());
+            tokio::spawn(async move { delete_pod(&api, &name, grace, &events).await });
+        }
     }
 }
 
@@ -563,21 +605,29 @@ impl Follower {
     }
 
     async fn delete(&self, grace: Option<u32>) {
-        let dp = DeleteParams {
-            grace_period_seconds: grace,
-            ..DeleteParams::default()
-        };
-        let result = retry(|| self.api.delete(&self.name, &dp)).await;
-        match result {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                let _ = self.events.send(Event::Warning(format!(
-                    "could not delete pod {}: {}",
-                    self.name,
-                    describe(&e)
-                )));
-            }
+        delete_pod(&self.api, &self.name, grace, &self.events).await;
+    }
+}
+
+/// Deletes pod `name` (gone already is fine); a failure is a warning.
+async fn delete_pod(
+    api: &Api<Pod>,
+    name: &str,
+    grace: Option<u32>,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    let dp = DeleteParams {
+        grace_period_seconds: grace,
+        ..DeleteParams::default()
+    };
+    match retry(|| api.delete(name, &dp)).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => {
+            let _ = events.send(Event::Warning(format!(
+                "could not delete pod {name}: {}",
+                describe(&e)
+            )));
         }
     }
 }
@@ -1143,11 +1193,21 @@ mod tests {
         let planted = pod(serde_json::json!({"spec": {"containers": [
             {"name": "main", "image": "busybox", "command": ["sh", "-c", "echo forged"]}]}}));
         assert!(!same_workload(&wanted, &planted));
-        let extra = pod(serde_json::json!({"spec": {
-            "initContainers": [{"name": "x", "image": "evil"}],
+        let no_value_from = pod(serde_json::json!({"spec": {
             "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", "echo hi"],
              "env": [{"name": "A", "value": "1"}, {"name": "B"}]}]}}));
-        assert!(!same_workload(&wanted, &extra));
+        assert!(!same_workload(&wanted, &no_value_from));
+        // Empty lists and values come back absent; a webhook adds a
+        // sidecar and a variable: still the run's own pod.
+        let sent = pod(serde_json::json!({"spec": {"containers": [
+            {"name": "main", "image": "busybox", "args": [], "env": [{"name": "E", "value": ""}]}]}}));
+        let injected = pod(serde_json::json!({"spec": {"containers": [
+            {"name": "main", "image": "busybox", "env": [{"name": "E"}, {"name": "AWS_REGION", "value": "x"}]},
+            {"name": "istio-proxy", "image": "proxy"}]}}));
+        assert!(same_workload(&sent, &injected));
+        let other_image = pod(serde_json::json!({"spec": {"containers": [
+            {"name": "main", "image": "evil", "env": [{"name": "E"}]}]}}));
+        assert!(!same_workload(&sent, &other_image));
     }
 
     fn pod(status: serde_json::Value) -> Pod {

@@ -57,7 +57,8 @@ pub enum Event {
     Status(Box<Pod>, String),
     /// The pod was deleted by someone else.
     Gone,
-    /// One line (or the last, unterminated piece) of a container's output.
+    /// Whole lines of a container's output, one or more (or the last,
+    /// unterminated piece).
     Log {
         /// The container's name.
         container: String,
@@ -100,6 +101,9 @@ pub struct Start {
     pub namespace: Option<String>,
     /// Input for the `worker` container.
     pub stdin: Option<Stdin>,
+    /// Only follow the run's existing pod, never create one: for a run
+    /// whose pod may have run and gone already, which must not run twice.
+    pub existing_only: bool,
 }
 
 /// A started pod.
@@ -149,6 +153,12 @@ pub(crate) fn stream(rx: tokio::sync::mpsc::UnboundedReceiver<Event>) -> BoxStre
 pub trait Runtime: Send + Sync {
     /// Its name in results (`kube`, `local`, `replay`).
     fn name(&self) -> &'static str;
+    /// Whether a run's pod outlives the process that started it, so that a
+    /// later start with the same run id finds it and follows it (a
+    /// cluster's pods do; the local runtime's processes do not).
+    fn reattaches(&self) -> bool {
+        false
+    }
     /// Creates the pod (or finds the run's existing one) and starts
     /// following it. Cancelling the returned future may leave a pod behind:
     /// await it, then stop what it started.

@@ -1,0 +1,193 @@
+//! `podrun serve`: runs submitted over HTTP, stored before their pods
+//! exist, run by workers with podrun's library, and followed again after a
+//! restart.
+//!
+//! - [`api`]: the HTTP API;
+//! - [`store`]: runs and their logs in SQLite;
+//! - [`state`]: where a run stands, moving only forward;
+//! - `worker`: takes queued runs and runs them.
+#![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
+
+pub mod api;
+pub mod state;
+pub mod store;
+mod worker;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use podrun::cancel::{Cancel, Reason};
+use podrun::config::Config;
+use podrun::hooks::Hooks;
+use podrun::runtime::Runtime;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::store::{Store, StoreError};
+
+/// How to serve.
+pub struct Options {
+    /// The applications.
+    pub config: Config,
+    /// The hook engine every run shares.
+    pub hooks: Hooks,
+    /// Where pods run.
+    pub runtime: Box<dyn Runtime>,
+    /// The store's address (`sqlite:PATH`). One server per store: a
+    /// second one would take over the first one's runs.
+    pub store: String,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Runs at once, at most; the others wait in the queue.
+    pub max_running: usize,
+    /// Bytes of log kept per run; the rest is cut, and the run says so.
+    pub log_bytes: i64,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The address cannot be listened on.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("serving failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// How long open connections get to close at shutdown.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Runs at once, at most, whatever `max_running` says.
+const MAX_PLACES: usize = 100_000;
+
+/// How long runs on the local runtime get to stop at shutdown.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What the API and the workers share.
+pub(crate) struct Shared {
+    store: Store,
+    hooks: Hooks,
+    config: Config,
+    runtime: Box<dyn Runtime>,
+    /// The cancel handle of each run a worker here runs.
+    cancels: Mutex<HashMap<String, Cancel>>,
+    /// Bumped at every change of a run or its log: wakes log followers.
+    changes: watch::Sender<u64>,
+    /// Wakes the queue when a run is submitted.
+    queued: Notify,
+    /// Free places for runs.
+    slots: Arc<Semaphore>,
+    /// All places.
+    places: usize,
+    log_bytes: i64,
+}
+
+impl Shared {
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// A server bound to its address, its store open, not yet serving.
+pub struct Server {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Opens the store (applying its migrations) and binds the address.
+    pub async fn bind(options: Options) -> Result<Server, Error> {
+        let store = Store::open(&options.store).await?;
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| Error::Listen {
+                addr: options.listen,
+                source,
+            })?;
+        let places = options.max_running.clamp(1, MAX_PLACES);
+        let shared = Arc::new(Shared {
+            store,
+            hooks: options.hooks,
+            config: options.config,
+            runtime: options.runtime,
+            cancels: Mutex::new(HashMap::new()),
+            changes: watch::Sender::new(0),
+            queued: Notify::new(),
+            slots: Arc::new(Semaphore::new(places)),
+            places,
+            log_bytes: options.log_bytes,
+        });
+        Ok(Server { shared, listener })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        self.listener.local_addr().map_err(Error::Serve)
+    }
+
+    /// Follows again the runs a previous server left, then serves until
+    /// `shutdown` resolves. Runs in flight are left as they are: their
+    /// record says where they stand, and the next start picks them up.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        worker::recover(&self.shared).await?;
+        let queue = tokio::spawn(worker::queue(self.shared.clone()));
+        let app = api::router(self.shared.clone());
+        let (stop, stopping) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let mut stopped = stopping.clone();
+        let serving = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            let mut stopping = stopping;
+            let _ = stopping.wait_for(|s| *s).await;
+        });
+        // Open log streams would hold a graceful shutdown forever: they
+        // get a few seconds, then the server stops all the same (their
+        // clients resume from the offset they reached).
+        let served = tokio::select! {
+            served = serving => served.map_err(Error::Serve),
+            _ = async {
+                let _ = stopped.wait_for(|s| *s).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => Ok(()),
+        };
+        queue.abort();
+        // A cluster's pods run on without the server, and the next start
+        // follows them. The local runtime's processes would be orphaned:
+        // they are stopped with their grace period, and their runs end
+        // cancelled.
+        if !self.shared.runtime.reattaches() {
+            let cancels: Vec<Cancel> = self
+                .shared
+                .cancels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            for cancel in cancels {
+                cancel.cancel(Reason::Terminate);
+            }
+            let all = u32::try_from(self.shared.places).unwrap_or(u32::MAX);
+            let _ = tokio::time::timeout(STOP_WAIT, self.shared.slots.acquire_many(all)).await;
+        }
+        served
+    }
+}

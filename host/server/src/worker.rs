@@ -1,0 +1,361 @@
+//! Workers: take queued runs from the store, run them with podrun's
+//! library, and store what they print and how they end.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use podrun::cancel::{Cancel, Reason};
+use podrun::context::RunContext;
+use podrun::exit::Code;
+use podrun::lifecycle::{self, Io, Notice, Options, RunError, Sink};
+use podrun::result::RunResult;
+use podrun::runtime::StartError;
+use podrun::runtime::Stdin;
+use podrun::runtime::kube::KubeError;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use crate::Shared;
+use crate::state::State;
+use crate::store::Work;
+
+/// Takes queued runs while a slot is free, for as long as the server runs.
+pub(crate) async fn queue(shared: Arc<Shared>) {
+    loop {
+        let Ok(permit) = shared.slots.clone().acquire_owned().await else {
+            return;
+        };
+        match shared.store.claim().await {
+            Ok(Some(work)) => {
+                shared.changed();
+                tokio::spawn(execute(shared.clone(), work, false, permit));
+            }
+            Ok(None) => {
+                drop(permit);
+                // A submit wakes the queue; the timer is a safety net.
+                tokio::select! {
+                    _ = shared.queued.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            Err(e) => {
+                drop(permit);
+                tracing::warn!("cannot take a queued run: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Picks up the runs a previous server left starting or running: on a
+/// runtime whose pods outlive the server they are followed again (the pod
+/// is found by its run id, never created twice); on one whose pods die
+/// with it they end `lost`.
+pub(crate) async fn recover(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
+    for state in [State::Starting, State::Running] {
+        for run in shared.store.in_state(state).await? {
+            if shared.runtime.reattaches() {
+                let Some(work) = shared.store.work(&run.id).await? else {
+                    continue;
+                };
+                // Each waits for a place of its own: the server serves
+                // meanwhile, even with more runs to follow than places.
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    if let Ok(permit) = shared.slots.clone().acquire_owned().await {
+                        execute(shared, work, true, permit).await;
+                    }
+                });
+            } else {
+                let lost = RunResult {
+                    run_id: run.id.clone(),
+                    runtime: shared.runtime.name().into(),
+                    outcome: "lost".into(),
+                    reason: "ServerRestarted".into(),
+                    message: format!(
+                        "the server stopped while the run was {state}; the {} runtime's \
+                         containers do not outlive it, so the run cannot be followed again",
+                        shared.runtime.name()
+                    ),
+                    exit_code: Code::Cluster.number(),
+                    retryable: true,
+                    ..RunResult::default()
+                };
+                shared
+                    .store
+                    .finish(&run.id, State::Lost, Some(&json(&lost)), None)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `work` to its end and stores it; `resumed` for a run a previous
+/// server had started.
+async fn execute(shared: Arc<Shared>, work: Work, resumed: bool, _slot: OwnedSemaphorePermit) {
+    let id = work.id.clone();
+    let cancel = Cancel::new();
+    shared
+        .cancels
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.clone(), cancel.clone());
+    let result = run(&shared, work, resumed, cancel).await;
+    shared
+        .cancels
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+    let state = match result.outcome.as_str() {
+        "succeeded" => State::Succeeded,
+        "interrupted" => State::Cancelled,
+        "lost" => State::Lost,
+        _ => State::Failed,
+    };
+    let text = json(&result);
+    // The store may be down for a while: the run has ended all the same,
+    // and its end is written once the store is back.
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match shared.store.finish(&id, state, Some(&text), None).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!("cannot store the end of run {id}: {e}; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    shared.changed();
+}
+
+async fn run(shared: &Arc<Shared>, work: Work, resumed: bool, cancel: Cancel) -> RunResult {
+    let failed = |reason: &str, message: String, code: Code| RunResult {
+        run_id: work.id.clone(),
+        runtime: shared.runtime.name().into(),
+        outcome: "failed".into(),
+        reason: reason.into(),
+        message,
+        exit_code: code.number(),
+        ..RunResult::default()
+    };
+    let pod: Pod = match serde_json::from_str(&work.pod) {
+        Ok(p) => p,
+        Err(e) => return failed("StoreCorrupt", format!("the stored pod: {e}"), Code::Usage),
+    };
+    let context: RunContext = match serde_json::from_str(&work.context) {
+        Ok(c) => c,
+        Err(e) => {
+            return failed(
+                "StoreCorrupt",
+                format!("the stored context: {e}"),
+                Code::Usage,
+            );
+        }
+    };
+    let classifiers =
+        match podrun::pipeline::classifiers(&shared.hooks, &shared.config, &work.application).await
+        {
+            Ok(c) => c,
+            Err(e) => return failed("HookFailed", e.to_string(), e.exit_code()),
+        };
+    let skip = match shared.store.lines_by_container(&work.id).await {
+        Ok(s) => s,
+        Err(e) => return failed("StoreFailed", e.to_string(), Code::Cluster),
+    };
+    // A cancel asked for before this worker could hear it. A resumed run's
+    // pod may be running: it is found first, then stopped.
+    let mut cancel_on_start = None;
+    let asked = work.cancel_requested
+        || matches!(shared.store.get(&work.id).await, Ok(Some(r)) if r.cancel_requested);
+    if asked {
+        if resumed {
+            cancel_on_start = Some(cancel.clone());
+        } else {
+            cancel.cancel(Reason::Request);
+        }
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write(
+        shared.clone(),
+        work.id.clone(),
+        (work.log_lines, work.log_bytes, work.log_truncated),
+        rx,
+    ));
+    let mut sink = StoreSink {
+        tx,
+        bytes: work.log_bytes,
+        cap: shared.log_bytes,
+        truncated: work.log_truncated,
+        skip,
+        run_id: work.id.clone(),
+        cancel_on_start,
+    };
+    let io = Io {
+        cancel,
+        stdin: work
+            .stdin
+            .map(|bytes| Box::new(Cursor::new(bytes)) as Stdin),
+        sink: &mut sink,
+    };
+    // A run a previous server saw running may have ended and had its pod
+    // deleted since: it is followed if its pod is there, never run again.
+    let options = Options {
+        existing_only: resumed && work.state == State::Running,
+        ..Options::default()
+    };
+    let ran = lifecycle::run(
+        shared.runtime.as_ref(),
+        pod,
+        &context,
+        &classifiers,
+        &options,
+        io,
+    )
+    .await;
+    drop(sink);
+    // Every line is stored before the run's end is: a client following
+    // the log has all of it once it sees the run ended.
+    let _ = writer.await;
+    match ran {
+        Ok(result) => result,
+        Err(RunError::Start(StartError::Kube(e @ KubeError::NoPod(_)))) => RunResult {
+            outcome: "lost".into(),
+            reason: "PodGone".into(),
+            message: format!(
+                "{e} while no server watched it: how it ended is not known, and it is not run again"
+            ),
+            retryable: true,
+            ..failed("PodGone", String::new(), Code::Cluster)
+        },
+        Err(e) => failed("RunFailed", e.to_string(), e.exit_code()),
+    }
+}
+
+fn json(result: &RunResult) -> String {
+    serde_json::to_string(result).unwrap_or_else(|_| "{}".into())
+}
+
+/// What a run's sink hands to its log writer.
+enum Msg {
+    Line(String, Vec<u8>),
+    /// The log reached its cap: what follows is not stored.
+    Truncated,
+    Started,
+}
+
+/// Container output and notices of one run, sent to its writer in order.
+struct StoreSink {
+    tx: mpsc::UnboundedSender<Msg>,
+    bytes: i64,
+    cap: i64,
+    truncated: bool,
+    /// Lines already stored per container: a resumed run's pod shows its
+    /// log again from the start, and those are not stored twice.
+    skip: HashMap<String, i64>,
+    run_id: String,
+    /// Cancelled once the pod is found (a cancel asked for while no
+    /// server followed the run).
+    cancel_on_start: Option<Cancel>,
+}
+
+impl StoreSink {
+    fn line(&mut self, container: &str, line: &[u8]) {
+        if let Some(n) = self.skip.get_mut(container)
+            && *n > 0
+        {
+            *n -= 1;
+            return;
+        }
+        if self.truncated {
+            return;
+        }
+        self.bytes += line.len() as i64 + 1;
+        if self.bytes > self.cap {
+            self.truncated = true;
+            let _ = self.tx.send(Msg::Truncated);
+            return;
+        }
+        let _ = self
+            .tx
+            .send(Msg::Line(container.to_string(), line.to_vec()));
+    }
+}
+
+impl Sink for StoreSink {
+    fn log(&mut self, container: &str, lines: &[u8]) {
+        for line in lines.split_inclusive(|b| *b == b'\n') {
+            self.line(container, line.strip_suffix(b"\n").unwrap_or(line));
+        }
+    }
+
+    fn notice(&mut self, notice: Notice<'_>) {
+        match notice {
+            Notice::Started { .. } => {
+                let _ = self.tx.send(Msg::Started);
+                if let Some(cancel) = self.cancel_on_start.take() {
+                    cancel.cancel(Reason::Request);
+                }
+            }
+            Notice::Warning(w) => tracing::warn!("run {}: {w}", self.run_id),
+            Notice::Prepared(_) | Notice::Status { .. } => {}
+        }
+    }
+}
+
+/// Stores a run's lines in batches, in order; retries while the store is
+/// down, so that no line is lost.
+async fn write(
+    shared: Arc<Shared>,
+    id: String,
+    (mut next, mut bytes, mut truncated): (i64, i64, bool),
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+) {
+    let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut started = false;
+        let mut msg = Some(first);
+        while let Some(m) = msg {
+            match m {
+                Msg::Line(container, line) => {
+                    bytes += line.len() as i64 + 1;
+                    batch.push((container, line));
+                }
+                Msg::Truncated => truncated = true,
+                Msg::Started => started = true,
+            }
+            msg = if batch.len() < 1000 {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        let mut wait = Duration::from_millis(100);
+        while !batch.is_empty() || truncated {
+            match shared
+                .store
+                .append_logs(&id, next, &batch, bytes, truncated)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!("cannot store the log of run {id}: {e}; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        next += batch.len() as i64;
+        batch.clear();
+        if started {
+            while let Err(e) = shared.store.running(&id).await {
+                tracing::warn!("cannot store that run {id} runs: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        shared.changed();
+    }
+}

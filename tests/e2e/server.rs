@@ -1,0 +1,543 @@
+//! `podrun serve` as its clients use it: a real server process on the
+//! local runtime with a real SQLite file, driven over HTTP.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{self, Scratch};
+
+pub(crate) const CONFIG: &str = "applications:
+- name: worker
+  template: templates/pod.tmpl
+  container:
+    image: busybox:local
+- name: denied
+  template: templates/pod.tmpl
+  container:
+    image: busybox:local
+  hooks:
+    mutate: [{hook: misbehave.wasm, with: {do: deny}}]
+";
+
+/// A `podrun serve` process; killed when dropped.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    base: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// A server on the local runtime.
+    fn start(scratch: &Scratch, store: &Path, extra: &[&str]) -> Server {
+        Server::start_on(scratch, store, None, extra)
+    }
+
+    /// A server on the cluster of `kubeconfig`, or on the local runtime.
+    pub(crate) fn start_on(
+        scratch: &Scratch,
+        store: &Path,
+        kubeconfig: Option<&Path>,
+        extra: &[&str],
+    ) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_podrun"));
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(scratch.config_path())
+            .arg("--store")
+            .arg(format!("sqlite:{}", store.display()))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("PODRUN_CACHE_DIR", support::shared_cache());
+        match kubeconfig {
+            Some(k) => command.args(["--runtime", "kube"]).env("KUBECONFIG", k),
+            None => command
+                .args(["--runtime", "local"])
+                .env_remove("KUBECONFIG"),
+        };
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(addr) = line.strip_prefix("podrun: serving on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the server did not start: {}", stderr.lock().unwrap()));
+        Server {
+            child,
+            base,
+            stderr,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = self.url(path);
+        let mut response = match (method, body) {
+            ("GET", _) => with(agent.get(&url), headers).call(),
+            ("DELETE", _) => with(agent.delete(&url), headers).call(),
+            (_, Some(body)) => with(agent.post(&url), headers)
+                .header("content-type", "application/json")
+                .send(body),
+            (_, None) => with(agent.post(&url), headers).send_empty(),
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, text)
+    }
+
+    pub(crate) fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let body = body.map(|b| b.to_string());
+        let (status, text) = self.call(method, path, body.as_deref(), &[]);
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub(crate) fn submit(&self, body: Value) -> String {
+        let (status, run) = self.json("POST", "/v1/runs", Some(body));
+        assert_eq!(status, 201, "{run}\n{}", self.stderr.lock().unwrap());
+        run["id"].as_str().unwrap().to_string()
+    }
+
+    /// The run once `done` says so of it.
+    pub(crate) fn wait(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, run) = self.json("GET", &format!("/v1/runs/{id}"), None);
+            assert_eq!(status, 200, "{run}");
+            if done(&run) {
+                return run;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "run {id} stays {run}\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub(crate) fn ended(&self, id: &str) -> Value {
+        self.wait(id, |r| {
+            ["succeeded", "failed", "cancelled", "lost"]
+                .contains(&r["state"].as_str().unwrap_or(""))
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn with<B>(
+    mut request: ureq::RequestBuilder<B>,
+    headers: &[(&str, &str)],
+) -> ureq::RequestBuilder<B> {
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    request
+}
+
+/// A scratch config for servers, and where their store goes.
+pub(crate) fn scratch() -> (Scratch, PathBuf) {
+    let scratch = Scratch::new(CONFIG);
+    let store = scratch.path().join("runs.db");
+    (scratch, store)
+}
+
+#[test]
+fn a_run_is_queued_run_and_kept_with_its_verdict_log_and_result() {
+    let (scratch, store) = scratch();
+    let server = Server::start(&scratch, &store, &[]);
+    let (status, run) = server.json(
+        "POST",
+        "/v1/runs",
+        Some(json!({
+            "application": "worker",
+            "command": "sh -c 'echo one; tr a-z A-Z; exit 3'",
+            "stdin": "from stdin\n",
+        })),
+    );
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["state"], "queued");
+    let id = run["id"].as_str().unwrap();
+    let run = server.ended(id);
+    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!(run["result"]["exitCode"], 3, "{run}");
+    assert_eq!(run["result"]["runId"], id);
+    assert_eq!(run["result"]["reason"], "Error");
+    let (status, log) = server.call("GET", &format!("/v1/runs/{id}/logs"), None, &[]);
+    assert_eq!((status, log.as_str()), (200, "one\nFROM STDIN\n"));
+    let (_, result) = server.call("GET", &format!("/v1/runs/{id}/result"), None, &[]);
+    assert_eq!(result, "one\nFROM STDIN\n", "the worker's output");
+    let (_, tail) = server.call("GET", &format!("/v1/runs/{id}/logs?offset=1"), None, &[]);
+    assert_eq!(tail, "FROM STDIN\n");
+
+    // Listed, filtered and paged, newest first.
+    let second = server.submit(json!({"application": "worker", "args": ["true"]}));
+    server.ended(&second);
+    let (_, page) = server.json("GET", "/v1/runs?limit=1", None);
+    assert_eq!(page["runs"][0]["id"], second.as_str());
+    let cursor = page["next"].as_str().unwrap();
+    let (_, page) = server.json("GET", &format!("/v1/runs?limit=1&cursor={cursor}"), None);
+    assert_eq!(page["runs"][0]["id"], id);
+    assert!(page.get("next").is_none(), "{page}");
+    let (_, failed) = server.json("GET", "/v1/runs?state=failed&application=worker", None);
+    let ids: Vec<&str> = failed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id]);
+    let (_, none) = server.json("GET", "/v1/runs?since=2999-01-01T00:00:00Z", None);
+    assert_eq!(none["runs"], json!([]));
+
+    // The store outlives the server: a new one shows the same runs.
+    drop(server);
+    let server = Server::start(&scratch, &store, &[]);
+    let (_, run) = server.json("GET", &format!("/v1/runs/{id}"), None);
+    assert_eq!(run["state"], "failed");
+    let (_, log) = server.call("GET", &format!("/v1/runs/{id}/logs"), None, &[]);
+    assert_eq!(log, "one\nFROM STDIN\n");
+}
+
+/// Reads server-sent events until `stop` says so: (id, event, data).
+fn events(
+    reader: &mut impl BufRead,
+    mut stop: impl FnMut(&(Option<String>, String, String)) -> bool,
+) -> Vec<(Option<String>, String, String)> {
+    let mut out = Vec::new();
+    let (mut id, mut event, mut data) = (None, String::new(), String::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            return out;
+        }
+        let line = line.trim_end_matches('\n');
+        if line.is_empty() {
+            if !event.is_empty() {
+                let e = (
+                    id.take(),
+                    std::mem::take(&mut event),
+                    std::mem::take(&mut data),
+                );
+                let done = stop(&e);
+                out.push(e);
+                if done {
+                    return out;
+                }
+            }
+        } else if let Some(v) = line.strip_prefix("id: ") {
+            id = Some(v.to_string());
+        } else if let Some(v) = line.strip_prefix("event: ") {
+            event = v.to_string();
+        } else if let Some(v) = line.strip_prefix("data: ") {
+            data = v.to_string();
+        }
+    }
+}
+
+fn follow(server: &Server, id: &str, last: Option<&str>) -> BufReader<impl Read> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.get(server.url(&format!("/v1/runs/{id}/logs?follow=true")));
+    if let Some(last) = last {
+        request = request.header("last-event-id", last);
+    }
+    let response = request.call().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    BufReader::new(response.into_body().into_reader())
+}
+
+#[test]
+fn a_followed_log_resumes_where_it_was_cut_with_no_line_lost_or_repeated() {
+    let (scratch, store) = scratch();
+    let server = Server::start(&scratch, &store, &[]);
+    let id = server.submit(json!({
+        "application": "worker",
+        "args": ["sh", "-c", "for i in $(seq 1 40); do echo line $i; sleep 0.02; done"],
+    }));
+    // Cut after five lines, while the run still prints.
+    let mut reader = follow(&server, &id, None);
+    let mut seen = 0;
+    let first = events(&mut reader, |_| {
+        seen += 1;
+        seen == 5
+    });
+    assert_eq!(first.len(), 5, "{first:?}");
+    drop(reader);
+    let last = first.last().unwrap().0.clone().unwrap();
+    let mut reader = follow(&server, &id, Some(&last));
+    let rest = events(&mut reader, |e| e.1 == "end");
+    let mut lines = Vec::new();
+    for (_, event, data) in first.iter().chain(&rest) {
+        if event == "line" {
+            let v: Value = serde_json::from_str(data).unwrap();
+            assert_eq!(v["container"], "worker");
+            lines.push(v["line"].as_str().unwrap().to_string());
+        }
+    }
+    let want: Vec<String> = (1..=40).map(|i| format!("line {i}")).collect();
+    assert_eq!(lines, want);
+    let end = rest.last().unwrap();
+    assert_eq!(end.1, "end");
+    assert_eq!(
+        serde_json::from_str::<Value>(&end.2).unwrap()["state"],
+        "succeeded"
+    );
+}
+
+#[test]
+fn a_replayed_submit_returns_the_first_run_and_never_a_second() {
+    let (scratch, store) = scratch();
+    let server = Server::start(&scratch, &store, &[]);
+    let body = json!({"application": "worker", "args": ["echo", "once"]}).to_string();
+    let key = [("idempotency-key", "order-17")];
+    let (status, first) = server.call("POST", "/v1/runs", Some(&body), &key);
+    assert_eq!(status, 201, "{first}");
+    let first: Value = serde_json::from_str(&first).unwrap();
+    let (status, again) = server.call("POST", "/v1/runs", Some(&body), &key);
+    assert_eq!(status, 200, "{again}");
+    let again: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["id"], first["id"]);
+    let other = json!({"application": "worker", "args": ["echo", "twice"]}).to_string();
+    let (status, refused) = server.call("POST", "/v1/runs", Some(&other), &key);
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused.contains("idempotency-key-reused"), "{refused}");
+    server.ended(first["id"].as_str().unwrap());
+    let (_, all) = server.json("GET", "/v1/runs", None);
+    assert_eq!(all["runs"].as_array().unwrap().len(), 1, "{all}");
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_status_and_a_stable_code() {
+    let (scratch, store) = scratch();
+    let server = Server::start(&scratch, &store, &[]);
+    let refused = |body: &str, status: u16, code: &str, text: &str| {
+        let (got, answer) = server.call("POST", "/v1/runs", Some(body), &[]);
+        assert_eq!(got, status, "{body}: {answer}");
+        let answer: Value = serde_json::from_str(&answer).unwrap_or_else(|_| panic!("{answer}"));
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(text), "{message}");
+    };
+    refused("{not json", 400, "bad-json", "");
+    refused(
+        r#"{"application": "worker", "image": "evil"}"#,
+        422,
+        "bad-json",
+        "unknown field `image`",
+    );
+    refused(
+        r#"{"application": "nope"}"#,
+        404,
+        "unknown-application",
+        "nope",
+    );
+    refused(
+        r#"{"application": "worker", "command": "true", "args": ["true"]}"#,
+        400,
+        "bad-request",
+        "not both",
+    );
+    refused(
+        r#"{"application": "worker", "command": "sh -c 'unclosed"}"#,
+        400,
+        "bad-request",
+        "command",
+    );
+    // A policy hook's denial is the submitter's answer, and nothing is queued.
+    refused(
+        r#"{"application": "denied", "args": ["true"]}"#,
+        403,
+        "denied",
+        "pods of this team need a cost centre",
+    );
+    let huge = json!({"application": "worker", "stdin": "x".repeat(2 << 20)}).to_string();
+    refused(&huge, 413, "body-too-large", "");
+    let (status, _) = server.call(
+        "POST",
+        "/v1/runs",
+        Some(r#"{"application": "worker"}"#),
+        &[("idempotency-key", "a key with spaces")],
+    );
+    assert_eq!(status, 400);
+    let (_, all) = server.json("GET", "/v1/runs", None);
+    assert_eq!(all["runs"], json!([]), "nothing was queued");
+    for (path, status) in [
+        ("/v1/runs/nope", 404),
+        ("/v1/runs/nope/logs", 404),
+        ("/v1/runs?state=done", 400),
+        ("/v1/runs?limit=0", 400),
+        ("/v1/runs?cursor=x", 400),
+        ("/v1/runs?colour=red", 400),
+        ("/v2/other", 404),
+    ] {
+        let (got, answer) = server.json("GET", path, None);
+        assert_eq!(got, status, "{path}: {answer}");
+        assert!(answer["error"]["code"].is_string(), "{path}: {answer}");
+    }
+    let (status, _) = server.call("GET", "/healthz", None, &[]);
+    assert_eq!(status, 200);
+    let (status, _) = server.call("GET", "/readyz", None, &[]);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_cancel_stops_a_running_run_and_ends_a_queued_one_and_release_forgets_them() {
+    let (scratch, store) = scratch();
+    // One run at a time: the second waits in the queue.
+    let server = Server::start(&scratch, &store, &["--max-running", "1"]);
+    let running = server
+        .submit(json!({"application": "worker", "args": ["sh", "-c", "echo started; sleep 30"]}));
+    let queued = server.submit(json!({"application": "worker", "args": ["echo", "never"]}));
+    server.wait(&running, |r| {
+        r["state"] == "running" && r["log"]["bytes"] != 0
+    });
+    let (_, q) = server.json("GET", &format!("/v1/runs/{queued}"), None);
+    assert_eq!(q["state"], "queued", "{q}");
+
+    let (status, q) = server.json("POST", &format!("/v1/runs/{queued}/cancel"), None);
+    assert_eq!(status, 202, "{q}");
+    assert_eq!(q["state"], "cancelled");
+    assert_eq!(q["result"]["exitCode"], 130);
+    let (status, r) = server.json("POST", &format!("/v1/runs/{running}/cancel"), None);
+    assert_eq!(status, 202, "{r}");
+    let started = Instant::now();
+    let r = server.ended(&running);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stopped with its grace period"
+    );
+    assert_eq!(r["state"], "cancelled", "{r}");
+    assert_eq!(r["result"]["exitCode"], 130, "{r}");
+    let (status, again) = server.json("POST", &format!("/v1/runs/{running}/cancel"), None);
+    assert_eq!((status, &again["error"]["code"]), (409, &json!("finished")));
+    let (_, log) = server.call("GET", &format!("/v1/runs/{queued}/logs"), None, &[]);
+    assert_eq!(log, "", "the queued run never ran");
+
+    // Released: its record and log are gone; a running run is not released.
+    let busy = server.submit(json!({"application": "worker", "args": ["sleep", "30"]}));
+    server.wait(&busy, |r| r["state"] == "running");
+    let (status, answer) = server.json("DELETE", &format!("/v1/runs/{busy}"), None);
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (409, &json!("not-finished"))
+    );
+    let (status, _) = server.call("DELETE", &format!("/v1/runs/{running}"), None, &[]);
+    assert_eq!(status, 204);
+    let (status, _) = server.json("GET", &format!("/v1/runs/{running}"), None);
+    assert_eq!(status, 404);
+    let (status, _) = server.json("GET", &format!("/v1/runs/{running}/logs"), None);
+    assert_eq!(status, 404);
+    server.json("POST", &format!("/v1/runs/{busy}/cancel"), None);
+    server.ended(&busy);
+}
+
+#[test]
+fn a_server_killed_with_runs_in_flight_ends_each_exactly_once_after_a_restart() {
+    let (scratch, store) = scratch();
+    let mut server = Server::start(&scratch, &store, &["--max-running", "1"]);
+    let running = server
+        .submit(json!({"application": "worker", "args": ["sh", "-c", "echo in flight; sleep 3"]}));
+    let queued = server.submit(json!({"application": "worker", "args": ["echo", "queued ran"]}));
+    server.wait(&running, |r| {
+        r["state"] == "running" && r["log"]["bytes"] != 0
+    });
+    // kill -9: nothing is said, nothing cleaned up.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+
+    let server = Server::start(&scratch, &store, &["--max-running", "1"]);
+    // The local runtime's processes do not outlive the server: the run
+    // cannot be followed again, and says so instead of staying running.
+    let r = server.ended(&running);
+    assert_eq!(r["state"], "lost", "{r}");
+    assert_eq!(r["result"]["reason"], "ServerRestarted", "{r}");
+    assert_eq!(r["result"]["retryable"], true);
+    let (_, log) = server.call("GET", &format!("/v1/runs/{running}/logs"), None, &[]);
+    assert_eq!(log, "in flight\n", "what it printed before is kept");
+    // The queued run runs once.
+    let q = server.ended(&queued);
+    assert_eq!(q["state"], "succeeded", "{q}");
+    let (_, log) = server.call("GET", &format!("/v1/runs/{queued}/logs"), None, &[]);
+    assert_eq!(log, "queued ran\n");
+    let (_, all) = server.json("GET", "/v1/runs", None);
+    assert_eq!(all["runs"].as_array().unwrap().len(), 2, "{all}");
+}
+
+#[test]
+fn a_stopped_server_stops_its_local_runs_and_a_long_log_is_cut_and_said_to_be() {
+    let (scratch, store) = scratch();
+    let mut server = Server::start(&scratch, &store, &["--log-limit", "40"]);
+    let long = server.submit(json!({
+        "application": "worker",
+        "args": ["sh", "-c", "for i in $(seq 1 100); do echo line $i; done"],
+    }));
+    let r = server.ended(&long);
+    assert_eq!(r["state"], "succeeded");
+    assert_eq!(r["log"]["truncated"], true, "{r}");
+    let (_, log) = server.call("GET", &format!("/v1/runs/{long}/logs"), None, &[]);
+    assert_eq!(log, "line 1\nline 2\nline 3\nline 4\nline 5\n");
+
+    let sleeper = server.submit(json!({"application": "worker", "args": ["sleep", "60"]}));
+    server.wait(&sleeper, |r| r["state"] == "running");
+    // SIGTERM: its process is stopped, not orphaned, and the run says so.
+    // SAFETY: kill has no memory effects.
+    assert_eq!(
+        unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let start = Instant::now();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    drop(server);
+    let server = Server::start(&scratch, &store, &[]);
+    let r = server.ended(&sleeper);
+    assert_eq!(r["state"], "cancelled", "{r}");
+    assert_eq!(r["result"]["exitCode"], 143, "{r}");
+}
