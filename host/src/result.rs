@@ -2,12 +2,12 @@
 //! `--result-file`.
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::hooks::classify;
 
 /// How a run ended.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunResult {
     /// The run's id.
@@ -16,7 +16,7 @@ pub struct RunResult {
     pub pod: String,
     /// Where it ran (`local`).
     pub runtime: String,
-    /// `succeeded`, `failed` or `interrupted`.
+    /// `succeeded`, `failed` or `interrupted` (and, from a server, `lost`).
     pub outcome: String,
     /// Whether running it again may succeed.
     pub retryable: bool,
@@ -37,7 +37,7 @@ pub struct RunResult {
 }
 
 /// One container's last state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerResult {
     /// Its name.
@@ -55,7 +55,7 @@ pub struct ContainerResult {
 }
 
 /// How long the steps took, in milliseconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timings {
     /// Rendering and mutating the pod.

@@ -27,7 +27,7 @@ pub(crate) const CONFIG: &str = "applications:
 /// A `podrun serve` process; killed when dropped.
 pub(crate) struct Server {
     pub(crate) child: Child,
-    base: String,
+    pub(crate) base: String,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -395,8 +395,39 @@ fn bad_requests_are_refused_with_a_status_and_a_stable_code() {
         "denied",
         "pods of this team need a cost centre",
     );
-    let huge = json!({"application": "worker", "stdin": "x".repeat(2 << 20)}).to_string();
-    refused(&huge, 413, "body-too-large", "");
+    // The server answers once the body passes the limit, without reading
+    // the rest: sent in part, so that the answer is not lost to a write
+    // into a closed connection.
+    let answer = {
+        use std::io::Write;
+        let addr = server.base.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "POST /v1/runs HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{{",
+            2 << 20
+        )
+        .unwrap();
+        stream
+            .write_all(&vec![b' '; (1 << 20) + (64 << 10)])
+            .unwrap();
+        // The connection stays open for the body never sent: read what
+        // the answer holds.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            answer.extend_from_slice(&buf[..n]);
+            if answer.ends_with(b"}}") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body-too-large"), "{answer}");
     let (status, _) = server.call(
         "POST",
         "/v1/runs",
@@ -540,4 +571,99 @@ fn a_stopped_server_stops_its_local_runs_and_a_long_log_is_cut_and_said_to_be() 
     let r = server.ended(&sleeper);
     assert_eq!(r["state"], "cancelled", "{r}");
     assert_eq!(r["result"]["exitCode"], 143, "{r}");
+}
+
+/// `podrun run --server` against `server`, with `args` after it.
+fn client(server: &Server, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_podrun"));
+    command
+        .args(["run", "--server", &server.base])
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env_remove("PODRUN_TOKEN");
+    command
+}
+
+#[test]
+fn the_cli_submits_to_a_server_follows_it_and_exits_as_a_local_run_would() {
+    let (scratch, store) = scratch();
+    let server = Server::start(&scratch, &store, &[]);
+    let out = client(
+        &server,
+        &[
+            "-a",
+            "worker",
+            "-c",
+            "sh -c 'echo hi; tr a-z A-Z; exit 3'",
+            "--stdin",
+            "-o",
+            "json",
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .and_then(|mut child| {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"shout\n")?;
+        child.wait_with_output()
+    })
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["exitCode"], 3);
+    assert_eq!(result["outcome"], "failed");
+    assert!(stderr.contains("hi\nSHOUT\n"), "{stderr}");
+
+    // A denial is 121 with the hook's message, as on this machine.
+    let out = client(&server, &["-a", "denied", "--", "true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(121), "{stderr}");
+    assert!(
+        stderr.contains("pods of this team need a cost centre"),
+        "{stderr}"
+    );
+    // No server there: the cluster's kind of failure, 123.
+    let out = Command::new(env!("CARGO_BIN_EXE_podrun"))
+        .args([
+            "run",
+            "--server",
+            "http://127.0.0.1:9",
+            "-a",
+            "worker",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(123),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // SIGINT cancels the run on the server, and the exit code says so.
+    let mut child = client(
+        &server,
+        &["-a", "worker", "-c", "sh -c 'echo started; sleep 30'"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "started\n");
+    // SAFETY: kill has no memory effects.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let (_, runs) = server.json("GET", "/v1/runs?state=cancelled", None);
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
 }

@@ -159,6 +159,15 @@ pub(crate) struct RunCommand {
     /// as pod-runner read it, and the run needs a cluster.
     #[arg(long, hide = true)]
     pub(crate) pod_runner_form: bool,
+
+    /// Submit the run to this `podrun serve` (http://HOST:PORT), follow it
+    /// there, and exit as a local run would
+    #[arg(long, env = "PODRUN_SERVER", value_name = "URL")]
+    pub(crate) server: Option<String>,
+
+    /// A file holding the server's API token [default: $PODRUN_TOKEN]
+    #[arg(long, value_name = "PATH", requires = "server")]
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

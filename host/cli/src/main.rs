@@ -9,6 +9,7 @@ mod cluster;
 mod console;
 mod convert;
 mod hook;
+mod remote;
 mod render;
 mod run;
 mod serve;

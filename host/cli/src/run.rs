@@ -50,6 +50,9 @@ pub(crate) async fn application(
     cache_dir: Option<std::path::PathBuf>,
     args: RunCommand,
 ) -> Result<Code, Failure> {
+    if args.server.is_some() {
+        return crate::remote::run(args).await;
+    }
     let config = crate::load_config(&args.run.config)?;
     let form = if args.pod_runner_form {
         CommandForm::FlowItems
@@ -214,7 +217,7 @@ async fn status_server(exec: &ExecArgs) -> Result<Option<status_server::Shared>,
 }
 
 /// Prints the result as asked and gives the exit code it means.
-fn report(result: &RunResult, exec: &ExecArgs) -> Result<Code, Failure> {
+pub(crate) fn report(result: &RunResult, exec: &ExecArgs) -> Result<Code, Failure> {
     let json = serde_json::to_string_pretty(result).unwrap_or_default();
     if let Some(path) = &exec.result_file {
         std::fs::write(path, format!("{json}\n"))

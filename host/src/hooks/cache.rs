@@ -57,7 +57,7 @@ pub(crate) struct Cache {
 }
 
 /// One component's place in memory: filled once, by the first load.
-type Slot = Arc<OnceCell<Result<Compiled, String>>>;
+pub(crate) type Slot = Arc<OnceCell<Result<Compiled, String>>>;
 
 /// A component, compiled and linked: what every load of it shares.
 #[derive(Clone)]

@@ -211,30 +211,16 @@ impl Hooks {
                     .map_err(|e| load_err(format!("cannot read it: {e}")))??
             }
         };
-        // One load compiles; the others wait for it without a thread. The
-        // compile runs in a task of its own, so a load cancelled meanwhile
-        // leaves it to finish for those that wait. What the compiler says
-        // of the bytes is kept; a compiler that died is not, and the next
-        // load tries again.
+        // One load compiles; the others wait for it without a thread.
         let cell = cache.cell(&key);
-        let this = self.clone();
-        let compiled = tokio::spawn(async move {
-            cell.get_or_try_init(|| async {
-                tokio::task::spawn_blocking(move || {
-                    let shared = &this.shared;
-                    shared
-                        .cache
-                        .load_or_compile(&shared.engine, &shared.linker, &key, &bytes)
-                })
+        let compiled = match cell.get() {
+            // Compiled already: most loads.
+            Some(done) => done.clone(),
+            None => self
+                .compile_once(cell, key, bytes)
                 .await
-                .map_err(|e| format!("the compiler failed: {e}"))
-            })
-            .await
-            .cloned()
-        })
-        .await
-        .map_err(|e| load_err(format!("the compiler failed: {e}")))?
-        .map_err(load_err)?;
+                .map_err(load_err)?,
+        };
         // The pooling allocator refuses a component with more instances,
         // memories or tables than a hook may have, as it is compiled.
         let too_big = |text: &str| {
@@ -307,6 +293,36 @@ impl Hooks {
         // starts; the instance is kept for the run's calls.
         hook.prepare_script().await?;
         Ok(hook)
+    }
+
+    /// Compiles `bytes` into `cell` unless another load does it first.
+    /// The compile runs in a task of its own, so a load cancelled meanwhile
+    /// leaves it to finish for those that wait. What the compiler says of
+    /// the bytes is kept; a compiler that died is not, and the next load
+    /// tries again.
+    async fn compile_once(
+        &self,
+        cell: super::cache::Slot,
+        key: String,
+        bytes: Cow<'static, [u8]>,
+    ) -> Result<Result<super::cache::Compiled, String>, String> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            cell.get_or_try_init(|| async {
+                tokio::task::spawn_blocking(move || {
+                    let shared = &this.shared;
+                    shared
+                        .cache
+                        .load_or_compile(&shared.engine, &shared.linker, &key, &bytes)
+                })
+                .await
+                .map_err(|e| format!("the compiler failed: {e}"))
+            })
+            .await
+            .cloned()
+        })
+        .await
+        .map_err(|e| format!("the compiler failed: {e}"))?
     }
 
     /// The bytes to compile for `source` and their cache key, with a
@@ -450,6 +466,9 @@ fn config(pool: Option<u32>) -> Config {
             // and would leave it to the next hook.
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT / 16)
+            // The same for the top of each call's stack, which every call
+            // touches.
+            .async_stack_keep_resident(KEEP_RESIDENT / 16)
             .pagemap_scan(wasmtime::Enabled::No);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
     }
