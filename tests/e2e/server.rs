@@ -647,7 +647,8 @@ fn the_cli_submits_to_a_server_follows_it_and_exits_as_a_local_run_would() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // SIGINT cancels the run on the server, and the exit code says so.
+    // SIGTERM cancels the run on the server, and the exit code is a local
+    // run's for it.
     let mut child = client(
         &server,
         &["-a", "worker", "-c", "sh -c 'echo started; sleep 30'"],
@@ -661,9 +662,9 @@ fn the_cli_submits_to_a_server_follows_it_and_exits_as_a_local_run_would() {
     stdout.read_line(&mut first).unwrap();
     assert_eq!(first, "started\n");
     // SAFETY: kill has no memory effects.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(status.code(), Some(143));
     let (_, runs) = server.json("GET", "/v1/runs?state=cancelled", None);
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
 }

@@ -31,8 +31,12 @@ enum Failed {
 
 impl Client {
     fn new(base: &str, token: Option<String>) -> Client {
+        // The server sends a keep-alive on a quiet log stream every 15 s:
+        // a read that waits longer than this is a dead connection.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_per_read(Some(Duration::from_secs(45)))
             .build()
             .into();
         Client {
@@ -114,19 +118,25 @@ impl Client {
                     if failures == ATTEMPTS {
                         return Err(Failed::Transport(e));
                     }
-                    std::thread::sleep(Duration::from_millis(500));
+                    std::thread::sleep(Duration::from_millis(500) * failures);
                     continue;
                 }
             };
             let reader = BufReader::new(response.into_body().into_reader());
+            let before = last.clone();
             if read_events(reader, &mut last, &mut line) {
                 return Ok(());
             }
-            // Cut before the end: resume after the last line seen.
+            // Cut before the end: resume after the last line seen. Only
+            // cuts in a row with no line between them count.
+            if last != before {
+                failures = 0;
+            }
             failures += 1;
             if failures == ATTEMPTS {
                 return Err(Failed::Answer(0, "the log stream keeps breaking".into()));
             }
+            std::thread::sleep(Duration::from_millis(500) * failures);
         }
     }
 }
@@ -183,14 +193,17 @@ fn refused(what: &str, failed: Failed) -> Failure {
             anyhow::anyhow!("cannot {what}: the server cannot be reached: {e}"),
         )),
         Failed::Answer(status, text) => {
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(String::from))
+            let error = serde_json::from_str::<Value>(&text).unwrap_or_default();
+            let kind = error["error"]["code"].as_str().unwrap_or("");
+            let message = error["error"]["message"]
+                .as_str()
+                .map(String::from)
                 .unwrap_or(text);
-            let code = match status {
-                403 => Code::Denied,
-                422 if message.contains("hook") => Code::HookFailed,
-                400..=499 => Code::Usage,
+            let code = match (status, kind) {
+                (_, "denied") => Code::Denied,
+                (_, "hook-failed") => Code::HookFailed,
+                (_, "run-not-found") => Code::Cluster,
+                (400..=499, _) => Code::Usage,
                 _ => Code::Cluster,
             };
             Failure::from((
@@ -250,6 +263,9 @@ pub(crate) async fn run(args: RunCommand) -> Result<Code, Failure> {
     if let Some(stdin) = stdin {
         body["stdin"] = json!(stdin);
     }
+    // Signals are caught from here on: a run submitted is never left
+    // running because podrun died between submitting and following it.
+    let cancel = cancel_on_signals();
     let client = Client::new(&server, token);
     // One key for this invocation: a submit retried after a lost answer
     // gives the same run.
@@ -259,9 +275,8 @@ pub(crate) async fn run(args: RunCommand) -> Result<Code, Failure> {
         .await
         .map_err(|f| refused("submit the run", f))?;
     let id = run["id"].as_str().unwrap_or_default().to_string();
-    eprintln!("podrun: run {id} submitted to {server}");
+    eprintln!("podrun: run {id} submitted");
 
-    let cancel = cancel_on_signals();
     let (lines, mut received) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
     let follower = client.clone();
     let follow_id = id.clone();
@@ -313,12 +328,20 @@ pub(crate) async fn run(args: RunCommand) -> Result<Code, Failure> {
     let run = blocking(move || get.call("GET", &path, None))
         .await
         .map_err(|f| refused("read the run", f))?;
-    let result: RunResult = serde_json::from_value(run["result"].clone()).map_err(|e| {
+    let mut result: RunResult = serde_json::from_value(run["result"].clone()).map_err(|e| {
         Failure::from((
             Code::Cluster,
             anyhow::anyhow!("the server's result for run {id} is not one: {e}"),
         ))
     })?;
+    // Cancelled for a signal here: the code and reason a local run would
+    // give for it (the server knows only that it was asked to cancel).
+    if let Some(reason) = cancel.state().reason
+        && result.outcome == "interrupted"
+    {
+        result.exit_code = reason.exit_code().number();
+        result.reason = reason.name().into();
+    }
     crate::run::report(&result, &args.exec)
 }
 

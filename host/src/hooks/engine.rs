@@ -439,6 +439,9 @@ fn config(pool: Option<u32>) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // A pooled stack is zeroed between hooks (its kept top with memset, the
+    // rest unmapped): one hook never sees what another left on it.
+    config.async_stack_zeroing(true);
     if let Some(pool) = pool {
         let (instances, memories, tables) = (
             sandbox::MAX_INSTANCES as u32,
