@@ -855,7 +855,7 @@ fn a_server_killed_mid_run_follows_the_pod_again_and_finishes_it_once() {
     use crate::server::{Server, scratch};
     let (scratch, store) = scratch();
     let kubeconfig = kubeconfig();
-    let mut server = Server::start_on(&scratch, &store, Some(&kubeconfig), &[]);
+    let mut server = Server::start_on(&scratch, &store, Some(&kubeconfig), &["--lease", "2"]);
     let id = server.submit(serde_json::json!({
         "application": "worker",
         "args": ["sh", "-c", "echo begin; sleep 6; echo end; exit 4"],
@@ -867,7 +867,7 @@ fn a_server_killed_mid_run_follows_the_pod_again_and_finishes_it_once() {
     drop(server);
     assert_eq!(pods_of_run(&id).len(), 1, "the pod outlives the server");
 
-    let server = Server::start_on(&scratch, &store, Some(&kubeconfig), &[]);
+    let server = Server::start_on(&scratch, &store, Some(&kubeconfig), &["--lease", "2"]);
     let r = server.ended(&id);
     assert_eq!(r["state"], "failed", "{r}");
     assert_eq!(r["result"]["exitCode"], 4, "{r}");
@@ -893,7 +893,7 @@ fn a_run_whose_pod_went_while_no_server_watched_ends_lost_and_never_runs_twice()
     use crate::server::{Server, scratch};
     let (scratch, store) = scratch();
     let kubeconfig = kubeconfig();
-    let mut server = Server::start_on(&scratch, &store, Some(&kubeconfig), &[]);
+    let mut server = Server::start_on(&scratch, &store, Some(&kubeconfig), &["--lease", "2"]);
     let id = server.submit(serde_json::json!({
         "application": "worker",
         "args": ["sh", "-c", "echo begin; sleep 60"],
@@ -908,7 +908,7 @@ fn a_run_whose_pod_went_while_no_server_watched_ends_lost_and_never_runs_twice()
         .args(["delete", "pod", &name, "--grace-period=1", "--wait=true"])
         .output();
 
-    let server = Server::start_on(&scratch, &store, Some(&kubeconfig), &[]);
+    let server = Server::start_on(&scratch, &store, Some(&kubeconfig), &["--lease", "2"]);
     let r = server.ended(&id);
     assert_eq!(r["state"], "lost", "{r}");
     assert_eq!(r["result"]["reason"], "PodGone", "{r}");
@@ -916,4 +916,55 @@ fn a_run_whose_pod_went_while_no_server_watched_ends_lost_and_never_runs_twice()
     assert!(pods_of_run(&id).is_empty(), "a second pod was created");
     let (_, log) = server.call("GET", &format!("/v1/runs/{id}/logs"), None, &[]);
     assert_eq!(log, "begin\n");
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG, and Postgres: PODRUN_TEST_POSTGRES"]
+fn two_servers_on_one_postgres_and_one_killed_mid_run_the_other_finishes_its_run_once() {
+    use crate::server::{Server, postgres_store, scratch};
+    let (scratch, _) = scratch();
+    let store = postgres_store().expect("the cluster suite needs PODRUN_TEST_POSTGRES");
+    let kubeconfig = kubeconfig();
+    let lease = ["--lease", "2"];
+    let mut a = Server::start_on(&scratch, &store, Some(&kubeconfig), &lease);
+    let b = Server::start_on(&scratch, &store, Some(&kubeconfig), &lease);
+    // Submitted to either, run by whichever takes it first; `a` is
+    // killed only once it holds a run.
+    let mut ids = Vec::new();
+    let pid = format!("{}-", a.child.id());
+    let held = loop {
+        let id = a.submit(serde_json::json!({
+            "application": "worker",
+            "args": ["sh", "-c", "echo begin; sleep 8; echo end; exit 4"],
+        }));
+        ids.push(id.clone());
+        let r = a.wait(&id, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
+        if r["server"].as_str().is_some_and(|s| s.starts_with(&pid)) {
+            break id;
+        }
+        assert!(ids.len() < 6, "server a never took a run");
+    };
+    let first = a.json("GET", &format!("/v1/runs/{held}"), None).1["server"].clone();
+    assert_eq!(pods_of_run(&held).len(), 1);
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    drop(a);
+
+    for id in &ids {
+        let r = b.ended(id);
+        assert_eq!(r["state"], "failed", "{r}");
+        assert_eq!(r["result"]["exitCode"], 4, "{r}");
+        let (_, log) = b.call("GET", &format!("/v1/runs/{id}/logs"), None, &[]);
+        assert_eq!(log, "begin\nend\n", "no line lost or repeated");
+    }
+    let r = b.ended(&held);
+    assert_ne!(r["server"], first, "taken over by the other server: {r}");
+    let start = Instant::now();
+    while ids.iter().any(|id| !pods_of_run(id).is_empty()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a pod is left behind"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -33,14 +33,14 @@ pub(crate) struct Server {
 
 impl Server {
     /// A server on the local runtime.
-    fn start(scratch: &Scratch, store: &Path, extra: &[&str]) -> Server {
+    fn start(scratch: &Scratch, store: &str, extra: &[&str]) -> Server {
         Server::start_on(scratch, store, None, extra)
     }
 
     /// A server on the cluster of `kubeconfig`, or on the local runtime.
     pub(crate) fn start_on(
         scratch: &Scratch,
-        store: &Path,
+        store: &str,
         kubeconfig: Option<&Path>,
         extra: &[&str],
     ) -> Server {
@@ -50,7 +50,7 @@ impl Server {
             .arg("--config")
             .arg(scratch.config_path())
             .arg("--store")
-            .arg(format!("sqlite:{}", store.display()))
+            .arg(store)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("PODRUN_CACHE_DIR", support::shared_cache());
@@ -176,11 +176,47 @@ fn with<B>(
     request
 }
 
-/// A scratch config for servers, and where their store goes.
-pub(crate) fn scratch() -> (Scratch, PathBuf) {
+/// A scratch config for servers, and their store's address (SQLite).
+pub(crate) fn scratch() -> (Scratch, String) {
     let scratch = Scratch::new(CONFIG);
-    let store = scratch.path().join("runs.db");
+    let store = format!("sqlite:{}", scratch.path().join("runs.db").display());
     (scratch, store)
+}
+
+/// A new database on the Postgres server `PODRUN_TEST_POSTGRES` names
+/// (`postgres://USER@HOST:PORT`; `.ci/run` starts one), or `None` with a
+/// note when there is none.
+pub(crate) fn postgres_store() -> Option<String> {
+    let Ok(server) = std::env::var("PODRUN_TEST_POSTGRES") else {
+        eprintln!("PODRUN_TEST_POSTGRES is not set: this test needs a Postgres server");
+        return None;
+    };
+    Some(new_database(&server))
+}
+
+/// Makes a new database on `server`; its address.
+pub(crate) fn new_database(server: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "podrun_e2e_{}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let out = Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("{server}/{name}")
 }
 
 #[test]
@@ -510,7 +546,7 @@ fn a_cancel_stops_a_running_run_and_ends_a_queued_one_and_release_forgets_them()
 #[test]
 fn a_server_killed_with_runs_in_flight_ends_each_exactly_once_after_a_restart() {
     let (scratch, store) = scratch();
-    let mut server = Server::start(&scratch, &store, &["--max-running", "1"]);
+    let mut server = Server::start(&scratch, &store, &["--max-running", "1", "--lease", "1"]);
     let running = server
         .submit(json!({"application": "worker", "args": ["sh", "-c", "echo in flight; sleep 3"]}));
     let queued = server.submit(json!({"application": "worker", "args": ["echo", "queued ran"]}));
@@ -522,12 +558,12 @@ fn a_server_killed_with_runs_in_flight_ends_each_exactly_once_after_a_restart() 
     server.child.wait().unwrap();
     drop(server);
 
-    let server = Server::start(&scratch, &store, &["--max-running", "1"]);
+    let server = Server::start(&scratch, &store, &["--max-running", "1", "--lease", "1"]);
     // The local runtime's processes do not outlive the server: the run
     // cannot be followed again, and says so instead of staying running.
     let r = server.ended(&running);
     assert_eq!(r["state"], "lost", "{r}");
-    assert_eq!(r["result"]["reason"], "ServerRestarted", "{r}");
+    assert_eq!(r["result"]["reason"], "ServerGone", "{r}");
     assert_eq!(r["result"]["retryable"], true);
     let (_, log) = server.call("GET", &format!("/v1/runs/{running}/logs"), None, &[]);
     assert_eq!(log, "in flight\n", "what it printed before is kept");
@@ -667,4 +703,207 @@ fn the_cli_submits_to_a_server_follows_it_and_exits_as_a_local_run_would() {
     assert_eq!(status.code(), Some(143));
     let (_, runs) = server.json("GET", "/v1/runs?state=cancelled", None);
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
+}
+
+#[test]
+fn two_servers_on_one_postgres_share_the_queue_and_hear_each_others_cancels() {
+    let Some(store) = postgres_store() else {
+        return;
+    };
+    let scratch = Scratch::new(CONFIG);
+    let flags = ["--max-running", "2", "--lease", "3"];
+    let servers = [
+        Server::start(&scratch, &store, &flags),
+        Server::start(&scratch, &store, &flags),
+    ];
+    let ids: Vec<String> = (0..8)
+        .map(|i| {
+            servers[i % 2].submit(json!({
+                "application": "worker",
+                "args": ["sh", "-c", format!("echo run {i}; sleep 2")],
+            }))
+        })
+        .collect();
+    let mut holders = std::collections::HashSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        let r = servers[(i + 1) % 2].ended(id);
+        assert_eq!(r["state"], "succeeded", "{r}");
+        holders.insert(r["server"].as_str().unwrap().to_string());
+        let (_, log) = servers[0].call("GET", &format!("/v1/runs/{id}/logs"), None, &[]);
+        assert_eq!(log, format!("run {i}\n"), "run once, logged once");
+    }
+    assert_eq!(holders.len(), 2, "both servers took runs: {holders:?}");
+
+    // A cancel asked of one server stops a run the other one runs.
+    let long = servers[0]
+        .submit(json!({"application": "worker", "args": ["sh", "-c", "echo long; sleep 60"]}));
+    let r = servers[0].wait(&long, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
+    let pid = |s: &Server| format!("{}-", s.child.id());
+    let holder = r["server"].as_str().unwrap();
+    let other = if holder.starts_with(&pid(&servers[0])) {
+        &servers[1]
+    } else {
+        &servers[0]
+    };
+    let asked = Instant::now();
+    let (status, _) = other.json("POST", &format!("/v1/runs/{long}/cancel"), None);
+    assert_eq!(status, 202);
+    let r = other.ended(&long);
+    assert_eq!(r["state"], "cancelled", "{r}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "heard at a lease renewal"
+    );
+}
+
+/// A throwaway Postgres server of this test's own, stopped when dropped.
+struct Postgres {
+    dir: PathBuf,
+    url: String,
+}
+
+impl Postgres {
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/postgres")
+    }
+
+    fn start(dir: &Path, port: Option<&str>) -> String {
+        let out = Command::new(Postgres::script())
+            .arg("start")
+            .arg(dir)
+            .args(port)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn stop(&self) {
+        let out = Command::new(Postgres::script())
+            .arg("stop")
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn postgres_stopped_mid_run_fails_requests_with_503_and_the_run_catches_up() {
+    if postgres_store().is_none() {
+        return;
+    }
+    let scratch = Scratch::new(CONFIG);
+    let dir = scratch.path().join("pg");
+    let url = Postgres::start(&dir, None);
+    let postgres = Postgres { dir, url };
+    let port = postgres.url.rsplit(':').next().unwrap().to_string();
+    let store = new_database(&postgres.url);
+    let server = Server::start(&scratch, &store, &[]);
+    let id = server.submit(json!({
+        "application": "worker",
+        "args": ["sh", "-c", "echo before; sleep 8; echo after"],
+    }));
+    server.wait(&id, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
+
+    postgres.stop();
+    let (status, answer) = server.json("GET", &format!("/v1/runs/{id}"), None);
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "store-unavailable", "{answer}");
+    let (status, _) = server.json("POST", "/v1/runs", Some(json!({"application": "worker"})));
+    assert_eq!(status, 503);
+    let (status, _) = server.call("GET", "/readyz", None, &[]);
+    assert_eq!(status, 503);
+
+    Postgres::start(&postgres.dir, Some(&port));
+    let r = server.ended(&id);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    let (_, log) = server.call("GET", &format!("/v1/runs/{id}/logs"), None, &[]);
+    assert_eq!(
+        log, "before\nafter\n",
+        "nothing lost while the store was away"
+    );
+    let (_, all) = server.json("GET", "/v1/runs", None);
+    assert_eq!(
+        all["runs"].as_array().unwrap().len(),
+        1,
+        "nothing half-written: {all}"
+    );
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_requests_with_503_and_no_line_is_lost_once_there_is_room() {
+    let scratch = Scratch::new(CONFIG);
+    let mount = scratch.path().join("small");
+    std::fs::create_dir(&mount).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&mount)
+        .output()
+        .unwrap();
+    if !mounted.status.success() {
+        // Mounting needs root, as CI has.
+        eprintln!(
+            "cannot mount a tmpfs: {}",
+            String::from_utf8_lossy(&mounted.stderr)
+        );
+        return;
+    }
+    let _tmpfs = Tmpfs(mount.clone());
+    let store = format!("sqlite:{}", mount.join("runs.db").display());
+    let server = Server::start(&scratch, &store, &[]);
+    let id = server.submit(json!({
+        "application": "worker",
+        "args": ["sh", "-c", "echo begin; sleep 3; i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done"],
+    }));
+    server.wait(&id, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
+    // Fill the disk.
+    let filler = mount.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k"])
+        .arg(format!("of={}", filler.display()))
+        .output();
+    let big = "x".repeat(600 << 10);
+    let (status, answer) = server.json(
+        "POST",
+        "/v1/runs",
+        Some(json!({"application": "worker", "stdin": big})),
+    );
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "store-unavailable", "{answer}");
+    // The run goes on meanwhile; its lines wait for room.
+    std::thread::sleep(Duration::from_secs(4));
+    std::fs::remove_file(&filler).unwrap();
+    let r = server.ended(&id);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    let (_, log) = server.call("GET", &format!("/v1/runs/{id}/logs"), None, &[]);
+    let want: String = std::iter::once("begin\n".to_string())
+        .chain((0..300).map(|i| format!("line {i}\n")))
+        .collect();
+    assert_eq!(log, want, "no line lost or repeated");
+    let (_, all) = server.json("GET", "/v1/runs", None);
+    assert_eq!(
+        all["runs"].as_array().unwrap().len(),
+        1,
+        "nothing half-written: {all}"
+    );
 }

@@ -402,7 +402,7 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) config: ConfigArgs,
 
-    /// Where runs are stored: sqlite:PATH [default: podrun.db in the user's data directory]
+    /// Where runs are stored: sqlite:PATH or postgres://USER@HOST/DATABASE (servers sharing one Postgres share its queue) [default: podrun.db in the user's data directory]
     #[arg(long, env = "PODRUN_STORE", value_name = "ADDRESS")]
     pub(crate) store: Option<String>,
 
@@ -424,4 +424,8 @@ pub(crate) struct ServeArgs {
     /// Bytes of log kept per run; the rest is cut, and the run says so
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub(crate) log_limit: i64,
+
+    /// Seconds a server's hold on its runs lasts unless renewed: runs of a server that died are taken over this long after
+    #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) lease: u64,
 }

@@ -35,6 +35,7 @@ pub(crate) async fn serve(
         listen: args.listen,
         max_running: args.max_running,
         log_bytes: args.log_limit,
+        lease: std::time::Duration::from_secs(args.lease),
     })
     .await
     .map_err(|e| Failure::from((Code::Usage, e)))?;

@@ -147,6 +147,9 @@ struct RunView {
     #[serde(skip_serializing_if = "Option::is_none")]
     finished_at: Option<String>,
     cancel_requested: bool,
+    /// The server that runs it, or ran it last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<String>,
     /// The verdict, as `podrun run -o json` prints it, once finished.
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<serde_json::Value>,
@@ -194,6 +197,7 @@ fn view(run: Run) -> RunView {
         started_at: run.started_at.map(time),
         finished_at: run.finished_at.map(time),
         cancel_requested: run.cancel_requested,
+        server: run.owner,
         result: run.result.and_then(|r| serde_json::from_str(&r).ok()),
         log: LogInfo {
             bytes: run.log_bytes,
@@ -567,13 +571,15 @@ async fn cancel(Shared_(shared): App, Path(id): Path<String>) -> Result<Response
         // worker registers its handle, then reads the flag).
         shared.store.request_cancel(&id).await?;
         let handle = shared
-            .cancels
+            .running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
-            .cloned();
-        if let Some(handle) = handle {
-            handle.cancel(Reason::Request);
+            .map(|h| h.cancel.clone());
+        // Held by another server: it hears of the cancel at its next
+        // lease renewal.
+        if let Some(cancel) = handle {
+            cancel.cancel(Reason::Request);
         }
     }
     shared.changed();

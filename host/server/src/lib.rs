@@ -3,9 +3,11 @@
 //! restart.
 //!
 //! - [`api`]: the HTTP API;
-//! - [`store`]: runs and their logs in SQLite;
+//! - [`store`]: runs and their logs in SQLite or Postgres, and the leases
+//!   by which servers sharing a store share its runs;
 //! - [`state`]: where a run stands, moving only forward;
-//! - `worker`: takes queued runs and runs them.
+//! - `worker`: takes queued runs and runs them, takes over the runs of
+//!   servers that died, renews leases.
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
 
@@ -18,6 +20,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use podrun::cancel::{Cancel, Reason};
 use podrun::config::Config;
@@ -36,9 +39,13 @@ pub struct Options {
     pub hooks: Hooks,
     /// Where pods run.
     pub runtime: Box<dyn Runtime>,
-    /// The store's address (`sqlite:PATH`). One server per store: a
-    /// second one would take over the first one's runs.
+    /// The store's address: `sqlite:PATH` or `postgres://…`. Servers
+    /// sharing a store share its queue.
     pub store: String,
+    /// How long a server's hold on a run lasts unless renewed: a server
+    /// that dies leaves its runs to the others (or to itself, started
+    /// again) this long after its last renewal.
+    pub lease: Duration,
     /// Where to listen.
     pub listen: SocketAddr,
     /// Runs at once, at most; the others wait in the queue.
@@ -68,13 +75,17 @@ pub enum Error {
 }
 
 /// How long open connections get to close at shutdown.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs at once, at most, whatever `max_running` says.
 const MAX_PLACES: usize = 100_000;
 
+/// The shortest lease: renewed three times a lease, and a renewal must
+/// not crowd the store.
+const MIN_LEASE: Duration = Duration::from_secs(1);
+
 /// How long runs on the local runtime get to stop at shutdown.
-const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const STOP_WAIT: Duration = Duration::from_secs(60);
 
 /// What the API and the workers share.
 pub(crate) struct Shared {
@@ -82,8 +93,8 @@ pub(crate) struct Shared {
     hooks: Hooks,
     config: Config,
     runtime: Box<dyn Runtime>,
-    /// The cancel handle of each run a worker here runs.
-    cancels: Mutex<HashMap<String, Cancel>>,
+    /// Each run a worker here runs.
+    running: Mutex<HashMap<String, worker::Handle>>,
     /// Bumped at every change of a run or its log: wakes log followers.
     changes: watch::Sender<u64>,
     /// Wakes the queue when a run is submitted.
@@ -93,6 +104,7 @@ pub(crate) struct Shared {
     /// All places.
     places: usize,
     log_bytes: i64,
+    lease: Duration,
 }
 
 impl Shared {
@@ -110,7 +122,10 @@ pub struct Server {
 impl Server {
     /// Opens the store (applying its migrations) and binds the address.
     pub async fn bind(options: Options) -> Result<Server, Error> {
-        let store = Store::open(&options.store).await?;
+        // Unique per process: a server started again takes its old runs
+        // over as any other server would.
+        let owner = format!("{}-{}", std::process::id(), podrun::run_id::new());
+        let store = Store::open(&options.store, &owner).await?;
         let listener = TcpListener::bind(options.listen)
             .await
             .map_err(|source| Error::Listen {
@@ -123,12 +138,13 @@ impl Server {
             hooks: options.hooks,
             config: options.config,
             runtime: options.runtime,
-            cancels: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
             changes: watch::Sender::new(0),
             queued: Notify::new(),
             slots: Arc::new(Semaphore::new(places)),
             places,
             log_bytes: options.log_bytes,
+            lease: options.lease.max(MIN_LEASE),
         });
         Ok(Server { shared, listener })
     }
@@ -138,15 +154,19 @@ impl Server {
         self.listener.local_addr().map_err(Error::Serve)
     }
 
-    /// Follows again the runs a previous server left, then serves until
-    /// `shutdown` resolves. Runs in flight are left as they are: their
-    /// record says where they stand, and the next start picks them up.
+    /// Serves until `shutdown` resolves, taking queued runs and the runs
+    /// of servers that stopped. At shutdown, runs on a cluster are left
+    /// as they are and their leases given up: another server, or this one
+    /// started again, follows them at once.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        worker::recover(&self.shared).await?;
-        let queue = tokio::spawn(worker::queue(self.shared.clone()));
+        let tasks = [
+            tokio::spawn(worker::take_over(self.shared.clone())),
+            tokio::spawn(worker::queue(self.shared.clone())),
+            tokio::spawn(worker::renew(self.shared.clone())),
+        ];
         let app = api::router(self.shared.clone());
         let (stop, stopping) = watch::channel(false);
         tokio::spawn(async move {
@@ -168,7 +188,9 @@ impl Server {
                 tokio::time::sleep(SHUTDOWN_GRACE).await;
             } => Ok(()),
         };
-        queue.abort();
+        for task in &tasks {
+            task.abort();
+        }
         // A cluster's pods run on without the server, and the next start
         // follows them. The local runtime's processes would be orphaned:
         // they are stopped with their grace period, and their runs end
@@ -176,17 +198,19 @@ impl Server {
         if !self.shared.runtime.reattaches() {
             let cancels: Vec<Cancel> = self
                 .shared
-                .cancels
+                .running
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .values()
-                .cloned()
+                .map(|h| h.cancel.clone())
                 .collect();
             for cancel in cancels {
                 cancel.cancel(Reason::Terminate);
             }
             let all = u32::try_from(self.shared.places).unwrap_or(u32::MAX);
             let _ = tokio::time::timeout(STOP_WAIT, self.shared.slots.acquire_many(all)).await;
+        } else if let Err(e) = self.shared.store.release_leases().await {
+            tracing::warn!("cannot give up leases: {e}; they run out by themselves");
         }
         served
     }

@@ -1,11 +1,19 @@
 //! Runs and their logs, stored: a run's record is written before its pod
 //! exists, its state only moves forward, and its log survives the pod.
+//!
+//! One code path for both stores (sqlx's `Any` driver): SQLite, one file,
+//! for one server; Postgres for several servers sharing the queue. Each
+//! server holds a lease on the runs it follows and renews it; a run whose
+//! lease ran out is taken over by another server, and a server writes a
+//! run only while it holds its lease.
 
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
 
 use crate::state::State;
 
@@ -13,7 +21,7 @@ use crate::state::State;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store's address is not one podrun knows.
-    #[error("unknown store {0:?}: use sqlite:PATH")]
+    #[error("unknown store {0:?}: use sqlite:PATH or postgres://USER@HOST/DATABASE")]
     Address(String),
     /// The database failed.
     #[error("the store failed: {0}")]
@@ -55,6 +63,8 @@ pub struct Run {
     pub log_bytes: i64,
     /// Whether the log was cut at the size cap.
     pub log_truncated: bool,
+    /// The server that runs it (or ran it last).
+    pub owner: Option<String>,
 }
 
 /// What [`Store::insert`] did.
@@ -136,7 +146,17 @@ pub struct Filter {
 /// The runs' database.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    dialect: Dialect,
+    /// This server's name in the runs it holds a lease on.
+    owner: Arc<str>,
+}
+
+/// Which database a store is: a few statements differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
 }
 
 /// A query of whole runs: the columns [`run`] reads, then `$rest`.
@@ -144,34 +164,106 @@ macro_rules! select_runs {
     ($rest:literal) => {
         concat!(
             "SELECT seq, id, application, state, body_hash, result, message, ",
-            "cancel_requested, created_at, started_at, finished_at, log_bytes, log_truncated ",
+            "cancel_requested, created_at, started_at, finished_at, log_bytes, log_truncated, ",
+            "owner ",
             "FROM runs ",
             $rest
         )
     };
 }
 
+/// Takes the oldest run matching `$which` for this server (`$1` owner,
+/// `$2` lease end, `$3` now), locking as `$lock` says.
+macro_rules! take {
+    ($set:literal, $which:literal, $lock:literal) => {
+        concat!(
+            "UPDATE runs SET owner = $1, lease_until = $2",
+            $set,
+            " WHERE seq = (SELECT seq FROM runs WHERE ",
+            $which,
+            " ORDER BY seq LIMIT 1",
+            $lock,
+            ") AND ",
+            $which,
+            " RETURNING id"
+        )
+    };
+}
+
+/// Claims a queued run.
+macro_rules! claim {
+    ($lock:literal) => {
+        take!(
+            ", state = 'starting', started_at = $3",
+            "state = 'queued'",
+            $lock
+        )
+    };
+}
+
+/// Takes over a run whose lease ran out.
+macro_rules! take_over {
+    ($lock:literal) => {
+        take!(
+            "",
+            "state IN ('starting', 'running') AND (lease_until IS NULL OR lease_until < $3)",
+            $lock
+        )
+    };
+}
+
+/// Characters of a SQLite path written as they are in its URL.
+const PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 impl Store {
-    /// Opens (creating if needed) the store at `address` (`sqlite:PATH`)
-    /// and brings its schema up to date.
-    pub async fn open(address: &str) -> Result<Store, StoreError> {
-        let path = address
+    /// Opens the store at `address` (`sqlite:PATH`, created if needed, or
+    /// `postgres://…`), brings its schema up to date, and names this
+    /// server `owner` in the runs it takes.
+    pub async fn open(address: &str, owner: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = address
             .strip_prefix("sqlite://")
-            .or_else(|| address.strip_prefix("sqlite:"))
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| StoreError::Address(address.to_string()))?;
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .or_else(|| address.strip_prefix("sqlite:"));
+        let (dialect, url) = match sqlite {
+            Some(path) if !path.is_empty() => (
+                Dialect::Sqlite,
+                format!("sqlite://{}?mode=rwc", utf8_percent_encode(path, PATH)),
+            ),
+            None if address.starts_with("postgres://") || address.starts_with("postgresql://") => {
+                (Dialect::Postgres, address.to_string())
+            }
+            _ => return Err(StoreError::Address(address.to_string())),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        // A store that does not answer fails a request in seconds (503),
+        // not after sqlx's 30 s default.
+        let pool = AnyPoolOptions::new()
+            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        match dialect {
+            Dialect::Sqlite => {
+                // Readers never wait for the writer; kept by the file.
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&pool)
+                    .await?;
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            }
+            // Postgres' migrator holds a lock: replicas starting together
+            // apply each migration once.
+            Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
+        Ok(Store {
+            pool,
+            dialect,
+            owner: owner.into(),
+        })
     }
 
     /// Whether the store answers.
@@ -184,7 +276,7 @@ impl Store {
     pub async fn insert(&self, run: &NewRun<'_>) -> Result<Inserted, StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO runs (id, application, state, idempotency_key, body_hash, pod, context, stdin, created_at) \
-             VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+             VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(run.id)
         .bind(run.application)
@@ -212,7 +304,7 @@ impl Store {
 
     /// The run `id`.
     pub async fn get(&self, id: &str) -> Result<Option<Run>, StoreError> {
-        let row = sqlx::query(select_runs!("WHERE id = ?"))
+        let row = sqlx::query(select_runs!("WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -221,7 +313,7 @@ impl Store {
 
     /// The run submitted with idempotency key `key`.
     pub async fn by_key(&self, key: &str) -> Result<Option<Run>, StoreError> {
-        let row = sqlx::query(select_runs!("WHERE idempotency_key = ?"))
+        let row = sqlx::query(select_runs!("WHERE idempotency_key = $1"))
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
@@ -231,9 +323,9 @@ impl Store {
     /// Runs as `filter` says, newest first.
     pub async fn list(&self, filter: &Filter) -> Result<Vec<Run>, StoreError> {
         let rows = sqlx::query(select_runs!(
-            "WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR application = ?2) \
-             AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR seq < ?4) \
-             ORDER BY seq DESC LIMIT ?5"
+            "WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR application = $2) \
+             AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR seq < $4) \
+             ORDER BY seq DESC LIMIT $5"
         ))
         .bind(filter.state.map(State::as_str))
         .bind(filter.application.as_deref())
@@ -245,30 +337,77 @@ impl Store {
         rows.iter().map(run).collect()
     }
 
-    /// Runs in `state`, oldest first.
-    pub async fn in_state(&self, state: State) -> Result<Vec<Run>, StoreError> {
-        let rows = sqlx::query(select_runs!("WHERE state = ? ORDER BY seq"))
-            .bind(state.as_str())
-            .fetch_all(&self.pool)
+    /// Takes the oldest queued run for this server, holding its lease
+    /// for `lease`: it becomes `starting`. In one statement (skipping
+    /// rows other servers are taking), so two workers never take the
+    /// same run and a taken run is never left without its worker.
+    pub async fn claim(&self, lease: Duration) -> Result<Option<Work>, StoreError> {
+        let sql = match self.dialect {
+            Dialect::Sqlite => claim!(""),
+            Dialect::Postgres => claim!(" FOR UPDATE SKIP LOCKED"),
+        };
+        let now = now();
+        let id: Option<String> = sqlx::query_scalar(sql)
+            .bind(&*self.owner)
+            .bind(now + millis(lease))
+            .bind(now)
+            .fetch_optional(&self.pool)
             .await?;
-        rows.iter().map(run).collect()
+        self.work_of(id).await
     }
 
-    /// Takes the oldest queued run: it becomes `starting`. In one
-    /// statement, so two workers never take the same run and a taken run
-    /// is never left without its worker.
-    pub async fn claim(&self) -> Result<Option<Work>, StoreError> {
-        let row = sqlx::query(
-            "UPDATE runs SET state = 'starting', started_at = ? \
-             WHERE seq = (SELECT seq FROM runs WHERE state = 'queued' ORDER BY seq LIMIT 1) \
-             AND state = 'queued' \
-             RETURNING id, application, state, pod, context, stdin, log_bytes, log_truncated, \
-             cancel_requested, 0 AS lines",
+    /// Takes over the oldest starting or running run whose lease ran out
+    /// (its server stopped or died), holding its lease for `lease`.
+    pub async fn take_over(&self, lease: Duration) -> Result<Option<Work>, StoreError> {
+        let sql = match self.dialect {
+            Dialect::Sqlite => take_over!(""),
+            Dialect::Postgres => take_over!(" FOR UPDATE SKIP LOCKED"),
+        };
+        let now = now();
+        let id: Option<String> = sqlx::query_scalar(sql)
+            .bind(&*self.owner)
+            .bind(now + millis(lease))
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        self.work_of(id).await
+    }
+
+    async fn work_of(&self, id: Option<String>) -> Result<Option<Work>, StoreError> {
+        match id {
+            Some(id) => self.work(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Renews this server's leases for `lease`; the runs it still holds,
+    /// each with whether a cancel was asked for it.
+    pub async fn renew(&self, lease: Duration) -> Result<Vec<(String, bool)>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE runs SET lease_until = $1 \
+             WHERE owner = $2 AND state IN ('starting', 'running') \
+             RETURNING id, cancel_requested",
         )
-        .bind(now())
-        .fetch_optional(&self.pool)
+        .bind(now() + millis(lease))
+        .bind(&*self.owner)
+        .fetch_all(&self.pool)
         .await?;
-        row.map(|r| work(&r)).transpose()
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, flag(r, "cancel_requested")?)))
+            .collect()
+    }
+
+    /// Gives up this server's leases: another server (or this one,
+    /// started again) takes its runs over at once.
+    pub async fn release_leases(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE runs SET lease_until = 0 \
+             WHERE owner = $1 AND state IN ('starting', 'running')",
+        )
+        .bind(&*self.owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// What a worker needs to run (or resume) run `id`.
@@ -276,7 +415,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT id, application, state, pod, context, stdin, log_bytes, log_truncated, \
              cancel_requested, (SELECT COUNT(*) FROM logs WHERE run_id = runs.id) AS lines \
-             FROM runs WHERE id = ?",
+             FROM runs WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -284,19 +423,23 @@ impl Store {
         row.map(|r| work(&r)).transpose()
     }
 
-    /// Moves run `id` from `starting` to `running`; whether it moved. A
-    /// late or repeated observation never moves a run back.
+    /// Moves run `id` from `starting` to `running` if this server holds
+    /// it; whether it moved. A late or repeated observation never moves a
+    /// run back.
     pub async fn running(&self, id: &str) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE runs SET state = 'running' WHERE id = ? AND state = 'starting'")
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query(
+            "UPDATE runs SET state = 'running' WHERE id = $1 AND state = 'starting' AND owner = $2",
+        )
+        .bind(id)
+        .bind(&*self.owner)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Ends run `id` in `to` (a final state) with its result or a message,
-    /// unless it has ended already; whether this ended it.
+    /// Ends run `id`, which this server holds, in `to` (a final state)
+    /// with its result or a message, unless it has ended already; whether
+    /// this ended it.
     pub async fn finish(
         &self,
         id: &str,
@@ -306,14 +449,15 @@ impl Store {
     ) -> Result<bool, StoreError> {
         debug_assert!(to.is_final());
         let done = sqlx::query(
-            "UPDATE runs SET state = ?, result = ?, message = ?, finished_at = ? \
-             WHERE id = ? AND state IN ('queued', 'starting', 'running')",
+            "UPDATE runs SET state = $1, result = $2, message = $3, finished_at = $4 \
+             WHERE id = $5 AND state IN ('starting', 'running') AND owner = $6",
         )
         .bind(to.as_str())
         .bind(result)
         .bind(message)
         .bind(now())
         .bind(id)
+        .bind(&*self.owner)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -323,8 +467,8 @@ impl Store {
     /// whether it did.
     pub async fn cancel_queued(&self, id: &str, result: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE runs SET state = 'cancelled', result = ?, finished_at = ? \
-             WHERE id = ? AND state = 'queued'",
+            "UPDATE runs SET state = 'cancelled', result = $1, finished_at = $2 \
+             WHERE id = $3 AND state = 'queued'",
         )
         .bind(result)
         .bind(now())
@@ -340,7 +484,7 @@ impl Store {
         id: &str,
     ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
         let rows = sqlx::query(
-            "SELECT container, COUNT(*) AS n FROM logs WHERE run_id = ? GROUP BY container",
+            "SELECT container, COUNT(*) AS n FROM logs WHERE run_id = $1 GROUP BY container",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -350,9 +494,10 @@ impl Store {
             .collect()
     }
 
-    /// Marks that a cancel was asked for run `id`.
+    /// Marks that a cancel was asked for run `id`: the server that holds
+    /// it hears of it at its next renewal.
     pub async fn request_cancel(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = ?")
+        sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -361,6 +506,8 @@ impl Store {
 
     /// Appends `lines` to run `id`'s log, numbered from `first`, in one
     /// transaction; `bytes` and `truncated` are the log's new totals.
+    /// Writes nothing, and says so (`false`), unless this server holds
+    /// the run.
     pub async fn append_logs(
         &self,
         id: &str,
@@ -368,11 +515,23 @@ impl Store {
         lines: &[(String, Vec<u8>)],
         bytes: i64,
         truncated: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let held = sqlx::query(
+            "UPDATE runs SET log_bytes = $1, log_truncated = $2 WHERE id = $3 AND owner = $4",
+        )
+        .bind(bytes)
+        .bind(i64::from(truncated))
+        .bind(id)
+        .bind(&*self.owner)
+        .execute(&mut *tx)
+        .await?;
+        if held.rows_affected() != 1 {
+            return Ok(false);
+        }
         for (n, (container, line)) in lines.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO logs (run_id, seq, container, line) VALUES (?, ?, ?, ?) \
+                "INSERT INTO logs (run_id, seq, container, line) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT DO NOTHING",
             )
             .bind(id)
@@ -382,14 +541,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("UPDATE runs SET log_bytes = ?, log_truncated = ? WHERE id = ?")
-            .bind(bytes)
-            .bind(truncated)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Up to `limit` lines of run `id`'s log from line `offset`.
@@ -400,8 +553,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<LogLine>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, container, line FROM logs WHERE run_id = ? AND seq >= ? \
-             ORDER BY seq LIMIT ?",
+            "SELECT seq, container, line FROM logs WHERE run_id = $1 AND seq >= $2 \
+             ORDER BY seq LIMIT $3",
         )
         .bind(id)
         .bind(offset)
@@ -423,7 +576,7 @@ impl Store {
     /// finished.
     pub async fn release(&self, id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "DELETE FROM runs WHERE id = ? \
+            "DELETE FROM runs WHERE id = $1 \
              AND state IN ('succeeded', 'failed', 'cancelled', 'lost')",
         )
         .bind(id)
@@ -443,13 +596,22 @@ impl Store {
     }
 }
 
-fn state(row: &sqlx::sqlite::SqliteRow) -> Result<State, StoreError> {
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// A 0-or-1 column.
+fn flag(row: &AnyRow, column: &str) -> Result<bool, StoreError> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+fn state(row: &AnyRow) -> Result<State, StoreError> {
     let text: String = row.try_get("state")?;
     text.parse()
         .map_err(|e: crate::state::Unknown| StoreError::Database(sqlx::Error::Decode(Box::new(e))))
 }
 
-fn work(row: &sqlx::sqlite::SqliteRow) -> Result<Work, StoreError> {
+fn work(row: &AnyRow) -> Result<Work, StoreError> {
     Ok(Work {
         id: row.try_get("id")?,
         application: row.try_get("application")?,
@@ -459,12 +621,12 @@ fn work(row: &sqlx::sqlite::SqliteRow) -> Result<Work, StoreError> {
         stdin: row.try_get("stdin")?,
         log_lines: row.try_get("lines")?,
         log_bytes: row.try_get("log_bytes")?,
-        log_truncated: row.try_get("log_truncated")?,
-        cancel_requested: row.try_get("cancel_requested")?,
+        log_truncated: flag(row, "log_truncated")?,
+        cancel_requested: flag(row, "cancel_requested")?,
     })
 }
 
-fn run(row: &sqlx::sqlite::SqliteRow) -> Result<Run, StoreError> {
+fn run(row: &AnyRow) -> Result<Run, StoreError> {
     Ok(Run {
         seq: row.try_get("seq")?,
         id: row.try_get("id")?,
@@ -473,12 +635,13 @@ fn run(row: &sqlx::sqlite::SqliteRow) -> Result<Run, StoreError> {
         body_hash: row.try_get("body_hash")?,
         result: row.try_get("result")?,
         message: row.try_get("message")?,
-        cancel_requested: row.try_get("cancel_requested")?,
+        cancel_requested: flag(row, "cancel_requested")?,
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         log_bytes: row.try_get("log_bytes")?,
-        log_truncated: row.try_get("log_truncated")?,
+        log_truncated: flag(row, "log_truncated")?,
+        owner: row.try_get("owner")?,
     })
 }
 
@@ -491,7 +654,14 @@ pub fn now() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use sqlx::Connection;
+
     use super::*;
+
+    const LEASE: Duration = Duration::from_secs(30);
 
     fn new_run<'a>(id: &'a str, key: Option<&'a str>) -> NewRun<'a> {
         NewRun {
@@ -505,78 +675,214 @@ mod tests {
         }
     }
 
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let address = format!("sqlite:{}", dir.path().join("runs.db").display());
-        let store = Store::open(&address).await.unwrap();
-        (dir, store)
+    /// A new empty store's address: SQLite in a temporary directory, or
+    /// a new database on the Postgres server `PODRUN_TEST_POSTGRES` names
+    /// (`postgres://USER@HOST:PORT`, no database; `.ci/run` starts one).
+    async fn address(postgres: bool) -> Option<(Option<tempfile::TempDir>, String)> {
+        if !postgres {
+            let dir = tempfile::tempdir().unwrap();
+            let address = format!("sqlite:{}", dir.path().join("runs db?#%41.db").display());
+            return Some((Some(dir), address));
+        }
+        let Ok(server) = std::env::var("PODRUN_TEST_POSTGRES") else {
+            #[allow(clippy::print_stderr)] // a test saying what it skipped
+            {
+                eprintln!("PODRUN_TEST_POSTGRES is not set: the Postgres store is not tested here");
+            }
+            return None;
+        };
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "podrun_store_{}_{}_{}",
+            std::process::id(),
+            now(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        Some((None, format!("{server}/{name}")))
+    }
+
+    async fn each_store<F, Fut>(test: F)
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        for postgres in [false, true] {
+            if let Some((_dir, address)) = address(postgres).await {
+                test(address).await;
+            }
+        }
     }
 
     #[tokio::test]
     async fn a_run_is_taken_once_and_its_state_never_moves_back() {
-        let (_dir, store) = store().await;
-        assert!(matches!(
-            store.insert(&new_run("a", None)).await.unwrap(),
-            Inserted::Created(_)
-        ));
-        let work = store.claim().await.unwrap().unwrap();
-        assert_eq!((work.id.as_str(), work.state), ("a", State::Starting));
-        assert!(store.claim().await.unwrap().is_none(), "taken once");
-        assert!(store.running("a").await.unwrap());
-        assert!(!store.running("a").await.unwrap(), "already running");
-        assert!(
-            store
-                .finish("a", State::Failed, Some("{}"), None)
-                .await
-                .unwrap()
-        );
-        // A late observation or a second end changes nothing.
-        assert!(!store.running("a").await.unwrap());
-        assert!(
-            !store
-                .finish("a", State::Succeeded, None, None)
-                .await
-                .unwrap()
-        );
-        assert!(!store.cancel_queued("a", "{}").await.unwrap());
-        assert_eq!(store.get("a").await.unwrap().unwrap().state, State::Failed);
-        assert!(store.release("a").await.unwrap());
-        assert!(store.get("a").await.unwrap().is_none());
+        each_store(|address| async move {
+            let store = Store::open(&address, "a").await.unwrap();
+            assert!(matches!(
+                store.insert(&new_run("a", None)).await.unwrap(),
+                Inserted::Created(_)
+            ));
+            let work = store.claim(LEASE).await.unwrap().unwrap();
+            assert_eq!((work.id.as_str(), work.state), ("a", State::Starting));
+            assert!(store.claim(LEASE).await.unwrap().is_none(), "taken once");
+            assert!(store.running("a").await.unwrap());
+            assert!(!store.running("a").await.unwrap(), "already running");
+            assert!(
+                store
+                    .finish("a", State::Failed, Some("{}"), None)
+                    .await
+                    .unwrap()
+            );
+            // A late observation or a second end changes nothing.
+            assert!(!store.running("a").await.unwrap());
+            assert!(
+                !store
+                    .finish("a", State::Succeeded, None, None)
+                    .await
+                    .unwrap()
+            );
+            assert!(!store.cancel_queued("a", "{}").await.unwrap());
+            assert_eq!(store.get("a").await.unwrap().unwrap().state, State::Failed);
+            assert!(store.release("a").await.unwrap());
+            assert!(store.get("a").await.unwrap().is_none());
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn an_idempotency_key_names_one_run_and_logs_are_kept_in_order() {
-        let (_dir, store) = store().await;
-        let Inserted::Created(first) = store.insert(&new_run("a", Some("k"))).await.unwrap() else {
-            panic!("not created")
-        };
-        let Inserted::Existing(again) = store.insert(&new_run("b", Some("k"))).await.unwrap()
-        else {
-            panic!("a second run for one key")
-        };
-        assert_eq!((first.id.as_str(), again.id.as_str()), ("a", "a"));
-        assert!(store.get("b").await.unwrap().is_none());
-        let lines = |n: usize| -> Vec<(String, Vec<u8>)> {
-            (0..n)
-                .map(|i| ("c".to_string(), format!("{i}").into_bytes()))
-                .collect()
-        };
-        store
-            .append_logs("a", 0, &lines(3), 6, false)
-            .await
-            .unwrap();
-        // A batch written again after a failure is not stored twice.
-        store
-            .append_logs("a", 0, &lines(3), 6, false)
-            .await
-            .unwrap();
-        let read = store.logs("a", 1, 10).await.unwrap();
-        let text: Vec<&[u8]> = read.iter().map(|l| l.line.as_slice()).collect();
-        assert_eq!(text, [b"1", b"2"]);
-        assert_eq!(store.lines_by_container("a").await.unwrap()["c"], 3);
-        // Queued runs cannot be released; a queued cancel ends it.
-        assert!(!store.release("a").await.unwrap());
-        assert!(store.cancel_queued("a", "{}").await.unwrap());
-        assert!(store.claim().await.unwrap().is_none());
+        each_store(|address| async move {
+            let store = Store::open(&address, "a").await.unwrap();
+            let Inserted::Created(first) = store.insert(&new_run("a", Some("k"))).await.unwrap()
+            else {
+                panic!("not created")
+            };
+            let Inserted::Existing(again) = store.insert(&new_run("b", Some("k"))).await.unwrap()
+            else {
+                panic!("a second run for one key")
+            };
+            assert_eq!((first.id.as_str(), again.id.as_str()), ("a", "a"));
+            assert!(store.get("b").await.unwrap().is_none());
+            let lines = |n: usize| -> Vec<(String, Vec<u8>)> {
+                (0..n)
+                    .map(|i| ("c".to_string(), format!("{i}").into_bytes()))
+                    .collect()
+            };
+            // Only the run's holder writes its log.
+            assert!(
+                !store
+                    .append_logs("a", 0, &lines(3), 6, false)
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(store.claim(LEASE).await.unwrap().unwrap().id, "a");
+            assert!(
+                store
+                    .append_logs("a", 0, &lines(3), 6, false)
+                    .await
+                    .unwrap()
+            );
+            // A batch written again after a failure is not stored twice.
+            assert!(store.append_logs("a", 0, &lines(3), 6, true).await.unwrap());
+            let read = store.logs("a", 1, 10).await.unwrap();
+            let text: Vec<&[u8]> = read.iter().map(|l| l.line.as_slice()).collect();
+            assert_eq!(text, [b"1", b"2"]);
+            assert_eq!(store.lines_by_container("a").await.unwrap()["c"], 3);
+            let run = store.get("a").await.unwrap().unwrap();
+            assert_eq!((run.log_bytes, run.log_truncated), (6, true));
+            // Unfinished runs cannot be released.
+            assert!(!store.release("a").await.unwrap());
+            // A queued run's cancel ends it; a taken one's is only asked.
+            store.insert(&new_run("q", None)).await.unwrap();
+            assert!(store.cancel_queued("q", "{}").await.unwrap());
+            assert!(store.claim(LEASE).await.unwrap().is_none());
+            assert!(!store.cancel_queued("a", "{}").await.unwrap());
+            store.request_cancel("a").await.unwrap();
+            assert_eq!(store.renew(LEASE).await.unwrap(), [("a".to_string(), true)]);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn two_servers_share_the_queue_and_never_take_one_run_twice() {
+        each_store(|address| async move {
+            let a = Store::open(&address, "a").await.unwrap();
+            let b = Store::open(&address, "b").await.unwrap();
+            let ids: Vec<String> = (0..40).map(|i| format!("r{i}")).collect();
+            for id in &ids {
+                a.insert(&new_run(id, None)).await.unwrap();
+            }
+            let drain = |store: Store| async move {
+                let mut taken = Vec::new();
+                while let Some(work) = store.claim(LEASE).await.unwrap() {
+                    taken.push(work.id);
+                }
+                taken
+            };
+            let (by_a, by_b) = tokio::join!(drain(a.clone()), drain(b.clone()));
+            let all: HashSet<&String> = by_a.iter().chain(&by_b).collect();
+            assert_eq!(all.len(), ids.len(), "every run taken");
+            assert_eq!(by_a.len() + by_b.len(), ids.len(), "none taken twice");
+            // Each holds what it took.
+            let held = a.renew(LEASE).await.unwrap();
+            assert_eq!(held.len(), by_a.len());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_lease_ran_out_is_taken_over_and_its_old_holder_writes_nothing() {
+        each_store(|address| async move {
+            let a = Store::open(&address, "a").await.unwrap();
+            let b = Store::open(&address, "b").await.unwrap();
+            a.insert(&new_run("x", None)).await.unwrap();
+            a.claim(Duration::from_millis(300)).await.unwrap().unwrap();
+            assert!(a.running("x").await.unwrap());
+            assert!(b.take_over(LEASE).await.unwrap().is_none(), "lease held");
+            a.renew(Duration::from_millis(300)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let taken = b.take_over(LEASE).await.unwrap().unwrap();
+            assert_eq!((taken.id.as_str(), taken.state), ("x", State::Running));
+            assert!(b.take_over(LEASE).await.unwrap().is_none(), "taken once");
+            // The old holder, back from a pause, is fenced off.
+            assert!(a.renew(LEASE).await.unwrap().is_empty());
+            assert!(
+                !a.append_logs("x", 0, &[("c".into(), b"late".to_vec())], 5, false)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !a.finish("x", State::Failed, Some("{}"), None)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                b.finish("x", State::Succeeded, Some("{}"), None)
+                    .await
+                    .unwrap()
+            );
+            assert!(a.logs("x", 0, 10).await.unwrap().is_empty());
+            // A server stopping gives its leases up: taken over at once.
+            a.insert(&new_run("y", None)).await.unwrap();
+            a.claim(LEASE).await.unwrap().unwrap();
+            assert!(b.take_over(LEASE).await.unwrap().is_none());
+            a.release_leases().await.unwrap();
+            assert_eq!(b.take_over(LEASE).await.unwrap().unwrap().id, "y");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_address_podrun_does_not_know_is_refused() {
+        for address in ["", "sqlite:", "mysql://x", "/tmp/runs.db", "postgres"] {
+            let err = Store::open(address, "a").await.err().unwrap();
+            assert!(matches!(err, StoreError::Address(_)), "{address}: {err}");
+        }
     }
 }

@@ -15,26 +15,38 @@ use podrun::result::RunResult;
 use podrun::runtime::StartError;
 use podrun::runtime::Stdin;
 use podrun::runtime::kube::KubeError;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
 use crate::Shared;
 use crate::state::State;
 use crate::store::Work;
 
-/// Takes queued runs while a slot is free, for as long as the server runs.
+/// What a server keeps of each run it runs.
+#[derive(Clone)]
+pub(crate) struct Handle {
+    /// Stops the run's pod (a cancel over the API).
+    pub(crate) cancel: Cancel,
+    /// Stops following the run without touching its pod: another server
+    /// holds it now.
+    abandon: Arc<Notify>,
+}
+
+/// Takes queued runs while a place is free, for as long as the server
+/// runs.
 pub(crate) async fn queue(shared: Arc<Shared>) {
     loop {
         let Ok(permit) = shared.slots.clone().acquire_owned().await else {
             return;
         };
-        match shared.store.claim().await {
+        match shared.store.claim(shared.lease).await {
             Ok(Some(work)) => {
                 shared.changed();
                 tokio::spawn(execute(shared.clone(), work, false, permit));
             }
             Ok(None) => {
                 drop(permit);
-                // A submit wakes the queue; the timer is a safety net.
+                // A submit here wakes the queue; the timer finds runs
+                // submitted to other servers.
                 tokio::select! {
                     _ = shared.queued.notified() => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -49,66 +61,127 @@ pub(crate) async fn queue(shared: Arc<Shared>) {
     }
 }
 
-/// Picks up the runs a previous server left starting or running: on a
-/// runtime whose pods outlive the server they are followed again (the pod
-/// is found by its run id, never created twice); on one whose pods die
-/// with it they end `lost`.
-pub(crate) async fn recover(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
-    for state in [State::Starting, State::Running] {
-        for run in shared.store.in_state(state).await? {
-            if shared.runtime.reattaches() {
-                let Some(work) = shared.store.work(&run.id).await? else {
-                    continue;
-                };
-                // Each waits for a place of its own: the server serves
-                // meanwhile, even with more runs to follow than places.
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    if let Ok(permit) = shared.slots.clone().acquire_owned().await {
-                        execute(shared, work, true, permit).await;
-                    }
-                });
-            } else {
-                let lost = RunResult {
-                    run_id: run.id.clone(),
-                    runtime: shared.runtime.name().into(),
-                    outcome: "lost".into(),
-                    reason: "ServerRestarted".into(),
-                    message: format!(
-                        "the server stopped while the run was {state}; the {} runtime's \
-                         containers do not outlive it, so the run cannot be followed again",
-                        shared.runtime.name()
-                    ),
-                    exit_code: Code::Cluster.number(),
-                    retryable: true,
-                    ..RunResult::default()
-                };
-                shared
-                    .store
-                    .finish(&run.id, State::Lost, Some(&json(&lost)), None)
-                    .await?;
+/// Takes over the runs whose server stopped or died (their lease ran
+/// out), for as long as the server runs: on a runtime whose pods outlive
+/// their server they are followed again (the pod is found by its run id,
+/// never created twice); on one whose pods die with it they end `lost`.
+pub(crate) async fn take_over(shared: Arc<Shared>) {
+    loop {
+        let Ok(permit) = shared.slots.clone().acquire_owned().await else {
+            return;
+        };
+        match shared.store.take_over(shared.lease).await {
+            Ok(Some(work)) if shared.runtime.reattaches() => {
+                tracing::info!("following run {} again", work.id);
+                tokio::spawn(execute(shared.clone(), work, true, permit));
+            }
+            Ok(Some(work)) => {
+                drop(permit);
+                lose(&shared, &work).await;
+            }
+            Ok(None) => {
+                drop(permit);
+                tokio::time::sleep(shared.lease / 3).await;
+            }
+            Err(e) => {
+                drop(permit);
+                tracing::warn!("cannot take over runs: {e}");
+                tokio::time::sleep(shared.lease / 3).await;
             }
         }
     }
-    Ok(())
 }
 
-/// Runs `work` to its end and stores it; `resumed` for a run a previous
-/// server had started.
+/// Ends a run taken over on a runtime whose containers died with the
+/// server that ran them.
+async fn lose(shared: &Shared, work: &Work) {
+    let lost = RunResult {
+        run_id: work.id.clone(),
+        runtime: shared.runtime.name().into(),
+        outcome: "lost".into(),
+        reason: "ServerGone".into(),
+        message: format!(
+            "the server running it stopped while the run was {}; the {} runtime's \
+             containers do not outlive it, so the run cannot be followed again",
+            work.state,
+            shared.runtime.name()
+        ),
+        exit_code: Code::Cluster.number(),
+        retryable: true,
+        ..RunResult::default()
+    };
+    match shared
+        .store
+        .finish(&work.id, State::Lost, Some(&json(&lost)), None)
+        .await
+    {
+        Ok(_) => shared.changed(),
+        // Still taken by this server: its lease runs out, and the next
+        // try ends it.
+        Err(e) => tracing::warn!("cannot end lost run {}: {e}", work.id),
+    }
+}
+
+/// Renews this server's leases for as long as it runs; hears of cancels
+/// asked on other servers, and lets go of runs another server took.
+pub(crate) async fn renew(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(shared.lease / 3).await;
+        // Taken before the renewal: a run claimed meanwhile is not in
+        // its answer, and must not look taken by another server.
+        let handles: Vec<(String, Handle)> = shared
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, h)| (id.clone(), h.clone()))
+            .collect();
+        let held = match shared.store.renew(shared.lease).await {
+            Ok(held) => held,
+            Err(e) => {
+                // Runs go on; if the store stays away past the lease,
+                // another server takes them and this one is fenced off.
+                tracing::warn!("cannot renew leases: {e}");
+                continue;
+            }
+        };
+        let held: HashMap<String, bool> = held.into_iter().collect();
+        for (id, handle) in handles {
+            match held.get(&id) {
+                Some(true) => handle.cancel.cancel(Reason::Request),
+                Some(false) => {}
+                None => handle.abandon.notify_one(),
+            }
+        }
+    }
+}
+
+/// Runs `work` to its end and stores it; `resumed` for a run another
+/// server (or this one before a restart) had started.
 async fn execute(shared: Arc<Shared>, work: Work, resumed: bool, _slot: OwnedSemaphorePermit) {
     let id = work.id.clone();
-    let cancel = Cancel::new();
+    let handle = Handle {
+        cancel: Cancel::new(),
+        abandon: Arc::new(Notify::new()),
+    };
     shared
-        .cancels
+        .running
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(id.clone(), cancel.clone());
-    let result = run(&shared, work, resumed, cancel).await;
+        .insert(id.clone(), handle.clone());
+    let result = tokio::select! {
+        result = run(&shared, work, resumed, handle.clone()) => Some(result),
+        _ = handle.abandon.notified() => None,
+    };
     shared
-        .cancels
+        .running
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&id);
+    let Some(result) = result else {
+        tracing::warn!("run {id} is held by another server now: no longer followed here");
+        return;
+    };
     let state = match result.outcome.as_str() {
         "succeeded" => State::Succeeded,
         "interrupted" => State::Cancelled,
@@ -117,7 +190,8 @@ async fn execute(shared: Arc<Shared>, work: Work, resumed: bool, _slot: OwnedSem
     };
     let text = json(&result);
     // The store may be down for a while: the run has ended all the same,
-    // and its end is written once the store is back.
+    // and its end is written once the store is back (unless another
+    // server took the run meanwhile, and ends it itself).
     let mut wait = Duration::from_millis(100);
     loop {
         match shared.store.finish(&id, state, Some(&text), None).await {
@@ -132,7 +206,8 @@ async fn execute(shared: Arc<Shared>, work: Work, resumed: bool, _slot: OwnedSem
     shared.changed();
 }
 
-async fn run(shared: &Arc<Shared>, work: Work, resumed: bool, cancel: Cancel) -> RunResult {
+async fn run(shared: &Arc<Shared>, work: Work, resumed: bool, handle: Handle) -> RunResult {
+    let cancel = handle.cancel;
     let failed = |reason: &str, message: String, code: Code| RunResult {
         run_id: work.id.clone(),
         runtime: shared.runtime.name().into(),
@@ -182,6 +257,7 @@ async fn run(shared: &Arc<Shared>, work: Work, resumed: bool, cancel: Cancel) ->
     let writer = tokio::spawn(write(
         shared.clone(),
         work.id.clone(),
+        handle.abandon,
         (work.log_lines, work.log_bytes, work.log_truncated),
         rx,
     ));
@@ -311,6 +387,7 @@ impl Sink for StoreSink {
 async fn write(
     shared: Arc<Shared>,
     id: String,
+    abandon: Arc<Notify>,
     (mut next, mut bytes, mut truncated): (i64, i64, bool),
     mut rx: mpsc::UnboundedReceiver<Msg>,
 ) {
@@ -340,7 +417,13 @@ async fn write(
                 .append_logs(&id, next, &batch, bytes, truncated)
                 .await
             {
-                Ok(()) => break,
+                Ok(true) => break,
+                Ok(false) => {
+                    // Another server holds the run: it reads the pod's
+                    // log itself.
+                    abandon.notify_one();
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!("cannot store the log of run {id}: {e}; retrying");
                     tokio::time::sleep(wait).await;
