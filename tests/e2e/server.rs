@@ -907,3 +907,90 @@ fn a_full_disk_fails_requests_with_503_and_no_line_is_lost_once_there_is_room() 
         "nothing half-written: {all}"
     );
 }
+
+/// `podrun runs ARGS --server` against `server`: its exit code, stdout
+/// and stderr.
+fn runs(server: &Server, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_podrun"))
+        .arg("runs")
+        .args(args)
+        .env("PODRUN_SERVER", &server.base)
+        .env_remove("PODRUN_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn podrun_runs_lists_shows_follows_cancels_and_releases_a_servers_runs() {
+    let (scratch, store) = scratch();
+    let server = Server::start(&scratch, &store, &[]);
+    let failed = server
+        .submit(json!({"application": "worker", "args": ["sh", "-c", "echo a; echo b; exit 3"]}));
+    server.ended(&failed);
+    let long = server
+        .submit(json!({"application": "worker", "args": ["sh", "-c", "echo long; sleep 30"]}));
+    server.wait(&long, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
+
+    let (code, table, err) = runs(&server, &["list"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(
+        rows[0].starts_with("ID") && rows[0].contains("STATE"),
+        "{table}"
+    );
+    assert!(
+        rows[1].starts_with(&long) && rows[1].contains("running"),
+        "newest first: {table}"
+    );
+    assert!(
+        rows[2].starts_with(&failed) && rows[2].contains("failed"),
+        "{table}"
+    );
+    let (_, one, _) = runs(&server, &["list", "--limit", "1"]);
+    assert_eq!(one.lines().count(), 2, "{one}");
+    let (code, listed, _) = runs(&server, &["list", "--state", "failed", "-o", "json"]);
+    assert_eq!(code, 0);
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["id"], failed.as_str());
+
+    let (code, shown, _) = runs(&server, &["get", &failed]);
+    assert_eq!(code, 0);
+    assert!(shown.contains("state:       failed"), "{shown}");
+    assert!(shown.contains("exit code:   3"), "{shown}");
+    let (_, yaml, _) = runs(&server, &["get", &failed, "-o", "yaml"]);
+    assert!(yaml.contains("state: failed"), "{yaml}");
+    let (code, log, _) = runs(&server, &["logs", &failed]);
+    assert_eq!((code, log.as_str()), (0, "a\nb\n"));
+
+    // Following a run's log ends when the run does (here, cancelled).
+    let follower = Command::new(env!("CARGO_BIN_EXE_podrun"))
+        .args(["runs", "logs", "-f", &long])
+        .env("PODRUN_SERVER", &server.base)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, said, err) = runs(&server, &["cancel", &long]);
+    assert_eq!(code, 0, "{err}");
+    assert!(said.contains(&format!("run {long} cancelled")), "{said}");
+    let followed = follower.wait_with_output().unwrap();
+    assert!(followed.status.success());
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "long\n");
+    assert_eq!(server.ended(&long)["state"], "cancelled");
+
+    let (code, _, _) = runs(&server, &["release", &failed]);
+    assert_eq!(code, 0);
+    let (code, _, err) = runs(&server, &["get", &failed]);
+    assert_ne!(code, 0);
+    assert!(err.contains("404"), "{err}");
+    // Not a run id: refused before any request.
+    let (code, _, err) = runs(&server, &["get", "../../metrics"]);
+    assert_eq!(code, 125, "{err}");
+}

@@ -44,6 +44,9 @@ pub(crate) enum Command {
     Convert(ConvertArgs),
     /// Serve runs over HTTP, stored so that they survive a restart
     Serve(Box<ServeArgs>),
+    /// Read and steer the runs of a podrun server
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// Print a shell completion script (e.g. `podrun completions bash >
     /// /etc/bash_completion.d/podrun`)
     Completions {
@@ -428,4 +431,93 @@ pub(crate) struct ServeArgs {
     /// Seconds a server's hold on its runs lasts unless renewed: runs of a server that died are taken over this long after
     #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) lease: u64,
+}
+
+/// Which server, and how to sign in.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// The podrun server
+    #[arg(long, env = "PODRUN_SERVER", value_name = "URL")]
+    pub(crate) server: String,
+
+    /// A file holding the server's API token [default: $PODRUN_TOKEN]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunsCommand {
+    /// List runs, newest first
+    List(RunsListArgs),
+    /// Show a run: its state, times and verdict
+    Get(RunsIdArgs),
+    /// Print a run's log
+    Logs(RunsLogsArgs),
+    /// Cancel a run: a queued one ends at once, a running one once its pod has stopped
+    Cancel(RunsIdArgs),
+    /// Forget an ended run: its record and log are deleted
+    Release(RunsIdArgs),
+}
+
+/// How `podrun runs` prints runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RunsFormat {
+    /// For people: a table, or a summary of one run
+    Text,
+    /// The server's answer as JSON
+    Json,
+    /// The server's answer as YAML
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunsListArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+
+    /// Only runs in this state (queued, starting, running, succeeded, failed, cancelled, lost)
+    #[arg(long)]
+    pub(crate) state: Option<String>,
+
+    /// Only runs of this application
+    #[arg(short, long)]
+    pub(crate) application: Option<String>,
+
+    /// Only runs submitted at or after this time (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub(crate) since: Option<String>,
+
+    /// At most this many runs
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) limit: u32,
+
+    /// Output format
+    #[arg(short, long, value_enum, default_value = "text")]
+    pub(crate) output: RunsFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunsIdArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+
+    /// The run's id
+    pub(crate) id: String,
+
+    /// Output format
+    #[arg(short, long, value_enum, default_value = "text")]
+    pub(crate) output: RunsFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunsLogsArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+
+    /// The run's id
+    pub(crate) id: String,
+
+    /// Go on printing lines as they come until the run ends
+    #[arg(short, long)]
+    pub(crate) follow: bool,
 }

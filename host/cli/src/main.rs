@@ -12,6 +12,7 @@ mod hook;
 mod remote;
 mod render;
 mod run;
+mod runs;
 mod serve;
 
 use std::io::Write;
@@ -136,6 +137,7 @@ fn dispatch(cli: Cli) -> Result<Code, Failure> {
         Command::Hooks(HooksCommand::List) => hook::list(),
         Command::Convert(args) => on_runtime(convert::convert(cache, args)),
         Command::Serve(args) => on_runtime(serve::serve(cache, *args)),
+        Command::Runs(command) => runs::runs(command),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "podrun", &mut std::io::stdout());

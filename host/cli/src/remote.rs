@@ -17,20 +17,20 @@ use crate::{Failure, usage};
 const ATTEMPTS: u32 = 5;
 
 #[derive(Clone)]
-struct Client {
+pub(crate) struct Client {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
 }
 
 /// Why a request failed: the server's answer, or no answer.
-enum Failed {
+pub(crate) enum Failed {
     Answer(u16, String),
     Transport(ureq::Error),
 }
 
 impl Client {
-    fn new(base: &str, token: Option<String>) -> Client {
+    pub(crate) fn new(base: &str, token: Option<String>) -> Client {
         // The server sends a keep-alive on a quiet log stream every 15 s:
         // a read that waits longer than this is a dead connection.
         let agent = ureq::Agent::config_builder()
@@ -55,7 +55,7 @@ impl Client {
 
     /// A JSON answer to `method path`, retried while the server cannot be
     /// reached (the same idempotency key makes a retried submit safe).
-    fn call(
+    pub(crate) fn call(
         &self,
         method: &str,
         path: &str,
@@ -71,6 +71,7 @@ impl Client {
                     .header("content-type", "application/json")
                     .send(body.to_string()),
                 None if method == "POST" => self.auth(self.agent.post(&url)).send_empty(),
+                None if method == "DELETE" => self.auth(self.agent.delete(&url)).call(),
                 None => self.auth(self.agent.get(&url)).call(),
             };
             match sent {
@@ -79,6 +80,9 @@ impl Client {
                     let text = response.body_mut().read_to_string().unwrap_or_default();
                     if status >= 400 {
                         return Err(Failed::Answer(status, text));
+                    }
+                    if text.is_empty() {
+                        return Ok(Value::Null);
                     }
                     return serde_json::from_str(&text)
                         .map_err(|e| Failed::Answer(status, format!("not JSON: {e}")));
@@ -93,9 +97,27 @@ impl Client {
         unreachable!("the last attempt returns")
     }
 
+    /// Copies the answer to GET `path` into `out` as it comes (a log may
+    /// be larger than memory should hold).
+    pub(crate) fn copy_to(&self, path: &str, out: &mut impl std::io::Write) -> Result<(), Failed> {
+        let url = format!("{}{path}", self.base);
+        let mut response = self
+            .auth(self.agent.get(&url))
+            .call()
+            .map_err(Failed::Transport)?;
+        let status = response.status().as_u16();
+        if status >= 400 {
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            return Err(Failed::Answer(status, text));
+        }
+        std::io::copy(&mut response.into_body().into_reader(), out)
+            .map_err(|e| Failed::Answer(0, format!("the answer was cut: {e}")))?;
+        Ok(())
+    }
+
     /// Follows run `id`'s log from line `next`, giving each line to
     /// `line`, until the run's end; reconnects where it was cut.
-    fn follow(&self, id: &str, mut line: impl FnMut(&str, &str)) -> Result<(), Failed> {
+    pub(crate) fn follow(&self, id: &str, mut line: impl FnMut(&str, &str)) -> Result<(), Failed> {
         let url = format!("{}/v1/runs/{id}/logs?follow=true", self.base);
         let mut last: Option<String> = None;
         let mut failures = 0;
@@ -186,7 +208,7 @@ fn read_events(
 }
 
 /// The exit code and message for a request the server refused.
-fn refused(what: &str, failed: Failed) -> Failure {
+pub(crate) fn refused(what: &str, failed: Failed) -> Failure {
     match failed {
         Failed::Transport(e) => Failure::from((
             Code::Cluster,
@@ -214,6 +236,20 @@ fn refused(what: &str, failed: Failed) -> Failure {
     }
 }
 
+/// The API token: from `file`, else `$PODRUN_TOKEN`, else none.
+pub(crate) fn token(file: Option<&std::path::Path>) -> Result<Option<String>, Failure> {
+    Ok(match (file, std::env::var("PODRUN_TOKEN")) {
+        (Some(path), _) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?
+                .trim()
+                .to_string(),
+        ),
+        (None, Ok(t)) if !t.is_empty() => Some(t),
+        _ => None,
+    })
+}
+
 /// `podrun run --server URL`.
 pub(crate) async fn run(args: RunCommand) -> Result<Code, Failure> {
     let server = args.server.clone().unwrap_or_default();
@@ -229,16 +265,7 @@ pub(crate) async fn run(args: RunCommand) -> Result<Code, Failure> {
             return Err(usage(format!("{flag} cannot be used with --server")));
         }
     }
-    let token = match (&args.token_file, std::env::var("PODRUN_TOKEN")) {
-        (Some(path), _) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?
-                .trim()
-                .to_string(),
-        ),
-        (None, Ok(t)) if !t.is_empty() => Some(t),
-        _ => None,
-    };
+    let token = token(args.token_file.as_deref())?;
     let stdin = if args.exec.stdin {
         let mut text = String::new();
         std::io::stdin()
