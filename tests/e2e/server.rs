@@ -994,3 +994,100 @@ fn podrun_runs_lists_shows_follows_cancels_and_releases_a_servers_runs() {
     let (code, _, err) = runs(&server, &["get", "../../metrics"]);
     assert_eq!(code, 125, "{err}");
 }
+
+/// An HTTP endpoint that answers each request with the next status of
+/// `statuses` (the last one after that) and keeps the bodies it got.
+fn receiver(statuses: &'static [u16]) -> (String, Arc<Mutex<Vec<Value>>>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let bodies = got.clone();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            bodies
+                .lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+            let status = statuses[n.min(statuses.len() - 1)];
+            let _ = write!(
+                reader.get_mut(),
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn a_runs_end_is_posted_to_its_callback_url_retried_until_taken_and_only_to_allowed_hosts() {
+    let (scratch, store) = scratch();
+    let server = Server::start(&scratch, &store, &["--callback-host", "127.0.0.1"]);
+    let (url, got) = receiver(&[500, 204]);
+    let id = server.submit(json!({
+        "application": "worker",
+        "args": ["sh", "-c", "echo x; exit 3"],
+        "callbackUrl": url,
+    }));
+    let r = server.wait(&id, |r| r["callback"]["state"] == "delivered");
+    assert_eq!(r["callback"]["attempts"], 2, "retried after a 500: {r}");
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for body in &got {
+        assert_eq!(body["id"], id.as_str());
+        assert_eq!(body["state"], "failed");
+        assert_eq!(body["result"]["exitCode"], 3);
+    }
+
+    for (callback, status, code) in [
+        ("http://example.com/hook", 403, "callback-not-allowed"),
+        (
+            "http://127.0.0.1.example.com/hook",
+            403,
+            "callback-not-allowed",
+        ),
+        ("ftp://127.0.0.1/hook", 400, "bad-request"),
+        ("http://user:secret@127.0.0.1:1/hook", 400, "bad-request"),
+        ("not a url", 400, "bad-request"),
+    ] {
+        let (got, answer) = server.json(
+            "POST",
+            "/v1/runs",
+            Some(json!({"application": "worker", "callbackUrl": callback})),
+        );
+        assert_eq!(got, status, "{callback}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{callback}: {answer}");
+    }
+    let (_, all) = server.json("GET", "/v1/runs", None);
+    assert_eq!(
+        all["runs"].as_array().unwrap().len(),
+        1,
+        "nothing queued: {all}"
+    );
+
+    // A server that allows no host takes no callback.
+    drop(server);
+    let server = Server::start(&scratch, &store, &[]);
+    let (status, _) = server.json(
+        "POST",
+        "/v1/runs",
+        Some(json!({"application": "worker", "callbackUrl": url})),
+    );
+    assert_eq!(status, 403);
+}

@@ -431,6 +431,10 @@ pub(crate) struct ServeArgs {
     /// Seconds a server's hold on its runs lasts unless renewed: runs of a server that died are taken over this long after
     #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) lease: u64,
+
+    /// A host a run's callbackUrl may name (host or host:port; * for any); repeat for more [default: none]
+    #[arg(long = "callback-host", value_name = "HOST")]
+    pub(crate) callback_hosts: Vec<String>,
 }
 
 /// Which server, and how to sign in.

@@ -36,6 +36,7 @@ pub(crate) async fn serve(
         max_running: args.max_running,
         log_bytes: args.log_limit,
         lease: std::time::Duration::from_secs(args.lease),
+        callback_hosts: args.callback_hosts,
     })
     .await
     .map_err(|e| Failure::from((Code::Usage, e)))?;

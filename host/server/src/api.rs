@@ -59,7 +59,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -67,7 +67,7 @@ impl ApiError {
         }
     }
 
-    fn bad(message: impl Into<String>) -> Self {
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "bad-request", message)
     }
 
@@ -132,12 +132,15 @@ struct Submit {
     /// Input for the `worker` container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     stdin: Option<String>,
+    /// Where the run's end is POSTed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    callback_url: Option<String>,
 }
 
 /// A run as the API shows it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct RunView {
+pub(crate) struct RunView {
     id: String,
     application: String,
     state: State,
@@ -154,7 +157,18 @@ struct RunView {
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<serde_json::Value>,
     log: LogInfo,
+    /// How the delivery of its end to its callback URL goes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback: Option<CallbackInfo>,
     links: Links,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CallbackInfo {
+    /// `pending`, `delivered` or `failed` (after every try failed).
+    state: String,
+    attempts: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -181,7 +195,7 @@ fn time(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn view(run: Run) -> RunView {
+pub(crate) fn view(run: Run) -> RunView {
     let this = format!("/v1/runs/{}", run.id);
     RunView {
         links: Links {
@@ -203,6 +217,10 @@ fn view(run: Run) -> RunView {
             bytes: run.log_bytes,
             truncated: run.log_truncated,
         },
+        callback: run.callback_state.map(|state| CallbackInfo {
+            state,
+            attempts: run.callback_attempts,
+        }),
     }
 }
 
@@ -252,6 +270,9 @@ async fn submit(
     {
         return replay(existing, &hash);
     }
+    if let Some(url) = &body.callback_url {
+        crate::callback::check(url, &shared.callback_hosts)?;
+    }
     if shared.config.application(&body.application).is_err() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -289,6 +310,7 @@ async fn submit(
         pod: &pod,
         context: &context,
         stdin: body.stdin.as_deref().map(str::as_bytes),
+        callback_url: body.callback_url.as_deref(),
     };
     let run = match shared.store.insert(&new).await? {
         Inserted::Created(run) => run,

@@ -6,12 +6,14 @@
 //! - [`store`]: runs and their logs in SQLite or Postgres, and the leases
 //!   by which servers sharing a store share its runs;
 //! - [`state`]: where a run stands, moving only forward;
+//! - `callback`: POSTs a run's end to the URL its submitter gave;
 //! - `worker`: takes queued runs and runs them, takes over the runs of
 //!   servers that died, renews leases.
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
 
 pub mod api;
+mod callback;
 pub mod state;
 pub mod store;
 mod worker;
@@ -46,6 +48,10 @@ pub struct Options {
     /// that dies leaves its runs to the others (or to itself, started
     /// again) this long after its last renewal.
     pub lease: Duration,
+    /// The hosts a run's `callbackUrl` may name (`host` or `host:port`;
+    /// `*` for any). None by default: a callback makes the server send a
+    /// request wherever it is told to.
+    pub callback_hosts: Vec<String>,
     /// Where to listen.
     pub listen: SocketAddr,
     /// Runs at once, at most; the others wait in the queue.
@@ -105,6 +111,7 @@ pub(crate) struct Shared {
     places: usize,
     log_bytes: i64,
     lease: Duration,
+    callback_hosts: Vec<String>,
 }
 
 impl Shared {
@@ -145,6 +152,7 @@ impl Server {
             places,
             log_bytes: options.log_bytes,
             lease: options.lease.max(MIN_LEASE),
+            callback_hosts: options.callback_hosts,
         });
         Ok(Server { shared, listener })
     }
@@ -166,6 +174,7 @@ impl Server {
             tokio::spawn(worker::take_over(self.shared.clone())),
             tokio::spawn(worker::queue(self.shared.clone())),
             tokio::spawn(worker::renew(self.shared.clone())),
+            tokio::spawn(callback::deliver(self.shared.clone())),
         ];
         let app = api::router(self.shared.clone());
         let (stop, stopping) = watch::channel(false);

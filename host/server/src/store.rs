@@ -65,6 +65,21 @@ pub struct Run {
     pub log_truncated: bool,
     /// The server that runs it (or ran it last).
     pub owner: Option<String>,
+    /// How the delivery of its end to its callback URL goes, if it has
+    /// one: `pending`, `delivered` or `failed`.
+    pub callback_state: Option<String>,
+    /// Deliveries tried.
+    pub callback_attempts: i64,
+}
+
+/// A callback to deliver.
+pub struct Callback {
+    /// The run.
+    pub id: String,
+    /// Where to POST it.
+    pub url: String,
+    /// This is the how-manieth try, from 1.
+    pub attempt: i64,
 }
 
 /// What [`Store::insert`] did.
@@ -91,6 +106,8 @@ pub struct NewRun<'a> {
     pub context: &'a str,
     /// Input for the worker container.
     pub stdin: Option<&'a [u8]>,
+    /// Where the run's end is POSTed.
+    pub callback_url: Option<&'a str>,
 }
 
 /// What a worker needs to run a run.
@@ -165,7 +182,7 @@ macro_rules! select_runs {
         concat!(
             "SELECT seq, id, application, state, body_hash, result, message, ",
             "cancel_requested, created_at, started_at, finished_at, log_bytes, log_truncated, ",
-            "owner ",
+            "owner, callback_state, callback_attempts ",
             "FROM runs ",
             $rest
         )
@@ -208,6 +225,21 @@ macro_rules! take_over {
             "",
             "state IN ('starting', 'running') AND (lease_until IS NULL OR lease_until < $3)",
             $lock
+        )
+    };
+}
+
+/// Takes the callback due first (`$1` next try if this one does not
+/// end, `$2` now).
+macro_rules! due_callback {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE runs SET callback_next_at = $1, callback_attempts = callback_attempts + 1 ",
+            "WHERE seq = (SELECT seq FROM runs WHERE callback_next_at <= $2 ",
+            "ORDER BY callback_next_at LIMIT 1",
+            $lock,
+            ") AND callback_next_at <= $2 ",
+            "RETURNING id, callback_url, callback_attempts"
         )
     };
 }
@@ -275,8 +307,10 @@ impl Store {
     /// Queues a new run, or finds the run its idempotency key was used for.
     pub async fn insert(&self, run: &NewRun<'_>) -> Result<Inserted, StoreError> {
         let inserted = sqlx::query(
-            "INSERT INTO runs (id, application, state, idempotency_key, body_hash, pod, context, stdin, created_at) \
-             VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING",
+            "INSERT INTO runs (id, application, state, idempotency_key, body_hash, pod, context, stdin, \
+             created_at, callback_url, callback_state) \
+             VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(run.id)
         .bind(run.application)
@@ -286,6 +320,8 @@ impl Store {
         .bind(run.context)
         .bind(run.stdin)
         .bind(now())
+        .bind(run.callback_url)
+        .bind(run.callback_url.map(|_| "pending"))
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -397,6 +433,48 @@ impl Store {
             .collect()
     }
 
+    /// Takes the callback due first, if one is: it is not due again for
+    /// `hold` (the time a delivery may take), so no other server delivers
+    /// it meanwhile.
+    pub async fn due_callback(&self, hold: Duration) -> Result<Option<Callback>, StoreError> {
+        let sql = match self.dialect {
+            Dialect::Sqlite => due_callback!(""),
+            Dialect::Postgres => due_callback!(" FOR UPDATE SKIP LOCKED"),
+        };
+        let now = now();
+        let row = sqlx::query(sql)
+            .bind(now + millis(hold))
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Callback {
+                id: r.try_get("id")?,
+                url: r.try_get("callback_url")?,
+                attempt: r.try_get("callback_attempts")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records how delivering run `id`'s callback went: `state` is
+    /// `delivered` or `failed` once done, `pending` with the time of the
+    /// next try otherwise.
+    pub async fn callback_tried(
+        &self,
+        id: &str,
+        state: &str,
+        next: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET callback_state = $1, callback_next_at = $2 WHERE id = $3")
+            .bind(state)
+            .bind(next)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Gives up this server's leases: another server (or this one,
     /// started again) takes its runs over at once.
     pub async fn release_leases(&self) -> Result<(), StoreError> {
@@ -449,7 +527,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         debug_assert!(to.is_final());
         let done = sqlx::query(
-            "UPDATE runs SET state = $1, result = $2, message = $3, finished_at = $4 \
+            "UPDATE runs SET state = $1, result = $2, message = $3, finished_at = $4, \
+             callback_next_at = CASE WHEN callback_url IS NULL THEN NULL ELSE $4 END \
              WHERE id = $5 AND state IN ('starting', 'running') AND owner = $6",
         )
         .bind(to.as_str())
@@ -467,7 +546,8 @@ impl Store {
     /// whether it did.
     pub async fn cancel_queued(&self, id: &str, result: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE runs SET state = 'cancelled', result = $1, finished_at = $2 \
+            "UPDATE runs SET state = 'cancelled', result = $1, finished_at = $2, \
+             callback_next_at = CASE WHEN callback_url IS NULL THEN NULL ELSE $2 END \
              WHERE id = $3 AND state = 'queued'",
         )
         .bind(result)
@@ -642,6 +722,8 @@ fn run(row: &AnyRow) -> Result<Run, StoreError> {
         log_bytes: row.try_get("log_bytes")?,
         log_truncated: flag(row, "log_truncated")?,
         owner: row.try_get("owner")?,
+        callback_state: row.try_get("callback_state")?,
+        callback_attempts: row.try_get("callback_attempts")?,
     })
 }
 
@@ -672,6 +754,7 @@ mod tests {
             pod: "{}",
             context: "{}",
             stdin: None,
+            callback_url: None,
         }
     }
 
@@ -874,6 +957,45 @@ mod tests {
             assert!(b.take_over(LEASE).await.unwrap().is_none());
             a.release_leases().await.unwrap();
             assert_eq!(b.take_over(LEASE).await.unwrap().unwrap().id, "y");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_callback_is_due_once_its_run_ends_and_taken_by_one_server_at_a_time() {
+        each_store(|address| async move {
+            let a = Store::open(&address, "a").await.unwrap();
+            let b = Store::open(&address, "b").await.unwrap();
+            let run = NewRun {
+                callback_url: Some("http://hook/"),
+                ..new_run("c", None)
+            };
+            a.insert(&run).await.unwrap();
+            a.insert(&new_run("plain", None)).await.unwrap();
+            let state = |s: &Store| {
+                let s = s.clone();
+                async move { s.get("c").await.unwrap().unwrap().callback_state }
+            };
+            assert_eq!(state(&a).await.as_deref(), Some("pending"));
+            assert!(a.due_callback(LEASE).await.unwrap().is_none(), "not ended");
+            a.claim(LEASE).await.unwrap().unwrap();
+            a.claim(LEASE).await.unwrap().unwrap();
+            a.finish("plain", State::Succeeded, None, None)
+                .await
+                .unwrap();
+            assert!(a.due_callback(LEASE).await.unwrap().is_none(), "no URL");
+            a.finish("c", State::Failed, None, None).await.unwrap();
+            let due = a.due_callback(LEASE).await.unwrap().unwrap();
+            assert_eq!(
+                (due.id.as_str(), due.url.as_str(), due.attempt),
+                ("c", "http://hook/", 1)
+            );
+            assert!(b.due_callback(LEASE).await.unwrap().is_none(), "held");
+            a.callback_tried("c", "pending", Some(0)).await.unwrap();
+            assert_eq!(b.due_callback(LEASE).await.unwrap().unwrap().attempt, 2);
+            b.callback_tried("c", "delivered", None).await.unwrap();
+            assert!(a.due_callback(LEASE).await.unwrap().is_none());
+            assert_eq!(state(&a).await.as_deref(), Some("delivered"));
         })
         .await;
     }
