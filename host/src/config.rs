@@ -110,6 +110,10 @@ pub struct Application {
     /// The namespace runs go to when the caller names none.
     #[serde(default)]
     pub namespace: Option<Name>,
+    /// How many of its runs `podrun serve` runs at once (all servers
+    /// sharing a store together); the others wait in the queue.
+    #[serde(default)]
+    pub max_running: Option<std::num::NonZeroU32>,
 }
 
 /// The container settings, as pod-runner had them.

@@ -22,6 +22,11 @@ pub(crate) const CONFIG: &str = "applications:
     image: busybox:local
   hooks:
     mutate: [{hook: misbehave.wasm, with: {do: deny}}]
+- name: limited
+  template: templates/pod.tmpl
+  container:
+    image: busybox:local
+  max-running: 1
 ";
 
 /// A `podrun serve` process; killed when dropped.
@@ -899,7 +904,12 @@ fn a_full_disk_fails_requests_with_503_and_no_line_is_lost_once_there_is_room() 
     let want: String = std::iter::once("begin\n".to_string())
         .chain((0..300).map(|i| format!("line {i}\n")))
         .collect();
-    assert_eq!(log, want, "no line lost or repeated");
+    assert_eq!(
+        log,
+        want,
+        "no line lost or repeated\n{}",
+        server.stderr.lock().unwrap()
+    );
     let (_, all) = server.json("GET", "/v1/runs", None);
     assert_eq!(
         all["runs"].as_array().unwrap().len(),
@@ -1090,4 +1100,65 @@ fn a_runs_end_is_posted_to_its_callback_url_retried_until_taken_and_only_to_allo
         Some(json!({"application": "worker", "callbackUrl": url})),
     );
     assert_eq!(status, 403);
+}
+
+#[test]
+fn an_applications_limit_queues_its_runs_without_holding_others_and_ended_runs_go_after_retention()
+{
+    let (scratch, store) = scratch();
+    let server = Server::start(&scratch, &store, &["--retention", "3s"]);
+    let limited: Vec<String> = (0..3)
+        .map(|i| {
+            server.submit(json!({"application": "limited", "args": ["sh", "-c", format!("echo {i}; sleep 1")]}))
+        })
+        .collect();
+    let other = server
+        .submit(json!({"application": "worker", "args": ["sh", "-c", "echo other; sleep 1"]}));
+    let mut other_ran_while_limited_waited = false;
+    loop {
+        let states: Vec<String> = limited
+            .iter()
+            .map(|id| {
+                server.json("GET", &format!("/v1/runs/{id}"), None).1["state"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let in_flight = states
+            .iter()
+            .filter(|s| *s == "starting" || *s == "running")
+            .count();
+        assert!(in_flight <= 1, "the limit is 1: {states:?}");
+        let (_, o) = server.json("GET", &format!("/v1/runs/{other}"), None);
+        if o["state"] == "running" && states.iter().any(|s| s == "queued") {
+            other_ran_while_limited_waited = true;
+        }
+        if states.iter().all(|s| s == "succeeded") {
+            break;
+        }
+        assert!(
+            !states.iter().any(|s| s == "failed" || s == "lost"),
+            "{states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        other_ran_while_limited_waited,
+        "runs of other applications are not held up"
+    );
+    // Kept for the retention period, then deleted with their logs.
+    let (status, _) = server.json("GET", &format!("/v1/runs/{}", limited[2]), None);
+    assert_eq!(status, 200);
+    let start = Instant::now();
+    loop {
+        let (status, _) = server.json("GET", &format!("/v1/runs/{}", limited[2]), None);
+        if status == 404 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never deleted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, _) = server.json("GET", &format!("/v1/runs/{}/logs", limited[0]), None);
+    assert_eq!(status, 404);
 }

@@ -432,6 +432,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) lease: u64,
 
+    /// How long ended runs are kept, with their logs (90s, 10m, 2h, 7d…)
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub(crate) retention: u64,
+
     /// A host a run's callbackUrl may name (host or host:port; * for any); repeat for more [default: none]
     #[arg(long = "callback-host", value_name = "HOST")]
     pub(crate) callback_hosts: Vec<String>,

@@ -37,6 +37,7 @@ pub(crate) async fn serve(
         log_bytes: args.log_limit,
         lease: std::time::Duration::from_secs(args.lease),
         callback_hosts: args.callback_hosts,
+        retention: std::time::Duration::from_secs(args.retention),
     })
     .await
     .map_err(|e| Failure::from((Code::Usage, e)))?;

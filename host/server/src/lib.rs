@@ -52,6 +52,8 @@ pub struct Options {
     /// `*` for any). None by default: a callback makes the server send a
     /// request wherever it is told to.
     pub callback_hosts: Vec<String>,
+    /// How long ended runs are kept, with their logs.
+    pub retention: Duration,
     /// Where to listen.
     pub listen: SocketAddr,
     /// Runs at once, at most; the others wait in the queue.
@@ -112,6 +114,7 @@ pub(crate) struct Shared {
     log_bytes: i64,
     lease: Duration,
     callback_hosts: Vec<String>,
+    retention: Duration,
 }
 
 impl Shared {
@@ -132,7 +135,15 @@ impl Server {
         // Unique per process: a server started again takes its old runs
         // over as any other server would.
         let owner = format!("{}-{}", std::process::id(), podrun::run_id::new());
-        let store = Store::open(&options.store, &owner).await?;
+        let limits = options
+            .config
+            .applications
+            .iter()
+            .filter_map(|a| Some((a.name.value.0.clone(), a.max_running?.get())))
+            .collect();
+        let store = Store::open(&options.store, &owner)
+            .await?
+            .with_limits(limits);
         let listener = TcpListener::bind(options.listen)
             .await
             .map_err(|source| Error::Listen {
@@ -153,6 +164,7 @@ impl Server {
             log_bytes: options.log_bytes,
             lease: options.lease.max(MIN_LEASE),
             callback_hosts: options.callback_hosts,
+            retention: options.retention,
         });
         Ok(Server { shared, listener })
     }
@@ -175,6 +187,7 @@ impl Server {
             tokio::spawn(worker::queue(self.shared.clone())),
             tokio::spawn(worker::renew(self.shared.clone())),
             tokio::spawn(callback::deliver(self.shared.clone())),
+            tokio::spawn(worker::sweep(self.shared.clone())),
         ];
         let app = api::router(self.shared.clone());
         let (stop, stopping) = watch::channel(false);

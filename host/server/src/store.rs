@@ -167,6 +167,10 @@ pub struct Store {
     dialect: Dialect,
     /// This server's name in the runs it holds a lease on.
     owner: Arc<str>,
+    /// Applications with a limit on their runs at once, and the limit.
+    limits: Arc<[(String, i64)]>,
+    /// The claim that keeps to them (`None` when there are none).
+    limited_claim: Option<Arc<str>>,
 }
 
 /// Which database a store is: a few statements differ.
@@ -295,7 +299,41 @@ impl Store {
             pool,
             dialect,
             owner: owner.into(),
+            limits: Arc::new([]),
+            limited_claim: None,
         })
+    }
+
+    /// Claims keep to `limits`: at most that many runs of each of these
+    /// applications start at once, over every server sharing the store.
+    pub fn with_limits(mut self, limits: Vec<(String, u32)>) -> Store {
+        if limits.is_empty() {
+            return self;
+        }
+        // Only placeholders go into the statement; names are bound.
+        let cases: String = (0..limits.len())
+            .map(|i| format!(" WHEN ${} THEN ${}", 4 + 2 * i, 5 + 2 * i))
+            .collect();
+        let lock = match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        self.limited_claim = Some(
+            format!(
+                "UPDATE runs SET owner = $1, lease_until = $2, state = 'starting', started_at = $3 \
+                 WHERE seq = (SELECT q.seq FROM runs q WHERE q.state = 'queued' AND \
+                 (SELECT COUNT(*) FROM runs r WHERE r.application = q.application \
+                 AND r.state IN ('starting', 'running')) < \
+                 COALESCE(CASE q.application{cases} END, 9223372036854775807) \
+                 ORDER BY q.seq LIMIT 1{lock}) AND state = 'queued' RETURNING id"
+            )
+            .into(),
+        );
+        self.limits = limits
+            .into_iter()
+            .map(|(app, n)| (app, i64::from(n)))
+            .collect();
+        self
     }
 
     /// Whether the store answers.
@@ -378,18 +416,45 @@ impl Store {
     /// rows other servers are taking), so two workers never take the
     /// same run and a taken run is never left without its worker.
     pub async fn claim(&self, lease: Duration) -> Result<Option<Work>, StoreError> {
-        let sql = match self.dialect {
-            Dialect::Sqlite => claim!(""),
-            Dialect::Postgres => claim!(" FOR UPDATE SKIP LOCKED"),
-        };
         let now = now();
-        let id: Option<String> = sqlx::query_scalar(sql)
-            .bind(&*self.owner)
-            .bind(now + millis(lease))
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-        self.work_of(id).await
+        let until = now + millis(lease);
+        let Some(limited) = &self.limited_claim else {
+            let sql = match self.dialect {
+                Dialect::Sqlite => claim!(""),
+                Dialect::Postgres => claim!(" FOR UPDATE SKIP LOCKED"),
+            };
+            let id: Option<String> = sqlx::query_scalar(sql)
+                .bind(&*self.owner)
+                .bind(until)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+            return self.work_of(id).await;
+        };
+        let mut conn = self.pool.acquire().await?;
+        let claimed = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            if self.dialect == Dialect::Postgres {
+                // Claims counting runs in flight take turns, or two
+                // servers could each start the last place's run.
+                sqlx::query("SELECT pg_advisory_xact_lock(7070)")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(limited.to_string()))
+                .bind(&*self.owner)
+                .bind(until)
+                .bind(now);
+            for (app, n) in self.limits.iter() {
+                query = query.bind(app.as_str()).bind(*n);
+            }
+            let id: Option<String> = query.fetch_optional(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(id)
+        }
+        .await;
+        untrusted_if_failed(&mut conn, &claimed);
+        self.work_of(claimed?).await
     }
 
     /// Takes over the oldest starting or running run whose lease ran out
@@ -596,33 +661,39 @@ impl Store {
         bytes: i64,
         truncated: bool,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let held = sqlx::query(
-            "UPDATE runs SET log_bytes = $1, log_truncated = $2 WHERE id = $3 AND owner = $4",
-        )
-        .bind(bytes)
-        .bind(i64::from(truncated))
-        .bind(id)
-        .bind(&*self.owner)
-        .execute(&mut *tx)
-        .await?;
-        if held.rows_affected() != 1 {
-            return Ok(false);
-        }
-        for (n, (container, line)) in lines.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO logs (run_id, seq, container, line) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT DO NOTHING",
+        let mut conn = self.pool.acquire().await?;
+        let written = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let held = sqlx::query(
+                "UPDATE runs SET log_bytes = $1, log_truncated = $2 WHERE id = $3 AND owner = $4",
             )
+            .bind(bytes)
+            .bind(i64::from(truncated))
             .bind(id)
-            .bind(first + n as i64)
-            .bind(container)
-            .bind(line)
+            .bind(&*self.owner)
             .execute(&mut *tx)
             .await?;
+            if held.rows_affected() != 1 {
+                return Ok(false);
+            }
+            for (n, (container, line)) in lines.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO logs (run_id, seq, container, line) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .bind(first + n as i64)
+                .bind(container)
+                .bind(line)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
         }
-        tx.commit().await?;
-        Ok(true)
+        .await;
+        untrusted_if_failed(&mut conn, &written);
+        written
     }
 
     /// Up to `limit` lines of run `id`'s log from line `offset`.
@@ -665,6 +736,22 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Deletes up to `limit` runs that ended before `before` (ms since
+    /// the epoch), with their logs, unless a callback is still due; how
+    /// many.
+    pub async fn sweep(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM runs WHERE seq IN (SELECT seq FROM runs \
+             WHERE state IN ('succeeded', 'failed', 'cancelled', 'lost') \
+             AND finished_at < $1 AND callback_next_at IS NULL LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The number of runs in each state.
     pub async fn counts(&self) -> Result<Vec<(State, i64)>, StoreError> {
         let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM runs GROUP BY state")
@@ -673,6 +760,19 @@ impl Store {
         rows.iter()
             .map(|r| Ok((state(r)?, r.try_get("n")?)))
             .collect()
+    }
+}
+
+/// A connection whose transaction failed is closed, not pooled again: its
+/// transaction state is not to be trusted (SQLite may roll a transaction
+/// back by itself on a full disk, and a later one would then be nested in
+/// nothing, or left open holding the write lock).
+fn untrusted_if_failed<T>(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    result: &Result<T, StoreError>,
+) {
+    if result.is_err() {
+        conn.close_on_drop();
     }
 }
 
@@ -996,6 +1096,48 @@ mod tests {
             b.callback_tried("c", "delivered", None).await.unwrap();
             assert!(a.due_callback(LEASE).await.unwrap().is_none());
             assert_eq!(state(&a).await.as_deref(), Some("delivered"));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_applications_limit_holds_over_servers_and_does_not_hold_up_others() {
+        each_store(|address| async move {
+            let limits = vec![("app".to_string(), 2)];
+            let a = Store::open(&address, "a")
+                .await
+                .unwrap()
+                .with_limits(limits.clone());
+            let b = Store::open(&address, "b")
+                .await
+                .unwrap()
+                .with_limits(limits);
+            for i in 0..5 {
+                a.insert(&new_run(&format!("r{i}"), None)).await.unwrap();
+            }
+            a.insert(&NewRun {
+                application: "other",
+                ..new_run("o", None)
+            })
+            .await
+            .unwrap();
+            let (x, y) = tokio::join!(a.claim(LEASE), b.claim(LEASE));
+            assert!(x.unwrap().is_some() && y.unwrap().is_some());
+            // Both places of `app` are taken: the next claim passes its
+            // queued runs by and takes the other application's.
+            assert_eq!(a.claim(LEASE).await.unwrap().unwrap().id, "o");
+            assert!(b.claim(LEASE).await.unwrap().is_none());
+            assert!(
+                a.finish("r0", State::Succeeded, None, None).await.unwrap()
+                    || b.finish("r0", State::Succeeded, None, None).await.unwrap()
+            );
+            assert_eq!(b.claim(LEASE).await.unwrap().unwrap().id, "r2");
+            assert!(a.claim(LEASE).await.unwrap().is_none());
+            // Ended runs go once past retention, with their logs.
+            assert_eq!(a.sweep(now() + 1, 100).await.unwrap(), 1);
+            assert!(a.get("r0").await.unwrap().is_none());
+            assert_eq!(a.sweep(now() + 1, 100).await.unwrap(), 0);
+            assert!(a.get("r1").await.unwrap().is_some(), "running runs stay");
         })
         .await;
     }

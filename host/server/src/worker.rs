@@ -156,6 +156,33 @@ pub(crate) async fn renew(shared: Arc<Shared>) {
     }
 }
 
+/// Deletes ended runs past their retention, for as long as the server
+/// runs; in batches, so the store is never held long.
+pub(crate) async fn sweep(shared: Arc<Shared>) {
+    let every = (shared.retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        let keep = i64::try_from(shared.retention.as_millis()).unwrap_or(i64::MAX);
+        let before = crate::store::now().saturating_sub(keep);
+        loop {
+            match shared.store.sweep(before, 500).await {
+                Ok(500) => tokio::task::yield_now().await,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!("deleted {n} runs past retention");
+                        shared.changed();
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot delete runs past retention: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Runs `work` to its end and stores it; `resumed` for a run another
 /// server (or this one before a restart) had started.
 async fn execute(shared: Arc<Shared>, work: Work, resumed: bool, _slot: OwnedSemaphorePermit) {
@@ -178,6 +205,8 @@ async fn execute(shared: Arc<Shared>, work: Work, resumed: bool, _slot: OwnedSem
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&id);
+    // A place is free: for an application at its limit too.
+    shared.queued.notify_one();
     let Some(result) = result else {
         tracing::warn!("run {id} is held by another server now: no longer followed here");
         return;
