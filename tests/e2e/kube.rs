@@ -968,3 +968,176 @@ fn two_servers_on_one_postgres_and_one_killed_mid_run_the_other_finishes_its_run
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `kubectl ARGS` as `kubeconfig`'s user: whether it succeeded, and what
+/// it printed (stdout, then stderr).
+fn kubectl_as(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    use std::io::Write;
+    let mut child = StdCommand::new("kubectl")
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A namespace, deleted (without waiting) when dropped.
+struct Namespace(String);
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = kubectl_as(
+            &kubeconfig(),
+            &["delete", "namespace", &self.0, "--wait=false"],
+            None,
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn the_deploy_role_is_enough_for_the_server_and_nothing_more() {
+    use crate::server::{Server, scratch};
+    let admin = kubeconfig();
+    let namespace = Namespace(unique("rbac"));
+    let ns = namespace.0.as_str();
+    let rbac = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac.yaml");
+    for args in [
+        vec!["create", "namespace", ns],
+        vec!["apply", "-n", ns, "-f", rbac.to_str().unwrap()],
+    ] {
+        let (ok, out) = kubectl_as(&admin, &args, None);
+        assert!(ok, "{out}");
+    }
+    // A token of the service account, and a kubeconfig holding only it.
+    let (ok, out) = kubectl_as(
+        &admin,
+        &["apply", "-n", ns, "-f", "-"],
+        Some(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: podrun-token\n  annotations:\n    \
+             kubernetes.io/service-account.name: podrun\ntype: kubernetes.io/service-account-token\n",
+        ),
+    );
+    assert!(ok, "{out}");
+    let start = Instant::now();
+    let token = loop {
+        let (_, out) = kubectl_as(
+            &admin,
+            &[
+                "get",
+                "secret",
+                "podrun-token",
+                "-n",
+                ns,
+                "-o",
+                "go-template={{if .data}}{{.data.token | base64decode}}{{end}}",
+            ],
+            None,
+        );
+        if !out.trim().is_empty() && !out.contains("rror") {
+            break out.trim().to_string();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no token: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (_, server) = kubectl_as(
+        &admin,
+        &[
+            "config",
+            "view",
+            "--raw",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ],
+        None,
+    );
+    let (_, ca) = kubectl_as(
+        &admin,
+        &[
+            "config",
+            "view",
+            "--raw",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+        ],
+        None,
+    );
+    let (scratch, store) = scratch();
+    let limited = scratch.path().join("sa-kubeconfig");
+    std::fs::write(
+        &limited,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: {server}\n    \
+             certificate-authority-data: {ca}\nusers:\n- name: podrun\n  user:\n    token: {token}\n\
+             contexts:\n- name: podrun\n  context: {{cluster: lab, user: podrun, namespace: {ns}}}\n\
+             current-context: podrun\n"
+        ),
+    )
+    .unwrap();
+
+    // The server does its whole job with the Role: create, follow, log,
+    // stdin (attach), cancel (delete).
+    let podrun = Server::start_on(&scratch, &store, Some(&limited), &[]);
+    let failed = podrun.submit(serde_json::json!({
+        "application": "worker", "args": ["sh", "-c", "echo hi; exit 3"],
+    }));
+    let fed = podrun.submit(serde_json::json!({
+        "application": "worker", "args": ["sh", "-c", "read line; echo got $line"], "stdin": "it\n",
+    }));
+    let long = podrun.submit(serde_json::json!({
+        "application": "worker", "args": ["sh", "-c", "echo long; sleep 60"],
+    }));
+    let r = podrun.ended(&failed);
+    assert_eq!(
+        (r["state"].as_str(), r["result"]["exitCode"].as_i64()),
+        (Some("failed"), Some(3)),
+        "{r}"
+    );
+    let (_, log) = podrun.call("GET", &format!("/v1/runs/{failed}/logs"), None, &[]);
+    assert_eq!(log, "hi\n");
+    let r = podrun.ended(&fed);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    let (_, result) = podrun.call("GET", &format!("/v1/runs/{fed}/result"), None, &[]);
+    assert_eq!(result, "got it\n");
+    podrun.wait(&long, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
+    let (status, _) = podrun.json("POST", &format!("/v1/runs/{long}/cancel"), None);
+    assert_eq!(status, 202);
+    assert_eq!(podrun.ended(&long)["state"], "cancelled");
+
+    // And no more: everything else is refused by the cluster.
+    let (ok, out) = kubectl_as(&limited, &["get", "pods", "-n", "default"], None);
+    assert!(!ok && out.contains("forbidden"), "{out}");
+    for (verb, what) in [
+        ("list", "nodes"),
+        ("list", "namespaces"),
+        ("get", "secrets"),
+        ("create", "deployments"),
+        ("patch", "pods"),
+        ("create", "events"),
+        ("create", "rolebindings"),
+    ] {
+        let (ok, out) = kubectl_as(&limited, &["auth", "can-i", verb, what], None);
+        assert!(
+            !ok && out.lines().any(|l| l.trim() == "no"),
+            "{verb} {what}: {out}"
+        );
+    }
+    let (ok, out) = kubectl_as(
+        &limited,
+        &["auth", "can-i", "create", "pods", "-n", "kube-system"],
+        None,
+    );
+    assert!(!ok, "another namespace: {out}");
+}
