@@ -1162,3 +1162,81 @@ fn an_applications_limit_queues_its_runs_without_holding_others_and_ended_runs_g
     let (status, _) = server.json("GET", &format!("/v1/runs/{}/logs", limited[0]), None);
     assert_eq!(status, 404);
 }
+
+#[test]
+fn the_openapi_document_describes_every_endpoint_from_its_handler() {
+    let (scratch, store) = scratch();
+    let server = Server::start(&scratch, &store, &[]);
+    let (status, doc) = server.json("GET", "/openapi.json", None);
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut have: Vec<String> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| ["get", "post", "delete"].contains(&k.as_str()))
+                .map(move |m| format!("{m} {path}"))
+        })
+        .collect();
+    have.sort();
+    assert_eq!(
+        have,
+        [
+            "delete /v1/runs/{id}",
+            "get /healthz",
+            "get /metrics",
+            "get /readyz",
+            "get /v1/runs",
+            "get /v1/runs/{id}",
+            "get /v1/runs/{id}/logs",
+            "get /v1/runs/{id}/result",
+            "post /v1/runs",
+            "post /v1/runs/{id}/cancel",
+        ]
+    );
+    let submit = &doc["components"]["schemas"]["Submit"];
+    for field in [
+        "application",
+        "command",
+        "args",
+        "params",
+        "namespace",
+        "stdin",
+        "callbackUrl",
+    ] {
+        assert!(
+            submit["properties"][field].is_object(),
+            "Submit.{field}: {submit}"
+        );
+    }
+    assert_eq!(submit["required"], json!(["application"]), "{submit}");
+    let states = &doc["components"]["schemas"]["State"]["enum"];
+    assert_eq!(
+        states,
+        &json!([
+            "queued",
+            "starting",
+            "running",
+            "succeeded",
+            "failed",
+            "cancelled",
+            "lost"
+        ])
+    );
+    // Every documented answer an endpoint gives is one it can give: a
+    // submit's statuses, as the tests above see them.
+    let answers = doc["paths"]["/v1/runs"]["post"]["responses"]
+        .as_object()
+        .unwrap();
+    for status in [
+        "201", "200", "400", "403", "404", "413", "415", "422", "503",
+    ] {
+        assert!(answers.contains_key(status), "submit: {status}");
+    }
+    // Every route a client can call is in it: an undocumented one is 404.
+    let (status, _) = server.json("GET", "/v1/other", None);
+    assert_eq!(status, 404);
+}

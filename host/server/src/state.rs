@@ -5,7 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum State {
     /// Waiting for a worker.

@@ -1,0 +1,367 @@
+//! Submitting, reading, listing, cancelling and releasing runs.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State as Shared_};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use podrun::cancel::Reason;
+use podrun::exit::Code;
+use podrun::pipeline::{PipelineError, Request};
+use podrun::result::RunResult;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::view::{RunView, view};
+use super::{ApiError, App, ErrorBody};
+use crate::state::State;
+use crate::store::{Filter, Inserted, NewRun, Run};
+
+/// The longest idempotency key accepted.
+const MAX_KEY: usize = 255;
+/// Runs in one page of a list, at most.
+const MAX_PAGE: i64 = 500;
+
+/// `POST /v1/runs`'s body.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Submit {
+    /// An application of the server's config.
+    application: String,
+    /// Split as `podrun run -c` splits it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    command: Option<String>,
+    /// The command's arguments as they are (instead of `command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    args: Option<Vec<String>>,
+    /// Values of the application's declared parameters.
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    /// Where the pod runs, if not the application's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    /// Input for the `worker` container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stdin: Option<String>,
+    /// Where the run's end is POSTed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    callback_url: Option<String>,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY && k.chars().all(|c| c.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::bad(format!(
+                "the Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters"
+            ))
+        })?;
+    Ok(Some(key.to_string()))
+}
+
+/// The original run for a replayed key, or 422 if the body differs.
+fn replay(existing: Run, hash: &str) -> Result<Response, ApiError> {
+    if existing.body_hash != hash {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            format!(
+                "the Idempotency-Key was used for run {} with a different body",
+                existing.id
+            ),
+        ));
+    }
+    Ok((StatusCode::OK, Json(view(existing))).into_response())
+}
+
+/// Submit a run: its render and mutate hooks run now, so a denial or a
+/// broken hook is the answer and nothing is queued.
+#[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = Submit,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retried submit with the same key and body answers the first run; with another body, 422")),
+    responses(
+        (status = 201, description = "Queued", body = RunView),
+        (status = 200, description = "Submitted before with this key", body = RunView),
+        (status = 400, description = "A bad request", body = ErrorBody),
+        (status = 403, description = "Denied by a policy hook, or a callback host not allowed", body = ErrorBody),
+        (status = 404, description = "No such application", body = ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "An unknown field, a hook that failed, or a reused key", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub(crate) async fn submit(
+    Shared_(shared): App,
+    headers: HeaderMap,
+    body: Result<Json<Submit>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let key = idempotency_key(&headers)?;
+    let hash = blake3::hash(&serde_json::to_vec(&body).unwrap_or_default())
+        .to_hex()
+        .to_string();
+    if let Some(key) = &key
+        && let Some(existing) = shared.store.by_key(key).await?
+    {
+        return replay(existing, &hash);
+    }
+    if let Some(url) = &body.callback_url {
+        crate::callback::check(url, &shared.callback_hosts)?;
+    }
+    if shared.config.application(&body.application).is_err() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown-application",
+            format!("no application {:?} in the config", body.application),
+        ));
+    }
+    let arguments = match (&body.command, &body.args) {
+        (Some(_), Some(_)) => return Err(ApiError::bad("give command or args, not both")),
+        (Some(command), None) => podrun::command::shell_words(command)
+            .map_err(|e| ApiError::bad(format!("command: {e}")))?,
+        (None, Some(args)) => args.clone(),
+        (None, None) => Vec::new(),
+    };
+    let request = Request {
+        application: body.application.clone(),
+        arguments,
+        params: body.params.clone().into_iter().collect(),
+        namespace: body.namespace.clone(),
+        run_id: Some(podrun::run_id::new()),
+        ..Request::default()
+    };
+    // Render and mutate now: a denial or a broken hook is the submitter's
+    // answer, and nothing is queued.
+    let prepared = podrun::pipeline::prepare(&shared.hooks, &shared.config, &request)
+        .await
+        .map_err(prepare_error)?;
+    let pod = serde_json::to_string(&prepared.pod).unwrap_or_default();
+    let context = serde_json::to_string(&prepared.context).unwrap_or_default();
+    let new = NewRun {
+        id: &prepared.run_id,
+        application: &body.application,
+        idempotency_key: key.as_deref(),
+        body_hash: &hash,
+        pod: &pod,
+        context: &context,
+        stdin: body.stdin.as_deref().map(str::as_bytes),
+        callback_url: body.callback_url.as_deref(),
+    };
+    let run = match shared.store.insert(&new).await? {
+        Inserted::Created(run) => run,
+        // The same key, submitted at the same time: one run.
+        Inserted::Existing(existing) => return replay(existing, &hash),
+    };
+    shared.queued.notify_one();
+    shared.changed();
+    let location = HeaderValue::from_str(&format!("/v1/runs/{}", run.id)).ok();
+    let mut response = (StatusCode::CREATED, Json(view(run))).into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+fn prepare_error(e: PipelineError) -> ApiError {
+    let message = e.to_string();
+    match e.exit_code() {
+        Code::Denied => ApiError::new(StatusCode::FORBIDDEN, "denied", message),
+        Code::HookFailed => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "hook-failed", message),
+        _ => ApiError::bad(message),
+    }
+}
+
+/// A run.
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "The run id")),
+    responses(
+        (status = 200, description = "The run", body = RunView),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub(crate) async fn show(
+    Shared_(shared): App,
+    Path(id): Path<String>,
+) -> Result<Json<RunView>, ApiError> {
+    let run = shared
+        .store
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::no_run(&id))?;
+    Ok(Json(view(run)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only runs in this state.
+    state: Option<String>,
+    /// Only runs of this application.
+    application: Option<String>,
+    /// Only runs submitted at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Runs in the page: 1 to 500, 50 if not given.
+    limit: Option<i64>,
+    /// Where the previous page ended (its `next`).
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Page {
+    runs: Vec<RunView>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// Runs, newest first, a page at a time.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of runs", body = Page),
+        (status = 400, description = "A bad filter", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub(crate) async fn list(
+    Shared_(shared): App,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Page>, ApiError> {
+    let Query(q) = query?;
+    let state = q
+        .state
+        .map(|s| s.parse::<State>())
+        .transpose()
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let since = q
+        .since
+        .map(|s| {
+            s.parse::<jiff::Timestamp>()
+                .map(|t| t.as_millisecond())
+                .map_err(|e| ApiError::bad(format!("since: {e}")))
+        })
+        .transpose()?;
+    let before = q
+        .cursor
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::bad("cursor: not a cursor from this API"))
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad(format!("limit: 1 to {MAX_PAGE}")));
+    }
+    let runs = shared
+        .store
+        .list(&Filter {
+            state,
+            application: q.application,
+            since,
+            before,
+            limit: limit + 1,
+        })
+        .await?;
+    let more = runs.len() as i64 > limit;
+    let runs: Vec<Run> = runs.into_iter().take(limit as usize).collect();
+    let next = more
+        .then(|| runs.last().map(|r| r.seq.to_string()))
+        .flatten();
+    Ok(Json(Page {
+        runs: runs.into_iter().map(view).collect(),
+        next,
+    }))
+}
+
+/// Cancel a run: a queued one ends at once, a running one once its pod
+/// has stopped with its grace period.
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "The run id")),
+    responses(
+        (status = 202, description = "Cancelled, or being cancelled", body = RunView),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run has ended", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub(crate) async fn cancel(
+    Shared_(shared): App,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let run = shared
+        .store
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::no_run(&id))?;
+    if run.state.is_final() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "finished",
+            format!("run {id} has ended ({})", run.state),
+        ));
+    }
+    let cancelled = RunResult {
+        run_id: id.clone(),
+        runtime: shared.runtime.name().into(),
+        outcome: "interrupted".into(),
+        reason: Reason::Request.name().into(),
+        message: "cancelled before it started".into(),
+        exit_code: Reason::Request.exit_code().number(),
+        ..RunResult::default()
+    };
+    let text = serde_json::to_string(&cancelled).unwrap_or_default();
+    if !shared.store.cancel_queued(&id, &text).await? {
+        // A worker has it: the flag first, then the worker's handle (a
+        // worker registers its handle, then reads the flag).
+        shared.store.request_cancel(&id).await?;
+        let handle = shared
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .map(|h| h.cancel.clone());
+        // Held by another server: it hears of the cancel at its next
+        // lease renewal.
+        if let Some(cancel) = handle {
+            cancel.cancel(Reason::Request);
+        }
+    }
+    shared.changed();
+    let run = shared
+        .store
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::no_run(&id))?;
+    Ok((StatusCode::ACCEPTED, Json(view(run))).into_response())
+}
+
+/// Forget an ended run: its record and log are deleted.
+#[utoipa::path(delete, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "The run id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run has not ended", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub(crate) async fn release(
+    Shared_(shared): App,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let run = shared
+        .store
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::no_run(&id))?;
+    if !run.state.is_final() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not-finished",
+            format!("run {id} is {}: cancel it first", run.state),
+        ));
+    }
+    shared.store.release(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
