@@ -272,6 +272,23 @@ fn a_run_is_queued_run_and_kept_with_its_verdict_log_and_result() {
     let (_, none) = server.json("GET", "/v1/runs?since=2999-01-01T00:00:00Z", None);
     assert_eq!(none["runs"], json!([]));
 
+    // What it did, in Prometheus' terms.
+    let (status, metrics) = server.call("GET", "/metrics", None, &[]);
+    assert_eq!(status, 200);
+    for line in [
+        "podrun_runs{state=\"failed\"} 1",
+        "podrun_runs{state=\"succeeded\"} 1",
+        "podrun_runs{state=\"queued\"} 0",
+        "podrun_queue_depth 0",
+        "podrun_pods_started_total{how=\"created\"} 2",
+        "podrun_runs_ended_total{state=\"failed\"} 1",
+        "podrun_submit_duration_seconds_count 2",
+        "podrun_hook_duration_seconds_count 2",
+        "# EOF",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+
     // The store outlives the server: a new one shows the same runs.
     drop(server);
     let server = Server::start(&scratch, &store, &[]);

@@ -126,6 +126,11 @@ async fn one(shared: &Shared, callback: Callback) {
             ("pending", Some(now() + wait))
         }
     };
+    shared.metrics.callback_tried(match (state, next) {
+        ("delivered", _) => "delivered",
+        (_, Some(_)) => "retrying",
+        _ => "given-up",
+    });
     if let Err(e) = shared.store.callback_tried(&callback.id, state, next).await {
         tracing::warn!("cannot record the callback of run {}: {e}", callback.id);
     }

@@ -14,6 +14,7 @@
 
 pub mod api;
 mod callback;
+mod metrics;
 pub mod state;
 pub mod store;
 mod worker;
@@ -115,6 +116,7 @@ pub(crate) struct Shared {
     lease: Duration,
     callback_hosts: Vec<String>,
     retention: Duration,
+    metrics: metrics::Metrics,
 }
 
 impl Shared {
@@ -165,6 +167,7 @@ impl Server {
             lease: options.lease.max(MIN_LEASE),
             callback_hosts: options.callback_hosts,
             retention: options.retention,
+            metrics: metrics::Metrics::new(),
         });
         Ok(Server { shared, listener })
     }

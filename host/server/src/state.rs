@@ -27,6 +27,17 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order a run moves through them.
+    pub const ALL: [State; 7] = [
+        State::Queued,
+        State::Starting,
+        State::Running,
+        State::Succeeded,
+        State::Failed,
+        State::Cancelled,
+        State::Lost,
+    ];
+
     /// The states a run ends in.
     pub const FINAL: [State; 4] = [
         State::Succeeded,

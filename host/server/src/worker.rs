@@ -115,7 +115,12 @@ async fn lose(shared: &Shared, work: &Work) {
         .finish(&work.id, State::Lost, Some(&json(&lost)), None)
         .await
     {
-        Ok(_) => shared.changed(),
+        Ok(ended) => {
+            if ended {
+                shared.metrics.run_ended(State::Lost);
+            }
+            shared.changed();
+        }
         // Still taken by this server: its lease runs out, and the next
         // try ends it.
         Err(e) => tracing::warn!("cannot end lost run {}: {e}", work.id),
@@ -224,7 +229,12 @@ async fn execute(shared: Arc<Shared>, work: Work, resumed: bool, _slot: OwnedSem
     let mut wait = Duration::from_millis(100);
     loop {
         match shared.store.finish(&id, state, Some(&text), None).await {
-            Ok(_) => break,
+            Ok(ended) => {
+                if ended {
+                    shared.metrics.run_ended(state);
+                }
+                break;
+            }
             Err(e) => {
                 tracing::warn!("cannot store the end of run {id}: {e}; retrying");
                 tokio::time::sleep(wait).await;
@@ -291,6 +301,7 @@ async fn run(shared: &Arc<Shared>, work: Work, resumed: bool, handle: Handle) ->
         rx,
     ));
     let mut sink = StoreSink {
+        shared: shared.clone(),
         tx,
         bytes: work.log_bytes,
         cap: shared.log_bytes,
@@ -354,6 +365,7 @@ enum Msg {
 
 /// Container output and notices of one run, sent to its writer in order.
 struct StoreSink {
+    shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Msg>,
     bytes: i64,
     cap: i64,
@@ -399,7 +411,8 @@ impl Sink for StoreSink {
 
     fn notice(&mut self, notice: Notice<'_>) {
         match notice {
-            Notice::Started { .. } => {
+            Notice::Started { reattached, .. } => {
+                self.shared.metrics.pod_started(reattached);
                 let _ = self.tx.send(Msg::Started);
                 if let Some(cancel) = self.cancel_on_start.take() {
                     cancel.cancel(Reason::Request);

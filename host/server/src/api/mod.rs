@@ -177,24 +177,18 @@ async fn ready(Shared_(shared): App) -> Result<&'static str, ApiError> {
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "server", responses(
-    (status = 200, description = "In Prometheus' text format", body = String, content_type = "text/plain; version=0.0.4"),
+    (status = 200, description = "In OpenMetrics' text format", body = String, content_type = "application/openmetrics-text"),
     (status = 503, description = "The store does not answer", body = ErrorBody),
 ))]
 async fn metrics(Shared_(shared): App) -> Result<Response, ApiError> {
     let counts = shared.store.counts().await?;
-    let mut text =
-        String::from("# HELP podrun_runs Runs in the store by state.\n# TYPE podrun_runs gauge\n");
-    for (state, n) in counts {
-        text.push_str(&format!("podrun_runs{{state=\"{state}\"}} {n}\n"));
-    }
-    text.push_str(&format!(
-        "# HELP podrun_run_slots_free Runs that could start now.\n# TYPE podrun_run_slots_free gauge\npodrun_run_slots_free {}\n",
-        shared.slots.available_permits()
-    ));
+    let text = shared
+        .metrics
+        .text(&counts, shared.slots.available_permits());
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     Ok(response)
 }

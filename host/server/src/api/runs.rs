@@ -1,6 +1,7 @@
 //! Submitting, reading, listing, cancelling and releasing runs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -16,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::view::{RunView, view};
 use super::{ApiError, App, ErrorBody};
+use crate::Shared;
 use crate::state::State;
 use crate::store::{Filter, Inserted, NewRun, Run};
 
@@ -101,6 +103,17 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     body: Result<Json<Submit>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let start = std::time::Instant::now();
+    let answer = queue(&shared, headers, body).await;
+    shared.metrics.submitted(start.elapsed());
+    answer
+}
+
+async fn queue(
+    shared: &Arc<Shared>,
+    headers: HeaderMap,
+    body: Result<Json<Submit>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let key = idempotency_key(&headers)?;
     let hash = blake3::hash(&serde_json::to_vec(&body).unwrap_or_default())
@@ -138,9 +151,10 @@ pub(crate) async fn submit(
     };
     // Render and mutate now: a denial or a broken hook is the submitter's
     // answer, and nothing is queued.
-    let prepared = podrun::pipeline::prepare(&shared.hooks, &shared.config, &request)
-        .await
-        .map_err(prepare_error)?;
+    let hooks = std::time::Instant::now();
+    let prepared = podrun::pipeline::prepare(&shared.hooks, &shared.config, &request).await;
+    shared.metrics.prepared(hooks.elapsed());
+    let prepared = prepared.map_err(prepare_error)?;
     let pod = serde_json::to_string(&prepared.pod).unwrap_or_default();
     let context = serde_json::to_string(&prepared.context).unwrap_or_default();
     let new = NewRun {
@@ -313,7 +327,9 @@ pub(crate) async fn cancel(
         ..RunResult::default()
     };
     let text = serde_json::to_string(&cancelled).unwrap_or_default();
-    if !shared.store.cancel_queued(&id, &text).await? {
+    if shared.store.cancel_queued(&id, &text).await? {
+        shared.metrics.run_ended(State::Cancelled);
+    } else {
         // A worker has it: the flag first, then the worker's handle (a
         // worker registers its handle, then reads the flag).
         shared.store.request_cancel(&id).await?;
