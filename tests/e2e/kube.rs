@@ -1141,3 +1141,64 @@ fn the_deploy_role_is_enough_for_the_server_and_nothing_more() {
     );
     assert!(!ok, "another namespace: {out}");
 }
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG and PODRUN_E2E_PLAIN_API"]
+fn a_server_follows_all_its_runs_through_one_pod_watch_where_cli_runs_take_one_each() {
+    use crate::server::{Server, scratch};
+    let proxy = proxied(Faults::default()).unwrap();
+    let (scratch, store) = scratch();
+    let server = Server::start_on(&scratch, &store, Some(&proxy.kubeconfig), &[]);
+    let ids: Vec<String> = (0..8)
+        .map(|i| {
+            server.submit(serde_json::json!({
+                "application": "worker", "args": ["sh", "-c", format!("echo {i}; sleep 3; exit {i}")],
+            }))
+        })
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let r = server.ended(id);
+        assert_eq!(r["result"]["exitCode"], i, "{r}");
+        let (_, log) = server.call("GET", &format!("/v1/runs/{id}/logs"), None, &[]);
+        assert_eq!(log, format!("{i}\n"));
+    }
+    let watches = proxy.pod_watches();
+    assert!(
+        !watches.is_empty()
+            && watches
+                .iter()
+                .all(|w| w.contains("labelSelector=podrun.dev%2Frun-id")
+                    && !w.contains("fieldSelector")),
+        "one shared watch, by label: {watches:#?}"
+    );
+    // A watch is asked again when it ends or fails, never per run.
+    assert!(watches.len() <= 2, "{watches:#?}");
+    drop(server);
+
+    // Each CLI run watches its own pod.
+    let proxy = proxied(Faults::default()).unwrap();
+    let kubeconfig = proxy.kubeconfig.clone();
+    let runs: Vec<_> = (0..3)
+        .map(|i| {
+            let yaml = manifest(
+                &unique("own-watch"),
+                &format!(
+                    "  containers:\n{}",
+                    container("main", &format!("echo {i}; sleep 2"))
+                ),
+            );
+            let kubeconfig = kubeconfig.clone();
+            std::thread::spawn(move || run_on(&kubeconfig, &yaml, &[]))
+        })
+        .collect();
+    for run in runs {
+        let r = run.join().unwrap();
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let watches = proxy.pod_watches();
+    let by_name = watches
+        .iter()
+        .filter(|w| w.contains("fieldSelector=metadata.name"))
+        .count();
+    assert_eq!(by_name, 3, "{watches:#?}");
+}

@@ -53,6 +53,8 @@ struct State {
     gone_watches: AtomicUsize,
     faults: Faults,
     counters: Counters,
+    /// The path and query of every pod watch asked for.
+    pod_watches: Mutex<Vec<String>>,
 }
 
 /// A running proxy and a kubeconfig that points at it.
@@ -81,6 +83,7 @@ impl Proxy {
             gone_watches: AtomicUsize::new(faults.gone_watches),
             faults,
             counters: Counters::default(),
+            pod_watches: Mutex::new(Vec::new()),
         });
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -132,6 +135,11 @@ impl Proxy {
         self.state.counters.watches_cut.load(Ordering::SeqCst)
     }
 
+    /// The path and query of every pod watch asked for so far.
+    pub fn pod_watches(&self) -> Vec<String> {
+        self.state.pod_watches.lock().unwrap().clone()
+    }
+
     /// Log streams cut.
     pub fn logs_cut(&self) -> usize {
         self.state.counters.logs_cut.load(Ordering::SeqCst)
@@ -168,6 +176,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     let creates_pod = req.method() == hyper::Method::POST && req.uri().path().ends_with("/pods");
     let watch = path.contains("watch=true") || path.contains("watch=1");
     let follows_log = req.uri().path().ends_with("/log") && path.contains("follow=true");
+    if watch && req.uri().path().ends_with("/pods") {
+        state.pod_watches.lock().unwrap().push(path.clone());
+    }
 
     if creates_pod {
         let code = state.create_errors.lock().unwrap().pop_front();

@@ -122,14 +122,17 @@ async fn default_classifier(hooks: &Hooks) -> Result<Hook, Failure> {
 
 /// The runtime the flags name, or the one this machine has.
 async fn runtime(exec: &ExecArgs) -> Result<Box<dyn Runtime>, Failure> {
-    choose_runtime(exec.runtime, &exec.cluster).await
+    choose_runtime(exec.runtime, &exec.cluster, false).await
 }
 
 /// The runtime `kind`, or without one the cluster's if one is configured,
 /// else the local one.
+/// The runtime to use; on a cluster, `shared_watch` makes runs share one
+/// pod watch per namespace (a server's many runs).
 pub(crate) async fn choose_runtime(
     kind: Option<RuntimeKind>,
     cluster: &crate::args::ClusterArgs,
+    shared_watch: bool,
 ) -> Result<Box<dyn Runtime>, Failure> {
     let connect = cluster.connect();
     let kind = match kind {
@@ -149,11 +152,16 @@ pub(crate) async fn choose_runtime(
             );
             Box::new(LocalRuntime)
         }
-        RuntimeKind::Kube => Box::new(
-            KubeRuntime::connect(&connect)
+        RuntimeKind::Kube => {
+            let runtime = KubeRuntime::connect(&connect)
                 .await
-                .map_err(|e| Failure::from((e.exit_code(), e)))?,
-        ),
+                .map_err(|e| Failure::from((e.exit_code(), e)))?;
+            Box::new(if shared_watch {
+                runtime.with_shared_watch()
+            } else {
+                runtime
+            })
+        }
     })
 }
 

@@ -22,7 +22,7 @@ pub(crate) async fn serve(
         ..EngineOptions::default()
     })
     .map_err(|e| Failure::from((e.exit_code(), e)))?;
-    let runtime = crate::run::choose_runtime(args.runtime, &args.cluster).await?;
+    let runtime = crate::run::choose_runtime(args.runtime, &args.cluster, true).await?;
     let store = match args.store {
         Some(s) => s,
         None => default_store()?,

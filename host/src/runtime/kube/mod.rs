@@ -21,6 +21,9 @@ use tokio::time::Instant;
 use futures::future::BoxFuture;
 
 use super::{Control, Event, Start, StartError, Started, Stdin, Stop};
+use shared_watch::SharedWatches;
+
+mod shared_watch;
 use crate::exit::Code;
 
 /// The label that carries the run id (set by the `labels` hook, and by this
@@ -232,6 +235,8 @@ enum Msg {
 pub struct KubeRuntime {
     client: Client,
     namespace: String,
+    /// One watch per namespace for every run, if shared.
+    watches: Option<Arc<SharedWatches>>,
 }
 
 impl KubeRuntime {
@@ -239,7 +244,7 @@ impl KubeRuntime {
     /// unless a run names one.
     pub async fn connect(connect: &Connect) -> Result<Self, KubeError> {
         let (client, namespace) = client(connect).await?;
-        Ok(KubeRuntime { client, namespace })
+        Ok(KubeRuntime::new(client, namespace))
     }
 
     /// A runtime on an existing client.
@@ -247,7 +252,16 @@ impl KubeRuntime {
         KubeRuntime {
             client,
             namespace: default_namespace.into(),
+            watches: None,
         }
+    }
+
+    /// Runs follow their pods through one watch per namespace, shared by
+    /// all of them, instead of one watch each: for a server that runs
+    /// many at once. Logs are still read per pod.
+    pub fn with_shared_watch(mut self) -> Self {
+        self.watches = Some(Arc::new(SharedWatches::new(self.client.clone())));
+        self
     }
 }
 
@@ -263,14 +277,19 @@ impl super::Runtime for KubeRuntime {
     fn start(&self, start: Start) -> BoxFuture<'_, Result<Started, StartError>> {
         Box::pin(async move {
             let namespace = start.namespace.clone().unwrap_or(self.namespace.clone());
-            Ok(start_pod(self.client.clone(), &namespace, start).await?)
+            Ok(start_pod(self.client.clone(), self.watches.clone(), &namespace, start).await?)
         })
     }
 }
 
 /// Creates the pod (or re-attaches to the run's existing pod) and starts
 /// following it.
-async fn start_pod(client: Client, namespace: &str, start: Start) -> Result<Started, KubeError> {
+async fn start_pod(
+    client: Client,
+    watches: Option<Arc<SharedWatches>>,
+    namespace: &str,
+    start: Start,
+) -> Result<Started, KubeError> {
     let Start {
         mut pod,
         run_id,
@@ -348,6 +367,8 @@ async fn start_pod(client: Client, namespace: &str, start: Start) -> Result<Star
         api,
         events_api: Api::namespaced(client, namespace),
         name: name.clone(),
+        namespace: namespace.to_string(),
+        watches,
         events: events_tx,
     };
     tokio::spawn(follower.run(found, control_rx, stdin));
@@ -434,6 +455,8 @@ struct Follower {
     api: Api<Pod>,
     events_api: Api<KubeEvent>,
     name: String,
+    namespace: String,
+    watches: Option<Arc<SharedWatches>>,
     events: mpsc::UnboundedSender<Event>,
 }
 
@@ -468,8 +491,18 @@ impl Follower {
                 self.events.clone(),
             ));
         }
-        let config = watcher::Config::default().fields(&format!("metadata.name={}", self.name));
-        let mut stream = watcher(self.api.clone(), config).default_backoff().boxed();
+        let mut stream: futures::stream::BoxStream<'static, shared_watch::Item> =
+            match &self.watches {
+                Some(watches) => watches.follow(&self.namespace, &self.name).boxed(),
+                None => {
+                    let config =
+                        watcher::Config::default().fields(&format!("metadata.name={}", self.name));
+                    watcher(self.api.clone(), config)
+                        .default_backoff()
+                        .map(|item| item.map_err(|e| e.to_string()))
+                        .boxed()
+                }
+            };
         let watching = Instant::now();
         // A pod stuck while starting may not change again (a volume that
         // cannot mount shows only in events): its events are read again
