@@ -101,10 +101,12 @@ fn list(args: RunsListArgs) -> Result<Code, Failure> {
         let page = client
             .call("GET", &format!("/v1/runs?limit={want}{query}{after}"), None)
             .map_err(|f| refused("list runs", f))?;
+        let got = page["runs"].as_array().map_or(0, Vec::len);
         runs.extend(page["runs"].as_array().into_iter().flatten().cloned());
         match page["next"].as_str() {
-            Some(next) => cursor = Some(next.to_string()),
-            None => break,
+            // An empty page that says there is more would never end.
+            Some(next) if got > 0 => cursor = Some(next.to_string()),
+            _ => break,
         }
     }
     show(&Value::Array(runs), args.output, table)

@@ -104,12 +104,17 @@ async fn one(shared: &Shared, callback: Callback) {
     };
     let body = serde_json::to_vec(&view(run)).unwrap_or_default();
     let url = callback.url.clone();
-    let sent = tokio::task::spawn_blocking(move || post(&url, body))
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+    // Allowed when submitted, but maybe not by this server, or not now.
+    let sent = match check(&url, &shared.callback_hosts) {
+        Ok(()) => tokio::task::spawn_blocking(move || post(&url, body))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string())),
+        Err(_) => Err("its host is not one this server calls back".into()),
+    };
+    let final_try = sent.is_err() && check(&callback.url, &shared.callback_hosts).is_err();
     let (state, next) = match sent {
         Ok(()) => ("delivered", None),
-        Err(why) if callback.attempt >= MAX_ATTEMPTS => {
+        Err(why) if callback.attempt >= MAX_ATTEMPTS || final_try => {
             tracing::warn!(
                 "giving up the callback of run {} after {} tries: {why}",
                 callback.id,
@@ -131,7 +136,11 @@ async fn one(shared: &Shared, callback: Callback) {
         (_, Some(_)) => "retrying",
         _ => "given-up",
     });
-    if let Err(e) = shared.store.callback_tried(&callback.id, state, next).await {
+    if let Err(e) = shared
+        .store
+        .callback_tried(&callback.id, callback.attempt, state, next)
+        .await
+    {
         tracing::warn!("cannot record the callback of run {}: {e}", callback.id);
     }
     shared.changed();
@@ -143,6 +152,7 @@ fn post(url: &str, body: Vec<u8>) -> Result<(), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
+        .timeout_connect(Some(Duration::from_secs(3)))
         .timeout_global(Some(TIMEOUT))
         .user_agent(concat!("podrun/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -117,6 +117,8 @@ pub(crate) struct Shared {
     callback_hosts: Vec<String>,
     retention: Duration,
     metrics: metrics::Metrics,
+    /// Claims in flight (see `worker::renew`).
+    claiming: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -168,6 +170,7 @@ impl Server {
             callback_hosts: options.callback_hosts,
             retention: options.retention,
             metrics: metrics::Metrics::new(),
+            claiming: std::sync::atomic::AtomicUsize::new(0),
         });
         Ok(Server { shared, listener })
     }

@@ -132,6 +132,8 @@ pub struct Work {
     pub log_truncated: bool,
     /// A cancel was asked for.
     pub cancel_requested: bool,
+    /// Its pod may have been created.
+    pub pod_requested: bool,
 }
 
 /// One stored line of output.
@@ -522,19 +524,50 @@ impl Store {
         .transpose()
     }
 
-    /// Records how delivering run `id`'s callback went: `state` is
-    /// `delivered` or `failed` once done, `pending` with the time of the
-    /// next try otherwise.
+    /// Records how try `attempt` of delivering run `id`'s callback went:
+    /// `state` is `delivered` or `failed` once done, `pending` with the
+    /// time of the next try otherwise. A try that took longer than its
+    /// hold, and was taken again meanwhile, records nothing.
     pub async fn callback_tried(
         &self,
         id: &str,
+        attempt: i64,
         state: &str,
         next: Option<i64>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET callback_state = $1, callback_next_at = $2 WHERE id = $3")
-            .bind(state)
-            .bind(next)
+        sqlx::query(
+            "UPDATE runs SET callback_state = $1, callback_next_at = $2 \
+             WHERE id = $3 AND callback_attempts = $4",
+        )
+        .bind(state)
+        .bind(next)
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks that run `id`'s pod is about to be created, if this server
+    /// holds the run; whether it does.
+    pub async fn request_pod(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runs SET pod_requested = 1 \
+             WHERE id = $1 AND owner = $2 AND state IN ('starting', 'running')",
+        )
+        .bind(id)
+        .bind(&*self.owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives up this server's lease on run `id`: another server, or this
+    /// one, takes it over at once.
+    pub async fn release_lease(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET lease_until = 0 WHERE id = $1 AND owner = $2")
             .bind(id)
+            .bind(&*self.owner)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -557,7 +590,8 @@ impl Store {
     pub async fn work(&self, id: &str) -> Result<Option<Work>, StoreError> {
         let row = sqlx::query(
             "SELECT id, application, state, pod, context, stdin, log_bytes, log_truncated, \
-             cancel_requested, (SELECT COUNT(*) FROM logs WHERE run_id = runs.id) AS lines \
+             cancel_requested, pod_requested, \
+             (SELECT COUNT(*) FROM logs WHERE run_id = runs.id) AS lines \
              FROM runs WHERE id = $1",
         )
         .bind(id)
@@ -803,6 +837,7 @@ fn work(row: &AnyRow) -> Result<Work, StoreError> {
         log_bytes: row.try_get("log_bytes")?,
         log_truncated: flag(row, "log_truncated")?,
         cancel_requested: flag(row, "cancel_requested")?,
+        pod_requested: flag(row, "pod_requested")?,
     })
 }
 
@@ -1030,8 +1065,11 @@ mod tests {
             assert!(b.take_over(LEASE).await.unwrap().is_none(), "lease held");
             a.renew(Duration::from_millis(300)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(400)).await;
+            assert!(a.request_pod("x").await.unwrap());
+            assert!(!b.request_pod("x").await.unwrap(), "only its holder");
             let taken = b.take_over(LEASE).await.unwrap().unwrap();
             assert_eq!((taken.id.as_str(), taken.state), ("x", State::Running));
+            assert!(taken.pod_requested, "its pod is only followed");
             assert!(b.take_over(LEASE).await.unwrap().is_none(), "taken once");
             // The old holder, back from a pause, is fenced off.
             assert!(a.renew(LEASE).await.unwrap().is_empty());
@@ -1056,7 +1094,11 @@ mod tests {
             a.claim(LEASE).await.unwrap().unwrap();
             assert!(b.take_over(LEASE).await.unwrap().is_none());
             a.release_leases().await.unwrap();
-            assert_eq!(b.take_over(LEASE).await.unwrap().unwrap().id, "y");
+            let y = b.take_over(LEASE).await.unwrap().unwrap();
+            assert_eq!((y.id.as_str(), y.pod_requested), ("y", false));
+            // One run let go alone.
+            b.release_lease("y").await.unwrap();
+            assert_eq!(a.take_over(LEASE).await.unwrap().unwrap().id, "y");
         })
         .await;
     }
@@ -1091,9 +1133,11 @@ mod tests {
                 ("c", "http://hook/", 1)
             );
             assert!(b.due_callback(LEASE).await.unwrap().is_none(), "held");
-            a.callback_tried("c", "pending", Some(0)).await.unwrap();
+            a.callback_tried("c", 1, "pending", Some(0)).await.unwrap();
             assert_eq!(b.due_callback(LEASE).await.unwrap().unwrap().attempt, 2);
-            b.callback_tried("c", "delivered", None).await.unwrap();
+            // The first try, late, no longer counts.
+            a.callback_tried("c", 1, "failed", None).await.unwrap();
+            b.callback_tried("c", 2, "delivered", None).await.unwrap();
             assert!(a.due_callback(LEASE).await.unwrap().is_none());
             assert_eq!(state(&a).await.as_deref(), Some("delivered"));
         })

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -38,12 +39,15 @@ pub(crate) async fn queue(shared: Arc<Shared>) {
         let Ok(permit) = shared.slots.clone().acquire_owned().await else {
             return;
         };
+        let claiming = Claiming::new(&shared);
         match shared.store.claim(shared.lease).await {
             Ok(Some(work)) => {
                 shared.changed();
-                tokio::spawn(execute(shared.clone(), work, false, permit));
+                follow(&shared, work, false, permit);
+                drop(claiming);
             }
             Ok(None) => {
+                drop(claiming);
                 drop(permit);
                 // A submit here wakes the queue; the timer finds runs
                 // submitted to other servers.
@@ -53,6 +57,7 @@ pub(crate) async fn queue(shared: Arc<Shared>) {
                 }
             }
             Err(e) => {
+                drop(claiming);
                 drop(permit);
                 tracing::warn!("cannot take a queued run: {e}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -70,26 +75,65 @@ pub(crate) async fn take_over(shared: Arc<Shared>) {
         let Ok(permit) = shared.slots.clone().acquire_owned().await else {
             return;
         };
+        let claiming = Claiming::new(&shared);
         match shared.store.take_over(shared.lease).await {
+            // This server's own lease ran out (the store was away for
+            // longer) while it went on following the run: it still does.
+            Ok(Some(work)) if lock(&shared.running).contains_key(&work.id) => drop(permit),
             Ok(Some(work)) if shared.runtime.reattaches() => {
                 tracing::info!("following run {} again", work.id);
-                tokio::spawn(execute(shared.clone(), work, true, permit));
+                follow(&shared, work, true, permit);
+                drop(claiming);
             }
             Ok(Some(work)) => {
+                drop(claiming);
                 drop(permit);
                 lose(&shared, &work).await;
             }
             Ok(None) => {
+                drop(claiming);
                 drop(permit);
                 tokio::time::sleep(shared.lease / 3).await;
             }
             Err(e) => {
+                drop(claiming);
                 drop(permit);
                 tracing::warn!("cannot take over runs: {e}");
                 tokio::time::sleep(shared.lease / 3).await;
             }
         }
     }
+}
+
+/// Counts a claim in flight: until it has registered the run it took,
+/// leases held but not followed may be that run's.
+struct Claiming<'a>(&'a AtomicUsize);
+
+impl<'a> Claiming<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.claiming.fetch_add(1, Ordering::SeqCst);
+        Claiming(&shared.claiming)
+    }
+}
+
+impl Drop for Claiming<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Registers `work` as followed here, then runs it.
+fn follow(shared: &Arc<Shared>, work: Work, resumed: bool, permit: OwnedSemaphorePermit) {
+    let handle = Handle {
+        cancel: Cancel::new(),
+        abandon: Arc::new(Notify::new()),
+    };
+    lock(&shared.running).insert(work.id.clone(), handle.clone());
+    tokio::spawn(execute(shared.clone(), work, resumed, permit, handle));
 }
 
 /// Ends a run taken over on a runtime whose containers died with the
@@ -151,6 +195,16 @@ pub(crate) async fn renew(shared: Arc<Shared>) {
             }
         };
         let held: HashMap<String, bool> = held.into_iter().collect();
+        // Held but followed by no worker here (its claim could not read
+        // it, or its worker is gone): let another server (or this one)
+        // take it over.
+        if shared.claiming.load(Ordering::SeqCst) == 0 {
+            let following: Vec<String> = lock(&shared.running).keys().cloned().collect();
+            for id in held.keys().filter(|id| !following.contains(id)) {
+                tracing::warn!("run {id} is held here but not followed: letting it go");
+                let _ = shared.store.release_lease(id).await;
+            }
+        }
         for (id, handle) in handles {
             match held.get(&id) {
                 Some(true) => handle.cancel.cancel(Reason::Request),
@@ -190,31 +244,40 @@ pub(crate) async fn sweep(shared: Arc<Shared>) {
 
 /// Runs `work` to its end and stores it; `resumed` for a run another
 /// server (or this one before a restart) had started.
-async fn execute(shared: Arc<Shared>, work: Work, resumed: bool, _slot: OwnedSemaphorePermit) {
+async fn execute(
+    shared: Arc<Shared>,
+    work: Work,
+    resumed: bool,
+    _slot: OwnedSemaphorePermit,
+    handle: Handle,
+) {
     let id = work.id.clone();
-    let handle = Handle {
-        cancel: Cancel::new(),
-        abandon: Arc::new(Notify::new()),
-    };
-    shared
-        .running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id.clone(), handle.clone());
+    // Unregistered however this ends, a panic included.
+    struct Registered<'a>(&'a Shared, &'a str);
+    impl Drop for Registered<'_> {
+        fn drop(&mut self) {
+            lock(&self.0.running).remove(self.1);
+        }
+    }
+    let registered = Registered(&shared, &id);
     let result = tokio::select! {
         result = run(&shared, work, resumed, handle.clone()) => Some(result),
         _ = handle.abandon.notified() => None,
     };
-    shared
-        .running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&id);
+    drop(registered);
     // A place is free: for an application at its limit too.
     shared.queued.notify_one();
-    let Some(result) = result else {
-        tracing::warn!("run {id} is held by another server now: no longer followed here");
-        return;
+    let result = match result {
+        Some(Ok(result)) => result,
+        Some(Err(GiveUp(why))) => {
+            tracing::warn!("run {id}: {why}; letting another server take it");
+            let _ = shared.store.release_lease(&id).await;
+            return;
+        }
+        None => {
+            tracing::warn!("run {id} is held by another server now: no longer followed here");
+            return;
+        }
     };
     let state = match result.outcome.as_str() {
         "succeeded" => State::Succeeded,
@@ -245,7 +308,16 @@ async fn execute(shared: Arc<Shared>, work: Work, resumed: bool, _slot: OwnedSem
     shared.changed();
 }
 
-async fn run(shared: &Arc<Shared>, work: Work, resumed: bool, handle: Handle) -> RunResult {
+/// Why a worker stopped before the run's pod was followed: the run is
+/// left to be taken over, not ended.
+struct GiveUp(String);
+
+async fn run(
+    shared: &Arc<Shared>,
+    work: Work,
+    resumed: bool,
+    handle: Handle,
+) -> Result<RunResult, GiveUp> {
     let cancel = handle.cancel;
     let failed = |reason: &str, message: String, code: Code| RunResult {
         run_id: work.id.clone(),
@@ -258,28 +330,48 @@ async fn run(shared: &Arc<Shared>, work: Work, resumed: bool, handle: Handle) ->
     };
     let pod: Pod = match serde_json::from_str(&work.pod) {
         Ok(p) => p,
-        Err(e) => return failed("StoreCorrupt", format!("the stored pod: {e}"), Code::Usage),
+        Err(e) => {
+            return Ok(failed(
+                "StoreCorrupt",
+                format!("the stored pod: {e}"),
+                Code::Usage,
+            ));
+        }
     };
     let context: RunContext = match serde_json::from_str(&work.context) {
         Ok(c) => c,
         Err(e) => {
-            return failed(
+            return Ok(failed(
                 "StoreCorrupt",
                 format!("the stored context: {e}"),
                 Code::Usage,
-            );
+            ));
         }
     };
     let classifiers =
         match podrun::pipeline::classifiers(&shared.hooks, &shared.config, &work.application).await
         {
             Ok(c) => c,
-            Err(e) => return failed("HookFailed", e.to_string(), e.exit_code()),
+            // A resumed run's pod may be running: it is left to a server
+            // that can load the hooks, not ended with its pod unwatched.
+            Err(e) if resumed => return Err(GiveUp(format!("its classifiers: {e}"))),
+            Err(e) => return Ok(failed("HookFailed", e.to_string(), e.exit_code())),
         };
     let skip = match shared.store.lines_by_container(&work.id).await {
         Ok(s) => s,
-        Err(e) => return failed("StoreFailed", e.to_string(), Code::Cluster),
+        Err(e) => return Err(GiveUp(format!("cannot read its log: {e}"))),
     };
+    // A pod that may have been created is only ever followed: if it is
+    // gone, the run ends lost rather than running twice. The mark is
+    // stored before the pod is created.
+    let follow_only = resumed && (work.state == State::Running || work.pod_requested);
+    if !follow_only && shared.runtime.reattaches() {
+        match shared.store.request_pod(&work.id).await {
+            Ok(true) => {}
+            Ok(false) => return Err(GiveUp("another server holds it".into())),
+            Err(e) => return Err(GiveUp(format!("cannot mark its pod as requested: {e}"))),
+        }
+    }
     // A cancel asked for before this worker could hear it. A resumed run's
     // pod may be running: it is found first, then stopped.
     let mut cancel_on_start = None;
@@ -317,10 +409,8 @@ async fn run(shared: &Arc<Shared>, work: Work, resumed: bool, handle: Handle) ->
             .map(|bytes| Box::new(Cursor::new(bytes)) as Stdin),
         sink: &mut sink,
     };
-    // A run a previous server saw running may have ended and had its pod
-    // deleted since: it is followed if its pod is there, never run again.
     let options = Options {
-        existing_only: resumed && work.state == State::Running,
+        existing_only: follow_only,
         ..Options::default()
     };
     let ran = lifecycle::run(
@@ -336,7 +426,7 @@ async fn run(shared: &Arc<Shared>, work: Work, resumed: bool, handle: Handle) ->
     // Every line is stored before the run's end is: a client following
     // the log has all of it once it sees the run ended.
     let _ = writer.await;
-    match ran {
+    Ok(match ran {
         Ok(result) => result,
         Err(RunError::Start(StartError::Kube(e @ KubeError::NoPod(_)))) => RunResult {
             outcome: "lost".into(),
@@ -348,7 +438,7 @@ async fn run(shared: &Arc<Shared>, work: Work, resumed: bool, handle: Handle) ->
             ..failed("PodGone", String::new(), Code::Cluster)
         },
         Err(e) => failed("RunFailed", e.to_string(), e.exit_code()),
-    }
+    })
 }
 
 fn json(result: &RunResult) -> String {
