@@ -1,0 +1,247 @@
+//! `podrun serve` on a real cluster (`KUBECONFIG`; image `busybox:local`):
+//!
+//! - 100 runs at once (a node takes 110 pods): all succeed, and the API
+//!   server counts one more pod watch for all of them
+//!   (`apiserver_registered_watchers`), where 100 `podrun run` processes
+//!   add one each;
+//! - submit -> pod created, below the concurrency limit (criterion; goal:
+//!   median <= 50 ms).
+//!
+//! `KUBECONFIG=… cargo bench -p podrun-cli --bench server_kube`
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+
+const RUNS: usize = 100;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root")
+}
+
+const TEMPLATE: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Name }}-{{ .UniqueId }}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: {{ .Name }}\n    image: {{ .Container.Image }}\n    imagePullPolicy: IfNotPresent\n    args: [{{ .Container.Arguments }}]\n";
+
+fn write_app(dir: &Path) -> PathBuf {
+    std::fs::write(dir.join("app.tmpl"), TEMPLATE).unwrap();
+    let config = dir.join("pod-runner.yaml");
+    std::fs::write(
+        &config,
+        "applications:\n- name: worker\n  template: app.tmpl\n  container:\n    image: busybox:local\n",
+    )
+    .unwrap();
+    config
+}
+
+/// The API server's count of registered pod watches.
+fn pod_watches() -> usize {
+    let out = Command::new("kubectl")
+        .args(["get", "--raw", "/metrics"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("apiserver_registered_watchers{group=\"\",kind=\"Pod\",version=\"v1\"} ")
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .expect("apiserver_registered_watchers for pods")
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    fn start(config: &Path, store: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
+            .env("PODRUN_CACHE_DIR", root().join("target/bench-hook-cache"))
+            .args([
+                "serve",
+                "--runtime",
+                "kube",
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+            ])
+            .arg(config)
+            .arg("--store")
+            .arg(format!("sqlite:{}", store.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let base = loop {
+            let line = lines.next().expect("the server started").unwrap();
+            if let Some(addr) = line.strip_prefix("podrun: serving on ") {
+                break addr.to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            base,
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+        }
+    }
+
+    fn submit(&self, script: &str) -> String {
+        let mut answer = self
+            .agent
+            .post(format!("{}/v1/runs", self.base))
+            .header("content-type", "application/json")
+            .send(json!({"application": "worker", "args": ["sh", "-c", script]}).to_string())
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 201);
+        let run: Value =
+            serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
+        run["id"].as_str().unwrap().to_string()
+    }
+
+    fn run(&self, id: &str) -> Value {
+        let mut answer = self
+            .agent
+            .get(format!("{}/v1/runs/{id}", self.base))
+            .call()
+            .unwrap();
+        serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `n` pods of podrun's are running; the API server's pod
+/// watches then.
+fn watches_with_running(n: usize) -> usize {
+    let start = Instant::now();
+    loop {
+        let out = Command::new("kubectl")
+            .args([
+                "get",
+                "pods",
+                "-l",
+                "podrun.dev/run-id",
+                "--field-selector=status.phase=Running",
+                "-o",
+                "name",
+            ])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).lines().count() >= n {
+            return pod_watches();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "{n} pods never ran"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Submit -> the pod exists, seen by a watch on its run id.
+fn submit_to_created(rt: &tokio::runtime::Runtime, server: &Server) -> Duration {
+    let client = rt.block_on(kube::Client::try_default()).unwrap();
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let start = Instant::now();
+    let id = server.submit("true");
+    let config = watcher::Config::default().labels(&format!("podrun.dev/run-id={id}"));
+    let seen = rt.block_on(async {
+        let mut stream = watcher(pods, config).applied_objects().boxed();
+        stream.next().await;
+        start.elapsed()
+    });
+    // The run goes on to its end before the next.
+    while !matches!(
+        server.run(&id)["state"].as_str(),
+        Some("succeeded" | "failed")
+    ) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    seen
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_app(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let before = pod_watches();
+    let server = Server::start(&config, &dir.path().join("runs.db"));
+    let ids: Vec<String> = (0..RUNS).map(|_| server.submit("sleep 15")).collect();
+    let with_server = watches_with_running(RUNS);
+    let mut failed = 0;
+    for id in &ids {
+        loop {
+            match server.run(id)["state"].as_str() {
+                Some("succeeded") => break,
+                Some("failed" | "lost" | "cancelled") => {
+                    failed += 1;
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+    assert_eq!(failed, 0, "every run succeeds");
+
+    // The same hundred as `podrun run` processes.
+    let idle = pod_watches();
+    let cli: Vec<Child> = (0..RUNS)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_podrun"))
+                .env("PODRUN_CACHE_DIR", root().join("target/bench-hook-cache"))
+                .args(["run", "--runtime", "kube", "--config"])
+                .arg(&config)
+                .args(["-a", "worker", "-c", "sh -c 'sleep 15'"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let with_cli = watches_with_running(RUNS);
+    for mut child in cli {
+        assert!(child.wait().unwrap().success());
+    }
+    println!(
+        "{RUNS} runs at once, all succeeded: API server pod watches {before} before, {with_server} with the server's runs (+{}), {idle} -> {with_cli} with {RUNS} podrun run processes (+{})",
+        with_server.saturating_sub(before),
+        with_cli.saturating_sub(idle)
+    );
+
+    let mut group = c.benchmark_group("server_kube");
+    group.sample_size(20);
+    group.bench_function("submit -> pod created (below the limit)", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| submit_to_created(&rt, &server)).sum())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
