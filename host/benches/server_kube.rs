@@ -132,32 +132,38 @@ impl Drop for Server {
     }
 }
 
-/// Waits until `n` pods of podrun's are running; the API server's pod
-/// watches then.
-fn watches_with_running(n: usize) -> usize {
+/// Pods of podrun's running now.
+fn running_pods() -> usize {
+    let out = Command::new("kubectl")
+        .args([
+            "get",
+            "pods",
+            "-l",
+            "podrun.dev/run-id",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "name",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Samples, until `done` says so, the most pods of podrun's running at
+/// once and the most pod watches the API server had meanwhile.
+fn peaks(done: impl Fn() -> bool) -> (usize, usize) {
+    let (mut pods, mut watches) = (0, 0);
     let start = Instant::now();
-    loop {
-        let out = Command::new("kubectl")
-            .args([
-                "get",
-                "pods",
-                "-l",
-                "podrun.dev/run-id",
-                "--field-selector=status.phase=Running",
-                "-o",
-                "name",
-            ])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&out.stdout).lines().count() >= n {
-            return pod_watches();
-        }
+    while !done() {
+        pods = pods.max(running_pods());
+        watches = watches.max(pod_watches());
         assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "{n} pods never ran"
+            start.elapsed() < Duration::from_secs(600),
+            "the runs never ended"
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    (pods, watches)
 }
 
 /// Submit -> the pod exists, seen by a watch on its run id.
@@ -192,47 +198,55 @@ fn bench(c: &mut Criterion) {
 
     let before = pod_watches();
     let server = Server::start(&config, &dir.path().join("runs.db"));
-    let ids: Vec<String> = (0..RUNS).map(|_| server.submit("sleep 15")).collect();
-    let with_server = watches_with_running(RUNS);
-    let mut failed = 0;
-    for id in &ids {
-        loop {
-            match server.run(id)["state"].as_str() {
-                Some("succeeded") => break,
-                Some("failed" | "lost" | "cancelled") => {
-                    failed += 1;
-                    break;
-                }
-                _ => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
-    }
+    let ids: Vec<String> = (0..RUNS).map(|_| server.submit("sleep 60")).collect();
+    let ended = |id: &String| {
+        matches!(
+            server.run(id)["state"].as_str(),
+            Some("succeeded" | "failed" | "lost" | "cancelled")
+        )
+    };
+    let (server_pods, server_watches) = peaks(|| ids.iter().all(ended));
+    let failed = ids
+        .iter()
+        .filter(|id| server.run(id)["state"] != "succeeded")
+        .count();
     assert_eq!(failed, 0, "every run succeeds");
 
     // The same hundred as `podrun run` processes.
+    while running_pods() > 0 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let idle = pod_watches();
-    let cli: Vec<Child> = (0..RUNS)
+    let cli: Vec<std::sync::Mutex<Child>> = (0..RUNS)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_podrun"))
                 .env("PODRUN_CACHE_DIR", root().join("target/bench-hook-cache"))
                 .args(["run", "--runtime", "kube", "--config"])
                 .arg(&config)
-                .args(["-a", "worker", "-c", "sh -c 'sleep 15'"])
+                .args(["-a", "worker", "-c", "sh -c 'sleep 60'"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap()
         })
+        .map(std::sync::Mutex::new)
         .collect();
-    let with_cli = watches_with_running(RUNS);
-    for mut child in cli {
-        assert!(child.wait().unwrap().success());
-    }
+    let (cli_pods, cli_watches) = peaks(|| {
+        cli.iter()
+            .all(|c| c.lock().unwrap().try_wait().unwrap().is_some())
+    });
+    let cli_ok = cli
+        .iter()
+        .filter(|c| c.lock().unwrap().wait().unwrap().success())
+        .count();
     println!(
-        "{RUNS} runs at once, all succeeded: API server pod watches {before} before, {with_server} with the server's runs (+{}), {idle} -> {with_cli} with {RUNS} podrun run processes (+{})",
-        with_server.saturating_sub(before),
-        with_cli.saturating_sub(idle)
+        "{RUNS} runs through one server, all succeeded: at most {server_pods} pods running at once; API server pod watches {before} before, at most {server_watches} meanwhile (+{})",
+        server_watches.saturating_sub(before)
+    );
+    println!(
+        "{RUNS} podrun run processes, {cli_ok} succeeded: at most {cli_pods} pods running at once; pod watches {idle} before, at most {cli_watches} meanwhile (+{})",
+        cli_watches.saturating_sub(idle)
     );
 
     let mut group = c.benchmark_group("server_kube");
