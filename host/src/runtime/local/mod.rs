@@ -20,7 +20,6 @@ use k8s_openapi::api::core::v1::{
     ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -504,33 +503,7 @@ impl Supervisor {
         for out in outputs.into_iter().flatten() {
             let events = self.events.clone();
             let container = launch.name.clone();
-            readers.push(tokio::spawn(async move {
-                let mut reader = BufReader::with_capacity(64 << 10, out);
-                loop {
-                    // Whole lines as they are buffered, one event per batch.
-                    let line = match reader.fill_buf().await {
-                        Ok([]) | Err(_) => return,
-                        Ok(chunk) => match chunk.iter().rposition(|b| *b == b'\n') {
-                            Some(end) => {
-                                let lines = chunk[..=end].to_vec();
-                                reader.consume(end + 1);
-                                lines
-                            }
-                            None => {
-                                let mut line = Vec::new();
-                                if reader.read_until(b'\n', &mut line).await.is_err() {
-                                    return;
-                                }
-                                line
-                            }
-                        },
-                    };
-                    let _ = events.send(Event::Log {
-                        container: container.clone(),
-                        line,
-                    });
-                }
-            }));
+            readers.push(tokio::spawn(read_lines(out, container, events)));
         }
         if let Some(mut input) = child.stdin.take()
             && let Some(mut source) = self.stdin_pending.take()
@@ -965,4 +938,49 @@ fn prepare_volumes(
         created.extend(missing.into_iter().rev());
     }
     (Some(dir), volumes, None)
+}
+
+/// The most a container's output is read at once.
+const READ_MAX: usize = 64 << 10;
+
+/// Sends `out`'s output as it comes, whole lines at a time (one event per
+/// batch; a last line without its newline at the end). The buffer starts
+/// small and grows only while the output fills it: a thousand quiet
+/// containers cost a few kilobytes each, a loud one reads 64 KB at once.
+async fn read_lines(
+    mut out: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    container: String,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(buf.capacity().min(READ_MAX));
+        }
+        let spare = buf.capacity() - buf.len();
+        let n = match out.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => {
+                if !buf.is_empty() {
+                    let _ = events.send(Event::Log {
+                        container,
+                        line: buf,
+                    });
+                }
+                return;
+            }
+            Ok(n) => n,
+        };
+        if n == spare && buf.capacity() < READ_MAX {
+            buf.reserve(buf.capacity());
+        }
+        if let Some(end) = buf.iter().rposition(|b| *b == b'\n') {
+            let lines = buf[..=end].to_vec();
+            buf.drain(..=end);
+            let _ = events.send(Event::Log {
+                container: container.clone(),
+                line: lines,
+            });
+        }
+    }
 }
