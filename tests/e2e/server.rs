@@ -1133,15 +1133,15 @@ fn an_applications_limit_queues_its_runs_without_holding_others_and_ended_runs_g
         .submit(json!({"application": "worker", "args": ["sh", "-c", "echo other; sleep 1"]}));
     let mut other_ran_while_limited_waited = false;
     loop {
-        let states: Vec<String> = limited
+        // One query: a snapshot of all three at one moment.
+        let (_, page) = server.json("GET", "/v1/runs?application=limited", None);
+        let states: Vec<String> = page["runs"]
+            .as_array()
+            .unwrap()
             .iter()
-            .map(|id| {
-                server.json("GET", &format!("/v1/runs/{id}"), None).1["state"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
+            .map(|r| r["state"].as_str().unwrap().to_string())
             .collect();
+        assert_eq!(states.len(), limited.len());
         let in_flight = states
             .iter()
             .filter(|s| *s == "starting" || *s == "running")

@@ -264,14 +264,15 @@ async fn execute(
         result = run(&shared, work, resumed, handle.clone()) => Some(result),
         _ = handle.abandon.notified() => None,
     };
-    drop(registered);
-    // A place is free: for an application at its limit too.
-    shared.queued.notify_one();
+    // Registered until its end is stored: a renewal meanwhile must not
+    // take it for a run nobody follows.
     let result = match result {
         Some(Ok(result)) => result,
         Some(Err(GiveUp(why))) => {
             tracing::warn!("run {id}: {why}; letting another server take it");
             let _ = shared.store.release_lease(&id).await;
+            // Not taken again at once by a server that cannot follow it.
+            tokio::time::sleep(Duration::from_secs(1)).await;
             return;
         }
         None => {
@@ -305,6 +306,9 @@ async fn execute(
             }
         }
     }
+    drop(registered);
+    // A place is free: for an application at its limit too.
+    shared.queued.notify_one();
     shared.changed();
 }
 
@@ -409,8 +413,10 @@ async fn run(
             .map(|bytes| Box::new(Cursor::new(bytes)) as Stdin),
         sink: &mut sink,
     };
+    // A run abandoned to another server leaves its pod to that server.
     let options = Options {
         existing_only: follow_only,
+        keep_when_dropped: true,
         ..Options::default()
     };
     let ran = lifecycle::run(

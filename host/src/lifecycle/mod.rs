@@ -25,6 +25,9 @@ pub struct Options {
     /// Only follow the run's existing pod, never create one (see
     /// [`crate::runtime::Start::existing_only`]).
     pub existing_only: bool,
+    /// Leave a cluster pod be if this run is dropped before its end (see
+    /// [`crate::runtime::Start::keep_when_dropped`]).
+    pub keep_when_dropped: bool,
 }
 
 /// Whether the pod is kept at the end of a run on a cluster.
@@ -167,6 +170,7 @@ pub async fn run(
             namespace: context.namespace.clone(),
             stdin,
             existing_only: options.existing_only,
+            keep_when_dropped: options.keep_when_dropped,
         })
         .await?;
     sink.notice(Notice::Started {

@@ -104,6 +104,9 @@ pub struct Start {
     /// Only follow the run's existing pod, never create one: for a run
     /// whose pod may have run and gone already, which must not run twice.
     pub existing_only: bool,
+    /// Leave the pod be if the run is dropped before its end (a server
+    /// that lost a run to another server), instead of deleting it.
+    pub keep_when_dropped: bool,
 }
 
 /// A started pod.

@@ -295,6 +295,7 @@ async fn start_pod(
         run_id,
         stdin,
         existing_only,
+        keep_when_dropped,
         ..
     } = start;
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
@@ -369,6 +370,7 @@ async fn start_pod(
         name: name.clone(),
         namespace: namespace.to_string(),
         watches,
+        keep_when_dropped,
         events: events_tx,
     };
     tokio::spawn(follower.run(found, control_rx, stdin));
@@ -457,6 +459,7 @@ struct Follower {
     name: String,
     namespace: String,
     watches: Option<Arc<SharedWatches>>,
+    keep_when_dropped: bool,
     events: mpsc::UnboundedSender<Event>,
 }
 
@@ -469,6 +472,9 @@ impl Follower {
     ) {
         // The pod as created (or found) is the first status: the lifecycle
         // and the log followers have it before the watch says anything.
+        // The shared watch's events of another pod of the same name (an
+        // earlier run's) are not this run's.
+        let uid = found.metadata.uid.clone();
         let (pod_tx, pod_rx) = watch::channel::<Option<Pod>>(Some(found.clone()));
         let _ = self
             .events
@@ -493,7 +499,7 @@ impl Follower {
         }
         let mut stream: futures::stream::BoxStream<'static, shared_watch::Item> =
             match &self.watches {
-                Some(watches) => watches.follow(&self.namespace, &self.name).boxed(),
+                Some(watches) => watches.follow(&self.namespace, &self.name, uid).boxed(),
                 None => {
                     let config =
                         watcher::Config::default().fields(&format!("metadata.name={}", self.name));
@@ -582,10 +588,13 @@ impl Follower {
                         return;
                     }
                     // The run was dropped: nobody follows the pod any more,
-                    // so it does not outlive the run.
+                    // so it does not outlive the run (unless another
+                    // follows it now).
                     None => {
                         logs.abort();
-                        self.delete(None).await;
+                        if !self.keep_when_dropped {
+                            self.delete(None).await;
+                        }
                         return;
                     }
                 },

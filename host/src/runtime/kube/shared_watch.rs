@@ -29,8 +29,12 @@ pub(super) struct SharedWatches {
     namespaces: Mutex<HashMap<String, Arc<Namespace>>>,
 }
 
+/// The followers of each pod name (two runs may use one name in turn).
+type Followers = HashMap<String, Vec<mpsc::UnboundedSender<Item>>>;
+
 struct Namespace {
-    followers: Mutex<HashMap<String, mpsc::UnboundedSender<Item>>>,
+    name: String,
+    followers: Mutex<Followers>,
     pods: reflector::Store<Pod>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -55,9 +59,9 @@ impl SharedWatches {
         }
     }
 
-    /// Follows pod `name` of `namespace`: its current state if the watch
-    /// knows it, then every change.
-    pub(super) fn follow(&self, namespace: &str, name: &str) -> Following {
+    /// Follows pod `name` of `namespace` (the one of `uid`, when known):
+    /// its current state if the watch knows it, then every change.
+    pub(super) fn follow(&self, namespace: &str, name: &str, uid: Option<String>) -> Following {
         let ns = lock(&self.namespaces)
             .entry(namespace.to_string())
             .or_insert_with(|| self.start(namespace))
@@ -68,12 +72,17 @@ impl SharedWatches {
             if let Some(pod) = ns.pods.get(&ObjectRef::new(name).within(namespace)) {
                 let _ = tx.send(Ok(watcher::Event::Apply(Pod::clone(&pod))));
             }
-            followers.insert(name.to_string(), tx);
+            followers
+                .entry(name.to_string())
+                .or_default()
+                .push(tx.clone());
         }
         Following {
             rx,
+            tx,
             ns,
             name: name.to_string(),
+            uid,
         }
     }
 
@@ -84,6 +93,7 @@ impl SharedWatches {
             let config = watcher::Config::default().labels(RUN_ID_LABEL);
             let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
             Namespace {
+                name: namespace.to_string(),
                 followers: Mutex::new(HashMap::new()),
                 pods,
                 task: tokio::spawn(fan_out(me.clone(), stream)),
@@ -101,48 +111,88 @@ async fn fan_out(
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         let Some(ns) = ns.upgrade() else { return };
-        let mut followers = lock(&ns.followers);
-        let to_all = |item: Item, followers: &mut HashMap<String, mpsc::UnboundedSender<Item>>| {
-            followers.retain(|_, tx| tx.send(item.clone()).is_ok());
+        let followers = lock(&ns.followers);
+        let to_pod = |pod: &Pod, event: Item, followers: &Followers| {
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            for tx in followers.get(name).into_iter().flatten() {
+                let _ = tx.send(event.clone());
+            }
+        };
+        let to_all = |item: Item, followers: &Followers| {
+            for tx in followers.values().flatten() {
+                let _ = tx.send(item.clone());
+            }
         };
         match item {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                if let Some(tx) = followers.get(&name) {
-                    let _ = tx.send(Ok(watcher::Event::Apply(pod)));
-                }
+                to_pod(&pod, Ok(watcher::Event::Apply(pod.clone())), &followers)
             }
             Ok(watcher::Event::Delete(pod)) => {
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                if let Some(tx) = followers.get(&name) {
-                    let _ = tx.send(Ok(watcher::Event::Delete(pod)));
+                to_pod(&pod, Ok(watcher::Event::Delete(pod.clone())), &followers)
+            }
+            Ok(watcher::Event::Init) => to_all(Ok(watcher::Event::Init), &followers),
+            Ok(watcher::Event::InitDone) => {
+                to_all(Ok(watcher::Event::InitDone), &followers);
+                // A follower that came during the relist missed its pod's
+                // listing: the relisted state, from the store.
+                for name in followers.keys() {
+                    let pod = ns.pods.get(&ObjectRef::new(name).within(&ns.name));
+                    if let Some(pod) = pod {
+                        let pod = Pod::clone(&pod);
+                        to_pod(&pod, Ok(watcher::Event::Apply(pod.clone())), &followers);
+                    }
                 }
             }
-            Ok(event @ (watcher::Event::Init | watcher::Event::InitDone)) => {
-                to_all(Ok(event), &mut followers)
-            }
-            Err(e) => to_all(Err(e.to_string()), &mut followers),
+            Err(e) => to_all(Err(e.to_string()), &followers),
         }
+        drop(followers);
     }
 }
 
 /// The changes of one pod; it stops being followed when dropped.
 pub(super) struct Following {
     rx: mpsc::UnboundedReceiver<Item>,
+    /// This follower's end of the channel, to find it among the pod
+    /// name's followers when dropped.
+    tx: mpsc::UnboundedSender<Item>,
     ns: Arc<Namespace>,
     name: String,
+    uid: Option<String>,
+}
+
+impl Following {
+    /// Whether `item` is about this follower's pod (or about the watch).
+    fn ours(&self, item: &Item) -> bool {
+        match (item, &self.uid) {
+            (Ok(watcher::Event::Apply(pod) | watcher::Event::Delete(pod)), Some(uid)) => {
+                pod.metadata.uid.as_ref() == Some(uid)
+            }
+            _ => true,
+        }
+    }
 }
 
 impl Stream for Following {
     type Item = Item;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
-        self.rx.poll_recv(cx)
+        loop {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(item)) if !self.ours(&item) => continue,
+                other => return other,
+            }
+        }
     }
 }
 
 impl Drop for Following {
     fn drop(&mut self) {
-        lock(&self.ns.followers).remove(&self.name);
+        let mut followers = lock(&self.ns.followers);
+        if let Some(txs) = followers.get_mut(&self.name) {
+            txs.retain(|tx| !tx.same_channel(&self.tx));
+            if txs.is_empty() {
+                followers.remove(&self.name);
+            }
+        }
     }
 }

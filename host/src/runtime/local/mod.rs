@@ -943,6 +943,10 @@ fn prepare_volumes(
 /// The most a container's output is read at once.
 const READ_MAX: usize = 64 << 10;
 
+/// The longest piece of a line held before it is passed on without its
+/// end (output that never prints a newline).
+const LINE_MAX: usize = 1 << 20;
+
 /// Sends `out`'s output as it comes, whole lines at a time (one event per
 /// batch; a last line without its newline at the end). The buffer starts
 /// small and grows only while the output fills it: a thousand quiet
@@ -959,6 +963,7 @@ async fn read_lines(
             buf.reserve(buf.capacity().min(READ_MAX));
         }
         let spare = buf.capacity() - buf.len();
+        let before = buf.len();
         let n = match out.read_buf(&mut buf).await {
             Ok(0) | Err(_) => {
                 if !buf.is_empty() {
@@ -974,13 +979,21 @@ async fn read_lines(
         if n == spare && buf.capacity() < READ_MAX {
             buf.reserve(buf.capacity());
         }
-        if let Some(end) = buf.iter().rposition(|b| *b == b'\n') {
-            let lines = buf[..=end].to_vec();
-            buf.drain(..=end);
-            let _ = events.send(Event::Log {
-                container: container.clone(),
-                line: lines,
-            });
+        // Only the bytes just read can hold a new newline; a line that
+        // never ends is passed on in pieces of LINE_MAX, not held whole.
+        let end = match buf[before..].iter().rposition(|b| *b == b'\n') {
+            Some(at) => before + at + 1,
+            None if buf.len() >= LINE_MAX => buf.len(),
+            None => continue,
+        };
+        let lines = buf[..end].to_vec();
+        buf.drain(..end);
+        if buf.capacity() > 2 * READ_MAX && buf.len() < READ_MAX {
+            buf.shrink_to(READ_MAX);
         }
+        let _ = events.send(Event::Log {
+            container: container.clone(),
+            line: lines,
+        });
     }
 }
