@@ -105,16 +105,17 @@ async fn one(shared: &Shared, callback: Callback) {
     let body = serde_json::to_vec(&view(run)).unwrap_or_default();
     let url = callback.url.clone();
     // Allowed when submitted, but maybe not by this server, or not now.
-    let sent = match check(&url, &shared.callback_hosts) {
-        Ok(()) => tokio::task::spawn_blocking(move || post(&url, body))
+    let allowed = check(&url, &shared.callback_hosts).is_ok();
+    let sent = if allowed {
+        tokio::task::spawn_blocking(move || post(&url, body))
             .await
-            .unwrap_or_else(|e| Err(e.to_string())),
-        Err(_) => Err("its host is not one this server calls back".into()),
+            .unwrap_or_else(|e| Err(e.to_string()))
+    } else {
+        Err("its host is not one this server calls back".into())
     };
-    let final_try = sent.is_err() && check(&callback.url, &shared.callback_hosts).is_err();
     let (state, next) = match sent {
         Ok(()) => ("delivered", None),
-        Err(why) if callback.attempt >= MAX_ATTEMPTS || final_try => {
+        Err(why) if callback.attempt >= MAX_ATTEMPTS || !allowed => {
             tracing::warn!(
                 "giving up the callback of run {} after {} tries: {why}",
                 callback.id,

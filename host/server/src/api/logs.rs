@@ -14,7 +14,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
-use super::{ApiError, App, ErrorBody};
+use super::{ApiError, App, ErrorBody, find};
 use crate::Shared;
 use crate::state::State;
 
@@ -52,11 +52,7 @@ pub(crate) async fn logs(
     query: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
-    shared
-        .store
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::no_run(&id))?;
+    find(&shared, &id).await?;
     // A reconnecting event stream says where it was.
     let resumed = headers
         .get("last-event-id")
@@ -182,11 +178,7 @@ pub(crate) async fn result(
     Shared_(shared): App,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    shared
-        .store
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::no_run(&id))?;
+    find(&shared, &id).await?;
     let (text, _) = read_log(&shared, &id, 0, Some("worker")).await?;
     Ok(plain(text))
 }

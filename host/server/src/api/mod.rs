@@ -110,13 +110,22 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad-request", message)
     }
 
-    pub(crate) fn no_run(id: &str) -> Self {
+    fn no_run(id: &str) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "run-not-found",
             format!("no run {id}"),
         )
     }
+}
+
+/// Run `id`, or the 404 for it.
+pub(crate) async fn find(shared: &Shared, id: &str) -> Result<crate::store::Run, ApiError> {
+    shared
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::no_run(id))
 }
 
 impl IntoResponse for ApiError {

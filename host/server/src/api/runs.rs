@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::view::{RunView, view};
-use super::{ApiError, App, ErrorBody};
+use super::{ApiError, App, ErrorBody, find};
 use crate::Shared;
 use crate::state::State;
 use crate::store::{Filter, Inserted, NewRun, Run};
@@ -202,11 +202,7 @@ pub(crate) async fn show(
     Shared_(shared): App,
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
-    let run = shared
-        .store
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::no_run(&id))?;
+    let run = find(&shared, &id).await?;
     Ok(Json(view(run)))
 }
 
@@ -305,11 +301,7 @@ pub(crate) async fn cancel(
     Shared_(shared): App,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let run = shared
-        .store
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::no_run(&id))?;
+    let run = find(&shared, &id).await?;
     if run.state.is_final() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -346,11 +338,7 @@ pub(crate) async fn cancel(
         }
     }
     shared.changed();
-    let run = shared
-        .store
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::no_run(&id))?;
+    let run = find(&shared, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(view(run))).into_response())
 }
 
@@ -366,11 +354,7 @@ pub(crate) async fn release(
     Shared_(shared): App,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let run = shared
-        .store
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::no_run(&id))?;
+    let run = find(&shared, &id).await?;
     if !run.state.is_final() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
