@@ -36,6 +36,10 @@ pub struct RunContext {
     pub timeout_seconds: Option<u64>,
     /// How long the pod may stay Pending, in seconds, when set.
     pub pending_timeout_seconds: Option<u64>,
+    /// The tenant the run is for. Hooks get no field for it (the WIT
+    /// record is frozen): they read the pod's `podrun.dev/tenant` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// CPU and memory quantities, as written in the config (`100m`, `64Mi`).

@@ -52,7 +52,14 @@ pub async fn run(
         .clone();
     let request = &request;
     let prepare = async {
-        let classifiers = pipeline::classifiers(hooks, config, &request.application).await?;
+        pipeline::check_runtime(config, request.tenant.as_deref(), runtime.name())?;
+        let classifiers = pipeline::classifiers(
+            hooks,
+            config,
+            &request.application,
+            request.tenant.as_deref(),
+        )
+        .await?;
         let prepared = pipeline::prepare(hooks, config, request).await?;
         Ok::<_, PipelineError>((classifiers, prepared))
     };

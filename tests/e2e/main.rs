@@ -11,3 +11,4 @@ mod sandbox;
 mod scripts;
 mod server;
 mod support;
+mod tenants;

@@ -38,7 +38,7 @@ pub(crate) struct Server {
 
 impl Server {
     /// A server on the local runtime.
-    fn start(scratch: &Scratch, store: &str, extra: &[&str]) -> Server {
+    pub(crate) fn start(scratch: &Scratch, store: &str, extra: &[&str]) -> Server {
         Server::start_on(scratch, store, None, extra)
     }
 
@@ -91,6 +91,11 @@ impl Server {
             base,
             stderr,
         }
+    }
+
+    /// What it printed so far.
+    pub(crate) fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -171,7 +176,7 @@ impl Drop for Server {
     }
 }
 
-fn with<B>(
+pub(crate) fn with<B>(
     mut request: ureq::RequestBuilder<B>,
     headers: &[(&str, &str)],
 ) -> ureq::RequestBuilder<B> {
@@ -423,10 +428,16 @@ fn bad_requests_are_refused_with_a_status_and_a_stable_code() {
     };
     refused("{not json", 400, "bad-json", "");
     refused(
-        r#"{"application": "worker", "image": "evil"}"#,
+        r#"{"application": "worker", "privileged": true}"#,
         422,
         "bad-json",
-        "unknown field `image`",
+        "unknown field `privileged`",
+    );
+    refused(
+        r#"{"application": "worker", "image": "evil"}"#,
+        403,
+        "not-allowed",
+        "image: application worker does not allow callers to set the image",
     );
     refused(
         r#"{"application": "nope"}"#,

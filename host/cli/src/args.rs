@@ -47,6 +47,9 @@ pub(crate) enum Command {
     /// Read and steer the runs of a podrun server
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// API tokens for tenants
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print a shell completion script (e.g. `podrun completions bash >
     /// /etc/bash_completion.d/podrun`)
     Completions {
@@ -56,6 +59,13 @@ pub(crate) enum Command {
     },
     /// Print podrun's man page (roff; e.g. `podrun man | man -l -`)
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Print a new random token, then the hash to put in a tenant's
+    /// `tokens:` (the token itself goes to the tenant, never the config)
+    New,
 }
 
 #[derive(Debug, Subcommand)]
@@ -358,6 +368,21 @@ pub(crate) struct RunArgs {
     /// The run's deadline (90, 90s, 10m, 2h, 1d), overriding the config's
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) timeout: Option<u64>,
+
+    /// The container image, overriding the config's (if the application
+    /// allows it)
+    #[arg(long, value_name = "IMAGE")]
+    pub(crate) image: Option<String>,
+
+    /// A JSON merge patch (YAML or JSON file) over the rendered pod, before
+    /// the mutate hooks (if the application allows it)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pod_override: Option<PathBuf>,
+
+    /// Run as this tenant of the config: only what it may set, with its
+    /// hooks
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tenant: Option<String>,
 
     /// The command's arguments exactly as given, after `--` (instead of
     /// --command)

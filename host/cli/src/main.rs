@@ -138,6 +138,13 @@ fn dispatch(cli: Cli) -> Result<Code, Failure> {
         Command::Convert(args) => on_runtime(convert::convert(cache, args)),
         Command::Serve(args) => on_runtime(serve::serve(cache, *args)),
         Command::Runs(command) => runs::runs(command),
+        Command::Token(args::TokenCommand::New) => {
+            let token = podrun::config::new_token()
+                .map_err(|e| usage(format!("no random numbers from the system: {e}")))?;
+            let hash = podrun::config::TokenHash::of(&token);
+            println!("token: {token}\nhash:  {hash}");
+            Ok(Code::Success)
+        }
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "podrun", &mut std::io::stdout());

@@ -255,7 +255,10 @@ pub(crate) async fn run(args: RunCommand) -> Result<Code, Failure> {
     let server = args.server.clone().unwrap_or_default();
     for (set, flag) in [
         (args.run.run_id.is_some(), "--run-id"),
-        (args.run.timeout.is_some(), "--timeout"),
+        (
+            args.run.tenant.is_some(),
+            "--tenant (the token names the tenant)",
+        ),
         (args.exec.pending_timeout.is_some(), "--pending-timeout"),
         (args.exec.runtime.is_some(), "--runtime"),
         (args.exec.status_addr.is_some(), "--status-addr"),
@@ -286,6 +289,15 @@ pub(crate) async fn run(args: RunCommand) -> Result<Code, Failure> {
     }
     if let Some(ns) = &args.run.namespace {
         body["namespace"] = json!(ns);
+    }
+    if let Some(timeout) = args.run.timeout {
+        body["timeout"] = json!(timeout);
+    }
+    if let Some(image) = &args.run.image {
+        body["image"] = json!(image);
+    }
+    if let Some(path) = &args.run.pod_override {
+        body["podOverride"] = crate::run::pod_override(path)?;
     }
     if let Some(stdin) = stdin {
         body["stdin"] = json!(stdin);

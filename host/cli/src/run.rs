@@ -42,7 +42,25 @@ pub(crate) fn request(run: &RunArgs, form: CommandForm, explain: bool) -> Result
         timeout: run.timeout,
         pending_timeout: None,
         explain,
+        tenant: run.tenant.clone(),
+        image: run.image.clone(),
+        pod_override: run.pod_override.as_deref().map(pod_override).transpose()?,
     })
+}
+
+/// A pod override file: a YAML (or JSON) map.
+pub(crate) fn pod_override(path: &std::path::Path) -> Result<serde_json::Value, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let value: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    if !value.is_object() {
+        return Err(usage(format!(
+            "{}: a pod override is a map (a merge patch over the pod)",
+            path.display()
+        )));
+    }
+    Ok(value)
 }
 
 /// `podrun run` (and pod-runner's invocation).

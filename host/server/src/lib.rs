@@ -119,6 +119,8 @@ pub(crate) struct Shared {
     metrics: metrics::Metrics,
     /// Claims in flight (see `worker::renew`).
     claiming: std::sync::atomic::AtomicUsize,
+    /// Tenants' submits per minute.
+    rates: api::RateLimits,
 }
 
 impl Shared {
@@ -139,12 +141,20 @@ impl Server {
         // Unique per process: a server started again takes its old runs
         // over as any other server would.
         let owner = format!("{}-{}", std::process::id(), podrun::run_id::new());
-        let limits = options
-            .config
-            .applications
-            .iter()
-            .filter_map(|a| Some((a.name.value.0.clone(), a.max_running?.get())))
-            .collect();
+        let limits = store::Limits {
+            applications: options
+                .config
+                .applications
+                .iter()
+                .filter_map(|a| Some((a.name.value.0.clone(), a.max_running?.get())))
+                .collect(),
+            tenants: options
+                .config
+                .tenants
+                .iter()
+                .filter_map(|t| Some((t.name.value.0.clone(), t.max_concurrent?.get())))
+                .collect(),
+        };
         let store = Store::open(&options.store, &owner)
             .await?
             .with_limits(limits);
@@ -154,6 +164,20 @@ impl Server {
                 addr: options.listen,
                 source,
             })?;
+        if options.config.tenants.is_empty() && !options.listen.ip().is_loopback() {
+            tracing::warn!(
+                "{} has no tenants, so anyone who reaches {} may submit runs: \
+                 add `tenants:` with tokens, or listen on a loopback address",
+                options.config.path.display(),
+                options.listen
+            );
+        }
+        if !options.config.tenants.is_empty() && !options.listen.ip().is_loopback() {
+            tracing::warn!(
+                "tenants' tokens travel in the clear to {}: serve it behind a TLS proxy",
+                options.listen
+            );
+        }
         let places = options.max_running.clamp(1, MAX_PLACES);
         let shared = Arc::new(Shared {
             store,
@@ -171,6 +195,7 @@ impl Server {
             retention: options.retention,
             metrics: metrics::Metrics::new(),
             claiming: std::sync::atomic::AtomicUsize::new(0),
+            rates: api::RateLimits::default(),
         });
         Ok(Server { shared, listener })
     }

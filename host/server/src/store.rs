@@ -70,6 +70,8 @@ pub struct Run {
     pub callback_state: Option<String>,
     /// Deliveries tried.
     pub callback_attempts: i64,
+    /// The tenant that submitted it.
+    pub tenant: Option<String>,
 }
 
 /// A callback to deliver.
@@ -108,6 +110,8 @@ pub struct NewRun<'a> {
     pub stdin: Option<&'a [u8]>,
     /// Where the run's end is POSTed.
     pub callback_url: Option<&'a str>,
+    /// The tenant that submits it.
+    pub tenant: Option<&'a str>,
 }
 
 /// What a worker needs to run a run.
@@ -158,8 +162,19 @@ pub struct Filter {
     pub since: Option<i64>,
     /// Only submitted before the run with this seq (the cursor).
     pub before: Option<i64>,
+    /// Only the runs of this tenant.
+    pub tenant: Option<String>,
     /// At most this many.
     pub limit: i64,
+}
+
+/// Limits on runs at once, over every server sharing a store.
+#[derive(Debug, Default)]
+pub struct Limits {
+    /// Per application: its name and its limit.
+    pub applications: Vec<(String, u32)>,
+    /// Per tenant: its name and its limit.
+    pub tenants: Vec<(String, u32)>,
 }
 
 /// The runs' database.
@@ -169,7 +184,8 @@ pub struct Store {
     dialect: Dialect,
     /// This server's name in the runs it holds a lease on.
     owner: Arc<str>,
-    /// Applications with a limit on their runs at once, and the limit.
+    /// The names and limits bound into the limited claim, in its order
+    /// (applications, then tenants).
     limits: Arc<[(String, i64)]>,
     /// The claim that keeps to them (`None` when there are none).
     limited_claim: Option<Arc<str>>,
@@ -188,7 +204,7 @@ macro_rules! select_runs {
         concat!(
             "SELECT seq, id, application, state, body_hash, result, message, ",
             "cancel_requested, created_at, started_at, finished_at, log_bytes, log_truncated, ",
-            "owner, callback_state, callback_attempts ",
+            "owner, callback_state, callback_attempts, tenant ",
             "FROM runs ",
             $rest
         )
@@ -307,15 +323,30 @@ impl Store {
     }
 
     /// Claims keep to `limits`: at most that many runs of each of these
-    /// applications start at once, over every server sharing the store.
-    pub fn with_limits(mut self, limits: Vec<(String, u32)>) -> Store {
-        if limits.is_empty() {
+    /// applications, and of each of these tenants, start at once, over
+    /// every server sharing the store.
+    pub fn with_limits(mut self, limits: Limits) -> Store {
+        if limits.applications.is_empty() && limits.tenants.is_empty() {
             return self;
         }
         // Only placeholders go into the statement; names are bound.
-        let cases: String = (0..limits.len())
-            .map(|i| format!(" WHEN ${} THEN ${}", 4 + 2 * i, 5 + 2 * i))
-            .collect();
+        let mut next = 4;
+        let mut condition = |column: &str, n: usize| {
+            if n == 0 {
+                return String::new();
+            }
+            let cases: String = (0..n)
+                .map(|i| format!(" WHEN ${} THEN ${}", next + 2 * i, next + 2 * i + 1))
+                .collect();
+            next += 2 * n;
+            format!(
+                " AND (SELECT COUNT(*) FROM runs r WHERE r.{column} = q.{column} \
+                 AND r.state IN ('starting', 'running')) < \
+                 COALESCE(CASE q.{column}{cases} END, 9223372036854775807)"
+            )
+        };
+        let by_application = condition("application", limits.applications.len());
+        let by_tenant = condition("tenant", limits.tenants.len());
         let lock = match self.dialect {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -323,17 +354,16 @@ impl Store {
         self.limited_claim = Some(
             format!(
                 "UPDATE runs SET owner = $1, lease_until = $2, state = 'starting', started_at = $3 \
-                 WHERE seq = (SELECT q.seq FROM runs q WHERE q.state = 'queued' AND \
-                 (SELECT COUNT(*) FROM runs r WHERE r.application = q.application \
-                 AND r.state IN ('starting', 'running')) < \
-                 COALESCE(CASE q.application{cases} END, 9223372036854775807) \
+                 WHERE seq = (SELECT q.seq FROM runs q WHERE q.state = 'queued'{by_application}{by_tenant} \
                  ORDER BY q.seq LIMIT 1{lock}) AND state = 'queued' RETURNING id"
             )
             .into(),
         );
         self.limits = limits
+            .applications
             .into_iter()
-            .map(|(app, n)| (app, i64::from(n)))
+            .chain(limits.tenants)
+            .map(|(name, n)| (name, i64::from(n)))
             .collect();
         self
     }
@@ -348,8 +378,8 @@ impl Store {
     pub async fn insert(&self, run: &NewRun<'_>) -> Result<Inserted, StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO runs (id, application, state, idempotency_key, body_hash, pod, context, stdin, \
-             created_at, callback_url, callback_state) \
-             VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10) \
+             created_at, callback_url, callback_state, tenant) \
+             VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(run.id)
@@ -362,6 +392,7 @@ impl Store {
         .bind(now())
         .bind(run.callback_url)
         .bind(run.callback_url.map(|_| "pending"))
+        .bind(run.tenant)
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -401,6 +432,7 @@ impl Store {
         let rows = sqlx::query(select_runs!(
             "WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR application = $2) \
              AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR seq < $4) \
+             AND ($6 IS NULL OR tenant = $6) \
              ORDER BY seq DESC LIMIT $5"
         ))
         .bind(filter.state.map(State::as_str))
@@ -408,6 +440,7 @@ impl Store {
         .bind(filter.since)
         .bind(filter.before)
         .bind(filter.limit)
+        .bind(filter.tenant.as_deref())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run).collect()
@@ -859,6 +892,7 @@ fn run(row: &AnyRow) -> Result<Run, StoreError> {
         owner: row.try_get("owner")?,
         callback_state: row.try_get("callback_state")?,
         callback_attempts: row.try_get("callback_attempts")?,
+        tenant: row.try_get("tenant")?,
     })
 }
 
@@ -890,6 +924,7 @@ mod tests {
             context: "{}",
             stdin: None,
             callback_url: None,
+            tenant: None,
         }
     }
 
@@ -1147,15 +1182,18 @@ mod tests {
     #[tokio::test]
     async fn an_applications_limit_holds_over_servers_and_does_not_hold_up_others() {
         each_store(|address| async move {
-            let limits = vec![("app".to_string(), 2)];
+            let limits = || Limits {
+                applications: vec![("app".to_string(), 2)],
+                tenants: Vec::new(),
+            };
             let a = Store::open(&address, "a")
                 .await
                 .unwrap()
-                .with_limits(limits.clone());
+                .with_limits(limits());
             let b = Store::open(&address, "b")
                 .await
                 .unwrap()
-                .with_limits(limits);
+                .with_limits(limits());
             for i in 0..5 {
                 a.insert(&new_run(&format!("r{i}"), None)).await.unwrap();
             }
@@ -1182,6 +1220,68 @@ mod tests {
             assert!(a.get("r0").await.unwrap().is_none());
             assert_eq!(a.sweep(now() + 1, 100).await.unwrap(), 0);
             assert!(a.get("r1").await.unwrap().is_some(), "running runs stay");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_tenants_limit_holds_and_its_runs_are_listed_only_to_it() {
+        each_store(|address| async move {
+            let limits = Limits {
+                applications: vec![("app".to_string(), 5)],
+                tenants: vec![("a".to_string(), 1)],
+            };
+            let store = Store::open(&address, "s")
+                .await
+                .unwrap()
+                .with_limits(limits);
+            for (id, tenant) in [
+                ("a1", Some("a")),
+                ("a2", Some("a")),
+                ("b1", Some("b")),
+                ("n", None),
+            ] {
+                store
+                    .insert(&NewRun {
+                        tenant,
+                        ..new_run(id, None)
+                    })
+                    .await
+                    .unwrap();
+            }
+            let mut claimed = Vec::new();
+            while let Some(work) = store.claim(LEASE).await.unwrap() {
+                claimed.push(work.id);
+            }
+            // Tenant a's second run waits for its first.
+            assert_eq!(claimed, ["a1", "b1", "n"]);
+            store
+                .finish("a1", State::Succeeded, None, None)
+                .await
+                .unwrap();
+            assert_eq!(store.claim(LEASE).await.unwrap().unwrap().id, "a2");
+            let listed = |tenant: Option<&str>| {
+                let store = store.clone();
+                let tenant = tenant.map(str::to_string);
+                async move {
+                    let runs = store
+                        .list(&Filter {
+                            tenant,
+                            limit: 10,
+                            ..Filter::default()
+                        })
+                        .await
+                        .unwrap();
+                    runs.into_iter().map(|r| r.id).collect::<Vec<_>>()
+                }
+            };
+            assert_eq!(listed(Some("a")).await, ["a2", "a1"]);
+            assert_eq!(listed(Some("b")).await, ["b1"]);
+            assert_eq!(listed(None).await.len(), 4);
+            assert_eq!(
+                store.get("b1").await.unwrap().unwrap().tenant.as_deref(),
+                Some("b")
+            );
         })
         .await;
     }

@@ -352,15 +352,29 @@ async fn run(
             ));
         }
     };
-    let classifiers =
-        match podrun::pipeline::classifiers(&shared.hooks, &shared.config, &work.application).await
-        {
-            Ok(c) => c,
-            // A resumed run's pod may be running: it is left to a server
-            // that can load the hooks, not ended with its pod unwatched.
-            Err(e) if resumed => return Err(GiveUp(format!("its classifiers: {e}"))),
-            Err(e) => return Ok(failed("HookFailed", e.to_string(), e.exit_code())),
-        };
+    // Servers sharing a store may run different runtimes: the one that
+    // runs the run decides.
+    if let Err(e) = podrun::pipeline::check_runtime(
+        &shared.config,
+        context.tenant.as_deref(),
+        shared.runtime.name(),
+    ) {
+        return Ok(failed("NotAllowed", e.to_string(), e.exit_code()));
+    }
+    let classifiers = match podrun::pipeline::classifiers(
+        &shared.hooks,
+        &shared.config,
+        &work.application,
+        context.tenant.as_deref(),
+    )
+    .await
+    {
+        Ok(c) => c,
+        // A resumed run's pod may be running: it is left to a server
+        // that can load the hooks, not ended with its pod unwatched.
+        Err(e) if resumed => return Err(GiveUp(format!("its classifiers: {e}"))),
+        Err(e) => return Ok(failed("HookFailed", e.to_string(), e.exit_code())),
+    };
     let skip = match shared.store.lines_by_container(&work.id).await {
         Ok(s) => s,
         Err(e) => return Err(GiveUp(format!("cannot read its log: {e}"))),

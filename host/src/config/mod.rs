@@ -14,6 +14,13 @@ use serde_saphyr::Spanned;
 use crate::exit::Code;
 use crate::hooks::{self, Kind, Limits, Source};
 
+mod tenants;
+
+pub use tenants::{
+    Allowed, HASH_PREFIX, Policy, RuntimeParameters, TOKEN_PREFIX, Tenant, TenantHooks, TokenHash,
+    new_token,
+};
+
 /// The file name looked for in a directory.
 pub const FILE_NAME: &str = "pod-runner.yaml";
 
@@ -73,12 +80,20 @@ pub struct Config {
     pub path: PathBuf,
     /// Its applications.
     pub applications: Vec<Application>,
+    /// The operator's hooks, on every run.
+    pub policy: Policy,
+    /// The teams sharing a `podrun serve`; none for a single team.
+    pub tenants: Vec<Tenant>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     applications: Vec<Application>,
+    #[serde(default)]
+    policy: Policy,
+    #[serde(default)]
+    tenants: Vec<Tenant>,
 }
 
 /// One application.
@@ -114,6 +129,9 @@ pub struct Application {
     /// sharing a store together); the others wait in the queue.
     #[serde(default)]
     pub max_running: Option<std::num::NonZeroU32>,
+    /// What a caller may set at run time beyond `parameters:`.
+    #[serde(default)]
+    pub runtime_parameters: Option<RuntimeParameters>,
 }
 
 /// The container settings, as pod-runner had them.
@@ -283,6 +301,13 @@ macro_rules! checked_string {
                 let s = s.0;
                 let check: fn(&str) -> Result<(), String> = $check;
                 check(&s).map(|()| $name(s))
+            }
+        }
+
+        impl $name {
+            /// Checks `s` as the config would.
+            pub fn parse(s: &str) -> Result<Self, String> {
+                Self::try_from(Scalar(s.to_string()))
             }
         }
 
@@ -545,8 +570,15 @@ pub fn builtin_spec(h: &HookRef, kind: Kind) -> Result<hooks::Spec, String> {
     Config {
         path: PathBuf::from("."),
         applications: Vec::new(),
+        policy: Policy::default(),
+        tenants: Vec::new(),
     }
     .hook_spec(h, kind)
+}
+
+/// A place in the config file, for messages.
+fn at(loc: &serde_saphyr::Location) -> String {
+    format!("line {}, column {}", loc.line(), loc.column())
 }
 
 /// Finds the config file: `--config`, then `--appconfig-path DIR`, then
@@ -585,13 +617,18 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let file: File = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e
-                .to_string()
-                .replace("<input>", &path.display().to_string()),
+            // The message quotes the file, which may hold a token where
+            // its hash belongs: never repeat it.
+            message: tenants::redact_tokens(
+                &e.to_string()
+                    .replace("<input>", &path.display().to_string()),
+            ),
         })?;
         let config = Config {
             path: path.to_path_buf(),
             applications: file.applications,
+            policy: file.policy,
+            tenants: file.tenants,
         };
         config.validate()?;
         Ok(config)
@@ -616,8 +653,6 @@ impl Config {
     /// Every problem the fields have together, reported at once.
     fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        let at =
-            |loc: &serde_saphyr::Location| format!("line {}, column {}", loc.line(), loc.column());
         for (i, app) in self.applications.iter().enumerate() {
             let field = format!("applications[{i}]");
             if let Some(first) = self.applications[..i]
@@ -675,6 +710,19 @@ impl Config {
                 }
             }
         }
+        self.check_hooks(
+            "policy.mutate",
+            Kind::Mutate,
+            &self.policy.mutate,
+            &mut problems,
+        );
+        self.check_hooks(
+            "policy.validate",
+            Kind::Mutate,
+            &self.policy.validate,
+            &mut problems,
+        );
+        self.check_tenants(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -683,6 +731,111 @@ impl Config {
                 problems,
             })
         }
+    }
+
+    /// Each of `hooks` must load as a `kind` hook.
+    fn check_hooks(
+        &self,
+        field: &str,
+        kind: Kind,
+        hooks: &[Spanned<HookRef>],
+        problems: &mut Vec<String>,
+    ) {
+        for h in hooks {
+            if let Err(e) = self.hook_spec(&h.value, kind) {
+                problems.push(format!("{}: {field}: {e}", at(&h.referenced)));
+            }
+        }
+    }
+
+    /// Tenants with unique names and tokens, naming applications that
+    /// exist, with hooks that load.
+    fn check_tenants(&self, problems: &mut Vec<String>) {
+        let mut tokens: Vec<(&Spanned<TokenHash>, &str)> = Vec::new();
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            let field = format!("tenants[{i}]");
+            let name = &tenant.name.value.0;
+            if let Some(first) = self.tenants[..i]
+                .iter()
+                .find(|t| t.name.value == tenant.name.value)
+            {
+                problems.push(format!(
+                    "{}: {field}.name: {name:?} is defined twice (first at {})",
+                    at(&tenant.name.referenced),
+                    at(&first.name.referenced)
+                ));
+            }
+            for app in &tenant.applications {
+                match self.application(&app.value) {
+                    Err(_) => problems.push(format!(
+                        "{}: {field}.applications: no application named {:?}",
+                        at(&app.referenced),
+                        app.value
+                    )),
+                    // Not the runtime's default namespace, which on a
+                    // cluster is often podrun's own.
+                    Ok(a) if a.namespace.is_none() && tenant.namespaces.is_none() => {
+                        problems.push(format!(
+                            "{}: {field}.applications: {:?} names no namespace, so tenant \
+                             {name:?} needs `namespaces:` for its runs",
+                            at(&app.referenced),
+                            app.value
+                        ));
+                    }
+                    Ok(_) => {}
+                }
+            }
+            if tenant.namespaces.as_ref().is_some_and(Vec::is_empty) {
+                problems.push(format!(
+                    "{}: {field}.namespaces: must not be empty",
+                    at(&tenant.name.referenced)
+                ));
+            }
+            for token in &tenant.tokens {
+                if let Some((first, owner)) = tokens.iter().find(|(t, _)| t.value == token.value) {
+                    problems.push(format!(
+                        "{}: {field}.tokens: this hash is also tenant {owner:?}'s (at {}): \
+                         a token names one tenant",
+                        at(&token.referenced),
+                        at(&first.referenced)
+                    ));
+                }
+                tokens.push((token, name));
+            }
+            self.check_hooks(
+                &format!("{field}.hooks.mutate"),
+                Kind::Mutate,
+                &tenant.hooks.mutate,
+                problems,
+            );
+            self.check_hooks(
+                &format!("{field}.hooks.classify"),
+                Kind::Classify,
+                &tenant.hooks.classify,
+                problems,
+            );
+        }
+    }
+
+    /// The tenant called `name`.
+    pub fn tenant(&self, name: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.name.value.0 == name)
+    }
+
+    /// The tenant whose token `token` is, comparing with every stored
+    /// hash in constant time.
+    pub fn tenant_of_token(&self, token: &str) -> Option<&Tenant> {
+        let hash = TokenHash::of(token);
+        let owners: Vec<&Tenant> = self
+            .tenants
+            .iter()
+            .flat_map(|t| t.tokens.iter().map(move |_| t))
+            .collect();
+        let hashes = self
+            .tenants
+            .iter()
+            .flat_map(|t| t.tokens.iter().map(|h| &h.value));
+        tenants::position(hashes, &hash).map(|i| owners[i])
     }
 
     /// The application called `name`.

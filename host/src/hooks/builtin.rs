@@ -44,6 +44,11 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "no service-account API token unless the pod names a service account or asks for one",
     },
     Builtin {
+        name: "pod-security",
+        kind: Kind::Mutate,
+        summary: "validate: the Pod Security Standards (baseline, restricted) and required deadline, no token, no finalizers",
+    },
+    Builtin {
         name: "sequence",
         kind: Kind::Mutate,
         summary: "run a pod's containers one after the other (init-containers or entrypoint strategy)",

@@ -15,6 +15,10 @@ use crate::hooks::text::{MESSAGE_LIMIT, shown};
 use crate::hooks::{Called, Hook, HookError, Hooks, Kind, LogLine, mutate, render, types};
 use crate::run_id;
 
+mod access;
+
+pub use access::{TENANT_LABEL, check_runtime};
+
 /// What the caller asks for.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
@@ -35,6 +39,14 @@ pub struct Request {
     pub pending_timeout: Option<u64>,
     /// Record what each hook changed.
     pub explain: bool,
+    /// The tenant the run is for: its permissions and hooks apply.
+    pub tenant: Option<String>,
+    /// The container image, overriding the config's (a runtime parameter
+    /// the application must allow).
+    pub image: Option<String>,
+    /// A JSON merge patch over the rendered pod, before the mutate hooks
+    /// (a runtime parameter the application must allow).
+    pub pod_override: Option<Value>,
 }
 
 /// One hook's part in preparing the pod.
@@ -77,6 +89,15 @@ pub enum PipelineError {
     /// The request does not fit the application.
     #[error("{0}")]
     Request(String),
+    /// The request sets what its caller may not set.
+    #[error("{message}")]
+    NotAllowed {
+        /// The parameter, as the API and the config name it
+        /// (`application`, `namespace`, `image`, `timeout`…).
+        parameter: &'static str,
+        /// Why, naming it.
+        message: String,
+    },
     /// The template could not be read.
     #[error("cannot read the template {template}: {message}")]
     Template {
@@ -110,6 +131,7 @@ impl PipelineError {
             PipelineError::Config(e) => e.exit_code(),
             PipelineError::Hook(e) => e.exit_code(),
             PipelineError::Request(_)
+            | PipelineError::NotAllowed { .. }
             | PipelineError::Template { .. }
             | PipelineError::Render { .. }
             | PipelineError::InvalidTemplate { .. } => Code::Usage,
@@ -117,13 +139,17 @@ impl PipelineError {
     }
 }
 
-/// Runs the application's render and mutate hooks for `request`.
+/// Runs the application's render and mutate hooks for `request`, then
+/// its tenant's, then the operator's policy: mutate hooks, and validate
+/// hooks that may only allow or deny.
 pub async fn prepare(
     hooks: &Hooks,
     config: &Config,
     request: &Request,
 ) -> Result<Prepared, PipelineError> {
     let app = config.application(&request.application)?;
+    let tenant = access::tenant(config, request)?;
+    let granted = access::check(app, tenant, request)?;
     let run_id = match &request.run_id {
         Some(id) if run_id::is_valid(id) => id.clone(),
         Some(id) => {
@@ -133,19 +159,44 @@ pub async fn prepare(
         }
         None => run_id::new(),
     };
-    let context = application_context(app, request, &run_id)?;
-    let spec = |h: &crate::config::HookRef, kind| {
-        config.hook_spec(h, kind).map_err(|message| {
+    let context = application_context(app, request, &run_id, &granted)?;
+    let spec = |h: &crate::config::HookRef| {
+        config.hook_spec(h, Kind::Mutate).map_err(|message| {
             PipelineError::Config(ConfigError::Invalid {
                 path: config.path.clone(),
                 problems: vec![message],
             })
         })
     };
-    let render_hook = hooks.load(&spec(&app.render_hook(), Kind::Render)?).await?;
+    let render_spec = config
+        .hook_spec(&app.render_hook(), Kind::Render)
+        .map_err(|message| {
+            PipelineError::Config(ConfigError::Invalid {
+                path: config.path.clone(),
+                problems: vec![message],
+            })
+        })?;
+    let render_hook = hooks.load(&render_spec).await?;
+    let mut wanted: Vec<(Phase, crate::config::HookRef)> = app
+        .mutate_hooks()
+        .into_iter()
+        .map(|h| (Phase::Application, h))
+        .collect();
+    let listed = |phase: Phase, hooks: &[serde_saphyr::Spanned<crate::config::HookRef>]| {
+        hooks
+            .iter()
+            .map(|h| (phase, h.value.clone()))
+            .collect::<Vec<_>>()
+    };
+    if let Some(t) = tenant {
+        wanted.extend(listed(Phase::Tenant, &t.hooks.mutate));
+    }
+    wanted.extend(listed(Phase::Policy, &config.policy.mutate));
+    wanted.extend(listed(Phase::Validate, &config.policy.validate));
     let mut mutate_hooks = Vec::new();
-    for h in app.mutate_hooks() {
-        mutate_hooks.push(hooks.load(&spec(&h, Kind::Mutate)?).await?);
+    for (phase, h) in wanted {
+        let spec = spec(&h)?;
+        mutate_hooks.push((phase, hooks.load(&spec).await?));
     }
 
     let template = render::Template {
@@ -180,10 +231,26 @@ pub async fn prepare(
         },
         logs: called.logs,
     });
+    if let Some(patch) = &request.pod_override {
+        access::override_pod(&mut object, patch, granted.allowed)?;
+    }
+    access::label_tenant(&mut object, tenant);
 
-    for hook in &mutate_hooks {
-        let before = request.explain.then(|| object.clone());
+    for (phase, hook) in &mutate_hooks {
+        if *phase == Phase::Policy || *phase == Phase::Validate {
+            // No hook before the operator's can pass for another tenant.
+            access::label_tenant(&mut object, tenant);
+        }
+        let before = (request.explain || *phase == Phase::Validate).then(|| object.clone());
         let called = apply(hook, &context, &mut object).await?;
+        if *phase == Phase::Validate && before.as_ref() != Some(&object) {
+            return Err(HookError::Output {
+                hook: hook.name().to_string(),
+                message: "a validate hook may only allow or deny, and this one changed the pod"
+                    .into(),
+            }
+            .into());
+        }
         validate(&object).map_err(|m| HookError::Output {
             hook: hook.name().to_string(),
             message: format!("the Pod is no longer valid: {m}"),
@@ -192,11 +259,15 @@ pub async fn prepare(
             hook: hook.name().to_string(),
             kind: Kind::Mutate,
             elapsed: called.elapsed,
-            changes: before.map(|b| describe(&b, &object)).unwrap_or_default(),
+            changes: match (request.explain, before) {
+                (true, Some(b)) => describe(&b, &object),
+                _ => Vec::new(),
+            },
             logs: called.logs,
         });
     }
 
+    access::check_final(&mut object, tenant, &granted)?;
     let pod: Pod = serde_json::from_value(object).map_err(|e| HookError::Output {
         hook: "(final pod)".into(),
         message: e.to_string(),
@@ -209,15 +280,34 @@ pub async fn prepare(
     })
 }
 
-/// The application's classifier chain, in the order they are asked.
+/// Whose a mutate hook is, which decides where it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Application,
+    Tenant,
+    Policy,
+    Validate,
+}
+
+/// The application's classifier chain, then its tenant's, in the order
+/// they are asked.
 pub async fn classifiers(
     hooks: &Hooks,
     config: &Config,
     application: &str,
+    tenant: Option<&str>,
 ) -> Result<Vec<Hook>, PipelineError> {
     let app = config.application(application)?;
+    let tenant = match tenant {
+        Some(name) => Some(access::tenant_named(config, name)?),
+        None => None,
+    };
+    let mut chain = app.classify_hooks();
+    if let Some(t) = tenant {
+        chain.extend(t.hooks.classify.iter().map(|h| h.value.clone()));
+    }
     let mut loaded = Vec::new();
-    for h in app.classify_hooks() {
+    for h in chain {
         let spec = config.hook_spec(&h, Kind::Classify).map_err(|message| {
             PipelineError::Config(ConfigError::Invalid {
                 path: config.path.clone(),
@@ -287,6 +377,7 @@ fn application_context(
     app: &Application,
     request: &Request,
     run_id: &str,
+    granted: &access::Granted,
 ) -> Result<RunContext, PipelineError> {
     let mut params = Vec::new();
     for (name, _) in &request.params {
@@ -329,11 +420,8 @@ fn application_context(
     Ok(RunContext {
         name: app.name.value.0.clone(),
         run_id: run_id.to_string(),
-        namespace: request
-            .namespace
-            .clone()
-            .or_else(|| app.namespace.as_ref().map(|n| n.0.clone())),
-        image: c.image.0.clone(),
+        namespace: granted.namespace.clone(),
+        image: request.image.clone().unwrap_or_else(|| c.image.0.clone()),
         arguments: request.arguments.clone(),
         uid: c.uid.as_ref().map(|i| i.0.clone()),
         gid: c.gid.as_ref().map(|i| i.0.clone()),
@@ -341,8 +429,9 @@ fn application_context(
         limits: resources(&c.resource_limits),
         params,
         restart_policy: app.restart_policy.map(|p| p.as_str().to_string()),
-        timeout_seconds: request.timeout.or(app.timeout.map(|s| s.0)),
+        timeout_seconds: granted.timeout,
         pending_timeout_seconds: request.pending_timeout.or(app.pending_timeout.map(|s| s.0)),
+        tenant: request.tenant.clone(),
     })
 }
 

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State as Shared_};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -14,6 +15,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
+use super::auth::Caller;
 use super::{ApiError, App, ErrorBody, find};
 use crate::Shared;
 use crate::state::State;
@@ -47,12 +49,13 @@ const LOG_PAGE: i64 = 1000;
     ))]
 pub(crate) async fn logs(
     Shared_(shared): App,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     query: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
-    find(&shared, &id).await?;
+    find(&shared, &caller, &id).await?;
     // A reconnecting event stream says where it was.
     let resumed = headers
         .get("last-event-id")
@@ -176,9 +179,10 @@ fn follow(
     ))]
 pub(crate) async fn result(
     Shared_(shared): App,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    find(&shared, &id).await?;
+    find(&shared, &caller, &id).await?;
     let (text, _) = read_log(&shared, &id, 0, Some("worker")).await?;
     Ok(plain(text))
 }

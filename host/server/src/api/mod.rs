@@ -5,6 +5,7 @@
 //! - `logs`: a run's log, followed live, and its result;
 //! - `view`: how a run is shown.
 
+mod auth;
 mod logs;
 mod runs;
 mod view;
@@ -72,6 +73,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            auth::authenticate,
+        ))
         .with_state(shared)
 }
 
@@ -119,12 +124,20 @@ impl ApiError {
     }
 }
 
-/// Run `id`, or the 404 for it.
-pub(crate) async fn find(shared: &Shared, id: &str) -> Result<crate::store::Run, ApiError> {
+pub(crate) use auth::RateLimits;
+
+/// Run `id`, or the 404 for it: also for another tenant's run, so that
+/// ids cannot be probed.
+pub(crate) async fn find(
+    shared: &Shared,
+    caller: &auth::Caller,
+    id: &str,
+) -> Result<crate::store::Run, ApiError> {
     shared
         .store
         .get(id)
         .await?
+        .filter(|run| caller.owns(run.tenant.as_deref()))
         .ok_or_else(|| ApiError::no_run(id))
 }
 

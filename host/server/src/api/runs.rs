@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::Extension;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State as Shared_};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -15,6 +16,7 @@ use podrun::result::RunResult;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::{Caller, too_many};
 use super::view::{RunView, view};
 use super::{ApiError, App, ErrorBody, find};
 use crate::Shared;
@@ -50,6 +52,18 @@ pub(crate) struct Submit {
     /// Where the run's end is POSTed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     callback_url: Option<String>,
+    /// The run's deadline in seconds, if the application allows callers
+    /// to set it (and no more than its maximum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout: Option<u64>,
+    /// The container image, if the application allows callers to set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    /// A JSON merge patch over the rendered pod, before the mutate hooks,
+    /// if the application allows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pod_override: Option<serde_json::Value>,
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -91,31 +105,46 @@ fn replay(existing: Run, hash: &str) -> Result<Response, ApiError> {
         (status = 201, description = "Queued", body = RunView),
         (status = 200, description = "Submitted before with this key", body = RunView),
         (status = 400, description = "A bad request", body = ErrorBody),
-        (status = 403, description = "Denied by a policy hook, or a callback host not allowed", body = ErrorBody),
+        (status = 401, description = "No token, or not a tenant's", body = ErrorBody),
+        (status = 403, description = "Denied by a policy hook; a parameter, application, namespace or callback host the caller may not use", body = ErrorBody),
         (status = 404, description = "No such application", body = ErrorBody),
         (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "An unknown field, a hook that failed, or a reused key", body = ErrorBody),
+        (status = 429, description = "Over the tenant's submits per minute; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, description = "The store does not answer", body = ErrorBody),
     ))]
 pub(crate) async fn submit(
     Shared_(shared): App,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Json<Submit>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let tenant = caller.tenant.as_ref().and_then(|t| shared.config.tenant(t));
+    if let (Some(name), Some(per_minute)) =
+        (&caller.tenant, tenant.and_then(|t| t.submits_per_minute))
+        && let Err(wait) = shared.rates.take(name, per_minute.get())
+    {
+        return Ok(too_many(wait));
+    }
     let start = std::time::Instant::now();
-    let answer = queue(&shared, headers, body).await;
+    let answer = queue(&shared, &caller, headers, body).await;
     shared.metrics.submitted(start.elapsed());
     answer
 }
 
 async fn queue(
     shared: &Arc<Shared>,
+    caller: &Caller,
     headers: HeaderMap,
     body: Result<Json<Submit>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
-    let key = idempotency_key(&headers)?;
+    // A tenant's keys are its own: another's cannot find its runs by them.
+    let key = idempotency_key(&headers)?.map(|k| match &caller.tenant {
+        Some(t) => format!("{t}\n{k}"),
+        None => k,
+    });
     let hash = blake3::hash(&serde_json::to_vec(&body).unwrap_or_default())
         .to_hex()
         .to_string();
@@ -126,6 +155,30 @@ async fn queue(
     }
     if let Some(url) = &body.callback_url {
         crate::callback::check(url, &shared.callback_hosts)?;
+    }
+    if let Some(tenant) = caller.tenant.as_ref().and_then(|t| shared.config.tenant(t)) {
+        if !tenant.may_run(&body.application) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not-allowed",
+                format!(
+                    "application: tenant {} may not run {:?}",
+                    tenant.name.value, body.application
+                ),
+            ));
+        }
+        podrun::pipeline::check_runtime(
+            &shared.config,
+            Some(&tenant.name.value.0),
+            shared.runtime.name(),
+        )
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "local-runtime-not-allowed",
+                e.to_string(),
+            )
+        })?;
     }
     if shared.config.application(&body.application).is_err() {
         return Err(ApiError::new(
@@ -147,6 +200,10 @@ async fn queue(
         params: body.params.clone().into_iter().collect(),
         namespace: body.namespace.clone(),
         run_id: Some(podrun::run_id::new()),
+        timeout: body.timeout,
+        image: body.image.clone(),
+        pod_override: body.pod_override.clone(),
+        tenant: caller.tenant.as_deref().map(str::to_string),
         ..Request::default()
     };
     // Render and mutate now: a denial or a broken hook is the submitter's
@@ -166,6 +223,7 @@ async fn queue(
         context: &context,
         stdin: body.stdin.as_deref().map(str::as_bytes),
         callback_url: body.callback_url.as_deref(),
+        tenant: caller.tenant.as_deref(),
     };
     let run = match shared.store.insert(&new).await? {
         Inserted::Created(run) => run,
@@ -184,6 +242,9 @@ async fn queue(
 
 fn prepare_error(e: PipelineError) -> ApiError {
     let message = e.to_string();
+    if let PipelineError::NotAllowed { .. } = e {
+        return ApiError::new(StatusCode::FORBIDDEN, "not-allowed", message);
+    }
     match e.exit_code() {
         Code::Denied => ApiError::new(StatusCode::FORBIDDEN, "denied", message),
         Code::HookFailed => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "hook-failed", message),
@@ -200,9 +261,10 @@ fn prepare_error(e: PipelineError) -> ApiError {
     ))]
 pub(crate) async fn show(
     Shared_(shared): App,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
-    let run = find(&shared, &id).await?;
+    let run = find(&shared, &caller, &id).await?;
     Ok(Json(view(run)))
 }
 
@@ -240,6 +302,7 @@ pub(crate) struct Page {
     ))]
 pub(crate) async fn list(
     Shared_(shared): App,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
     let Query(q) = query?;
@@ -275,6 +338,7 @@ pub(crate) async fn list(
             since,
             before,
             limit: limit + 1,
+            tenant: caller.tenant.as_deref().map(str::to_string),
         })
         .await?;
     let more = runs.len() as i64 > limit;
@@ -299,9 +363,10 @@ pub(crate) async fn list(
     ))]
 pub(crate) async fn cancel(
     Shared_(shared): App,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let run = find(&shared, &id).await?;
+    let run = find(&shared, &caller, &id).await?;
     if run.state.is_final() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -338,7 +403,7 @@ pub(crate) async fn cancel(
         }
     }
     shared.changed();
-    let run = find(&shared, &id).await?;
+    let run = find(&shared, &caller, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(view(run))).into_response())
 }
 
@@ -352,9 +417,10 @@ pub(crate) async fn cancel(
     ))]
 pub(crate) async fn release(
     Shared_(shared): App,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let run = find(&shared, &id).await?;
+    let run = find(&shared, &caller, &id).await?;
     if !run.state.is_final() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -12,6 +12,9 @@ use crate::store::Run;
 pub(crate) struct RunView {
     id: String,
     application: String,
+    /// The tenant that submitted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
     state: State,
     /// RFC 3339.
     created_at: String,
@@ -79,6 +82,7 @@ pub(crate) fn view(run: Run) -> RunView {
         },
         id: run.id,
         application: run.application,
+        tenant: run.tenant,
         state: run.state,
         created_at: time(run.created_at),
         started_at: run.started_at.map(time),
