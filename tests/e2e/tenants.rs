@@ -52,6 +52,7 @@ fn config(a: &str, b: &str, c: &str) -> String {
   parameters: [{{name: attack, default: ""}}]
   runtime-parameters:
     max-timeout: 1h
+    max-resources: {{cpu: 1, memory: 256Mi}}
 - name: report
   template: templates/pod.tmpl
   container:
@@ -75,7 +76,7 @@ tenants:
   applications: [worker, report]
   namespaces: [team-a, reports]
   local-runtime: true
-  runtime-parameters: {{image: false}}
+  runtime-parameters: {{image: false, max-resources: {{memory: 128Mi}}}}
 - name: team-b
   tokens: ["{b}"]
   applications: [worker]
@@ -410,6 +411,21 @@ fn what_a_tenant_was_not_granted_is_refused_by_name_and_nothing_queued() {
             json!({"application": "worker", "timeout": 7200}),
             "timeout",
         ),
+        (
+            &t.a,
+            json!({"application": "worker", "resources": {"requests": {"memory": "200Mi"}}}),
+            "resources.requests.memory: 200Mi is over the 134217728 bytes tenant team-a allows",
+        ),
+        (
+            &t.a,
+            json!({"application": "worker", "resources": {"limits": {"cpu": "1"}}}),
+            "resources.limits.cpu: tenant team-a does not allow callers to set cpu",
+        ),
+        (
+            &t.b,
+            json!({"application": "worker", "resources": {"limits": {"memory": "1Gi"}}}),
+            "resources.limits.memory",
+        ),
         // team-c may not use the local runtime this server runs on.
         (&t.c, json!({"application": "worker"}), "local"),
     ];
@@ -422,13 +438,30 @@ fn what_a_tenant_was_not_granted_is_refused_by_name_and_nothing_queued() {
     for token in [&t.a, &t.b, &t.c] {
         assert!(t.listed(token).is_empty(), "a refused run was queued");
     }
+    let (status, answer) = t.call(
+        &t.b,
+        "POST",
+        "/v1/runs",
+        Some(json!({"application": "worker", "resources": {"limits": {"memory": "lots"}}})),
+    );
+    assert_eq!(status, 400, "{answer}");
     // What was granted works: a namespace of its list, a timeout under
-    // the maximum.
+    // the maximum, resources within the bounds.
     let (status, run) = t.call(
         &t.a,
         "POST",
         "/v1/runs",
-        Some(json!({"application": "worker", "namespace": "reports", "timeout": 60, "args": ["true"]})),
+        Some(json!({
+            "application": "worker", "namespace": "reports", "timeout": 60, "args": ["true"],
+            "resources": {"requests": {"memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+        })),
+    );
+    assert_eq!(status, 201, "{run}");
+    let (status, run) = t.call(
+        &t.b,
+        "POST",
+        "/v1/runs",
+        Some(json!({"application": "worker", "resources": {"limits": {"cpu": "500m"}}})),
     );
     assert_eq!(status, 201, "{run}");
 }

@@ -379,6 +379,16 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) pod_override: Option<PathBuf>,
 
+    /// A resource request over the config's, `cpu=500m` or `memory=1Gi`
+    /// (repeatable; within the application's `max-resources`)
+    #[arg(long = "request", value_name = "RESOURCE=QUANTITY", value_parser = parse_resource)]
+    pub(crate) requests: Vec<(String, String)>,
+
+    /// A resource limit over the config's, `cpu=1` or `memory=2Gi`
+    /// (repeatable; within the application's `max-resources`)
+    #[arg(long = "limit", value_name = "RESOURCE=QUANTITY", value_parser = parse_resource)]
+    pub(crate) limits: Vec<(String, String)>,
+
     /// Run as this tenant of the config: only what it may set, with its
     /// hooks
     #[arg(long, value_name = "NAME")]
@@ -418,6 +428,14 @@ pub(crate) fn parse_param(s: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
     Ok((name.to_string(), value.to_string()))
+}
+
+pub(crate) fn parse_resource(s: &str) -> Result<(String, String), String> {
+    let (name, value) = parse_param(s)?;
+    if name != "cpu" && name != "memory" {
+        return Err(format!("{name:?}: the resources are cpu and memory"));
+    }
+    Ok((name, value))
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {

@@ -299,6 +299,12 @@ pub(crate) async fn run(args: RunCommand) -> Result<Code, Failure> {
     if let Some(path) = &args.run.pod_override {
         body["podOverride"] = crate::run::pod_override(path)?;
     }
+    if let Some(r) = crate::run::resources(&args.run) {
+        body["resources"] = json!({
+            "requests": {"cpu": r.requests.cpu, "memory": r.requests.memory},
+            "limits": {"cpu": r.limits.cpu, "memory": r.limits.memory},
+        });
+    }
     if let Some(stdin) = stdin {
         body["stdin"] = json!(stdin);
     }

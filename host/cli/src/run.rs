@@ -45,6 +45,31 @@ pub(crate) fn request(run: &RunArgs, form: CommandForm, explain: bool) -> Result
         tenant: run.tenant.clone(),
         image: run.image.clone(),
         pod_override: run.pod_override.as_deref().map(pod_override).transpose()?,
+        resources: resources(run),
+    })
+}
+
+/// `--request` and `--limit`, if any were given (the last of each wins).
+pub(crate) fn resources(run: &RunArgs) -> Option<podrun::pipeline::ResourceRequest> {
+    if run.requests.is_empty() && run.limits.is_empty() {
+        return None;
+    }
+    let pick = |given: &[(String, String)]| {
+        let last = |name: &str| {
+            given
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        podrun::context::Resources {
+            cpu: last("cpu"),
+            memory: last("memory"),
+        }
+    };
+    Some(podrun::pipeline::ResourceRequest {
+        requests: pick(&run.requests),
+        limits: pick(&run.limits),
     })
 }
 

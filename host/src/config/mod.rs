@@ -17,8 +17,8 @@ use crate::hooks::{self, Kind, Limits, Source};
 mod tenants;
 
 pub use tenants::{
-    Allowed, HASH_PREFIX, Policy, RuntimeParameters, TOKEN_PREFIX, Tenant, TenantHooks, TokenHash,
-    new_token,
+    Allowed, Bounds, HASH_PREFIX, Policy, ResourceBounds, RuntimeParameters, TOKEN_PREFIX, Tenant,
+    TenantHooks, TokenHash, new_token,
 };
 
 /// The file name looked for in a directory.
@@ -400,35 +400,51 @@ checked_string!(
 );
 
 fn is_quantity(s: &str) -> bool {
-    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let digits = s
+    quantity_value(s).is_some()
+}
+
+/// A quantity's value in its base unit (cores, bytes), or `None` when
+/// `s` is not a quantity.
+pub fn quantity_value(s: &str) -> Option<f64> {
+    let (sign, unsigned) = match s.strip_prefix('-') {
+        Some(rest) => (-1.0, rest),
+        None => (1.0, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let digits = unsigned
         .bytes()
         .take_while(|b| b.is_ascii_digit() || *b == b'.')
         .count();
-    let (number, suffix) = s.split_at(digits);
-    let number_ok = !number.is_empty() && number != "." && number.matches('.').count() <= 1;
-    let suffix_ok = matches!(
-        suffix,
-        "" | "Ki"
-            | "Mi"
-            | "Gi"
-            | "Ti"
-            | "Pi"
-            | "Ei"
-            | "n"
-            | "u"
-            | "m"
-            | "k"
-            | "M"
-            | "G"
-            | "T"
-            | "P"
-            | "E"
-    ) || suffix
-        .strip_prefix(['e', 'E'])
-        .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
-        .is_some_and(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()));
-    number_ok && suffix_ok
+    let (number, suffix) = unsigned.split_at(digits);
+    if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+        return None;
+    }
+    let factor = match suffix {
+        "" => 1.0,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        _ => {
+            let exponent = suffix.strip_prefix(['e', 'E'])?;
+            let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            10f64.powi(exponent.parse::<i32>().ok()?)
+        }
+    };
+    Some(sign * number.parse::<f64>().ok()? * factor)
 }
 
 /// A duration in whole seconds: a number of seconds, or a number with a
@@ -955,7 +971,36 @@ impl Application {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_seconds;
+    use super::{parse_seconds, quantity_value};
+
+    #[test]
+    fn quantities_in_their_base_units() {
+        for (text, value) in [
+            ("1", 1.0),
+            ("500m", 0.5),
+            ("1.5", 1.5),
+            ("64Mi", 64.0 * 1024.0 * 1024.0),
+            ("1G", 1e9),
+            ("2e3", 2000.0),
+            ("1E-3", 0.001),
+            ("-1", -1.0),
+        ] {
+            assert_eq!(quantity_value(text), Some(value), "{text}");
+        }
+        for text in [
+            "",
+            "m",
+            "1x",
+            "1.2.3",
+            "Gi",
+            "1e",
+            "1e+",
+            "1ee3",
+            "1e99999999999",
+        ] {
+            assert_eq!(quantity_value(text), None, "{text}");
+        }
+    }
 
     #[test]
     fn durations_in_podrun_and_go_forms() {

@@ -9,7 +9,7 @@ use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{HookRef, Name, Scalar, Seconds};
+use super::{HookRef, Name, Quantity, Scalar, Seconds, quantity_value};
 
 /// The start of every token `podrun token new` makes, so that a leaked one
 /// is recognised (by people and by secret scanners).
@@ -198,6 +198,46 @@ pub struct RuntimeParameters {
     /// A merge patch over the rendered pod (default never).
     #[serde(default)]
     pub pod_override: Option<bool>,
+    /// The largest cpu and memory a caller may request or limit; only the
+    /// resources named here may be set (default: none).
+    #[serde(default)]
+    pub max_resources: Option<ResourceBounds>,
+}
+
+/// The largest quantities a caller may ask for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceBounds {
+    /// Cpu (`2`, `500m`).
+    #[serde(default)]
+    pub cpu: Option<Quantity>,
+    /// Memory (`4Gi`).
+    #[serde(default)]
+    pub memory: Option<Quantity>,
+}
+
+/// Resource bounds as numbers: millicores and bytes; `None` for a
+/// resource callers may not set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bounds {
+    /// Cpu, in millicores.
+    pub cpu_millis: Option<u64>,
+    /// Memory, in bytes.
+    pub memory_bytes: Option<u64>,
+}
+
+impl Bounds {
+    fn of(b: &ResourceBounds) -> Bounds {
+        let value = |q: &Option<Quantity>, scale: f64| {
+            q.as_ref()
+                .and_then(|q| quantity_value(&q.0))
+                .map(|v| (v * scale).floor().max(0.0) as u64)
+        };
+        Bounds {
+            cpu_millis: value(&b.cpu, 1000.0),
+            memory_bytes: value(&b.memory, 1.0),
+        }
+    }
 }
 
 /// What a caller may set, all settings applied.
@@ -215,6 +255,8 @@ pub struct Allowed {
     pub image: bool,
     /// A pod override.
     pub pod_override: bool,
+    /// Cpu and memory up to these bounds; `None`: no resources.
+    pub resources: Option<Bounds>,
 }
 
 impl Allowed {
@@ -226,6 +268,7 @@ impl Allowed {
         max_timeout: None,
         image: false,
         pod_override: false,
+        resources: None,
     };
 
     /// The application's settings over the defaults, narrowed by the
@@ -242,6 +285,7 @@ impl Allowed {
             a.max_timeout = p.max_timeout.map(|s| s.0);
             a.image = p.image.unwrap_or(a.image);
             a.pod_override = p.pod_override.unwrap_or(a.pod_override);
+            a.resources = p.max_resources.as_ref().map(Bounds::of);
         }
         if let Some(p) = tenant {
             a.command &= p.command.unwrap_or(true);
@@ -253,6 +297,15 @@ impl Allowed {
                 (Some(x), Some(y)) => Some(x.min(y)),
                 (x, y) => x.or(y),
             };
+            // Only what both name, at the smaller bound.
+            if let (Some(app), Some(tenant)) = (a.resources, p.max_resources.as_ref()) {
+                let tenant = Bounds::of(tenant);
+                let both = |x: Option<u64>, y: Option<u64>| Some(x?.min(y?));
+                a.resources = Some(Bounds {
+                    cpu_millis: both(app.cpu_millis, tenant.cpu_millis),
+                    memory_bytes: both(app.memory_bytes, tenant.memory_bytes),
+                });
+            }
         }
         a
     }
@@ -345,5 +398,36 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(Allowed::of(Some(&app), Some(&wide)).max_timeout, Some(3600));
+    }
+
+    #[test]
+    fn a_tenant_keeps_only_the_resources_both_name_at_the_smaller_bound() {
+        let bounds = |cpu: Option<&str>, memory: Option<&str>| ResourceBounds {
+            cpu: cpu.map(|c| Quantity(c.into())),
+            memory: memory.map(|m| Quantity(m.into())),
+        };
+        let app = RuntimeParameters {
+            max_resources: Some(bounds(Some("2"), Some("4Gi"))),
+            ..Default::default()
+        };
+        let tenant = RuntimeParameters {
+            max_resources: Some(bounds(None, Some("8Gi"))),
+            ..Default::default()
+        };
+        assert_eq!(
+            Allowed::of(Some(&app), Some(&tenant)).resources,
+            Some(Bounds {
+                cpu_millis: None,
+                memory_bytes: Some(4 << 30)
+            })
+        );
+        assert_eq!(
+            Allowed::of(Some(&app), None).resources,
+            Some(Bounds {
+                cpu_millis: Some(2000),
+                memory_bytes: Some(4 << 30)
+            })
+        );
+        assert_eq!(Allowed::of(None, Some(&tenant)).resources, None);
     }
 }

@@ -110,6 +110,9 @@ pub(super) fn check(
     if request.namespace.is_some() && !allowed.namespace {
         return Err(not("namespace", "the namespace"));
     }
+    if let Some(asked) = &request.resources {
+        check_resources(asked, allowed, &whose)?;
+    }
     let timeout = request.timeout.or(app.timeout.map(|s| s.0));
     Ok(Granted {
         allowed,
@@ -120,6 +123,54 @@ pub(super) fn check(
             None => timeout,
         },
     })
+}
+
+/// Each quantity asked for must be one the grant names, within its bound.
+fn check_resources(
+    asked: &super::ResourceRequest,
+    allowed: Allowed,
+    whose: &str,
+) -> Result<(), PipelineError> {
+    let each = [
+        ("requests", "cpu", &asked.requests.cpu),
+        ("requests", "memory", &asked.requests.memory),
+        ("limits", "cpu", &asked.limits.cpu),
+        ("limits", "memory", &asked.limits.memory),
+    ];
+    for (kind, resource, value) in each {
+        let Some(value) = value else { continue };
+        let field = format!("resources.{kind}.{resource}");
+        let number = crate::config::quantity_value(value)
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| {
+                PipelineError::Request(format!(
+                    "{field}: {value:?} is not a positive Kubernetes quantity (like 500m or 1Gi)"
+                ))
+            })?;
+        let bounds = allowed.resources.ok_or_else(|| {
+            refused(
+                "resources",
+                format!("resources: {whose} does not allow callers to set resources"),
+            )
+        })?;
+        let (max, asked, unit) = match resource {
+            "cpu" => (bounds.cpu_millis, (number * 1000.0).ceil(), "millicores"),
+            _ => (bounds.memory_bytes, number.ceil(), "bytes"),
+        };
+        let Some(max) = max else {
+            return Err(refused(
+                "resources",
+                format!("{field}: {whose} does not allow callers to set {resource}"),
+            ));
+        };
+        if asked > max as f64 {
+            return Err(refused(
+                "resources",
+                format!("{field}: {value} is over the {max} {unit} {whose} allows"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a tenant's run on the local runtime, which runs a pod's

@@ -47,6 +47,18 @@ pub struct Request {
     /// A JSON merge patch over the rendered pod, before the mutate hooks
     /// (a runtime parameter the application must allow).
     pub pod_override: Option<Value>,
+    /// Cpu and memory over the config's (a runtime parameter the
+    /// application must allow, within its bounds).
+    pub resources: Option<ResourceRequest>,
+}
+
+/// Cpu and memory a caller asks for, each replacing the config's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceRequest {
+    /// Requests (`cpu: 500m`).
+    pub requests: crate::context::Resources,
+    /// Limits (`memory: 1Gi`).
+    pub limits: crate::context::Resources,
 }
 
 /// One hook's part in preparing the pod.
@@ -409,13 +421,20 @@ fn application_context(
             }
         }
     }
-    let resources = |r: &Option<crate::config::Resources>| crate::context::Resources {
-        cpu: r.as_ref().and_then(|r| r.cpu.as_ref()).map(|q| q.0.clone()),
-        memory: r
-            .as_ref()
-            .and_then(|r| r.memory.as_ref())
-            .map(|q| q.0.clone()),
+    let resources = |r: &Option<crate::config::Resources>,
+                     asked: Option<&crate::context::Resources>| {
+        crate::context::Resources {
+            cpu: asked
+                .and_then(|a| a.cpu.clone())
+                .or_else(|| r.as_ref().and_then(|r| r.cpu.as_ref()).map(|q| q.0.clone())),
+            memory: asked.and_then(|a| a.memory.clone()).or_else(|| {
+                r.as_ref()
+                    .and_then(|r| r.memory.as_ref())
+                    .map(|q| q.0.clone())
+            }),
+        }
     };
+    let asked = request.resources.as_ref();
     let c = &app.container;
     Ok(RunContext {
         name: app.name.value.0.clone(),
@@ -425,8 +444,8 @@ fn application_context(
         arguments: request.arguments.clone(),
         uid: c.uid.as_ref().map(|i| i.0.clone()),
         gid: c.gid.as_ref().map(|i| i.0.clone()),
-        requests: resources(&c.resource_requests),
-        limits: resources(&c.resource_limits),
+        requests: resources(&c.resource_requests, asked.map(|a| &a.requests)),
+        limits: resources(&c.resource_limits, asked.map(|a| &a.limits)),
         params,
         restart_policy: app.restart_policy.map(|p| p.as_str().to_string()),
         timeout_seconds: granted.timeout,

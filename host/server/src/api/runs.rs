@@ -64,6 +64,39 @@ pub(crate) struct Submit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pod_override: Option<serde_json::Value>,
+    /// Cpu and memory over the config's, if the application allows it
+    /// (within its `max-resources`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resources: Option<SubmitResources>,
+}
+
+/// `requests` and `limits`, each with `cpu` and `memory` (Kubernetes
+/// quantities).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubmitResources {
+    #[serde(default)]
+    requests: Quantities,
+    #[serde(default)]
+    limits: Quantities,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Quantities {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    memory: Option<String>,
+}
+
+impl From<&Quantities> for podrun::context::Resources {
+    fn from(q: &Quantities) -> Self {
+        podrun::context::Resources {
+            cpu: q.cpu.clone(),
+            memory: q.memory.clone(),
+        }
+    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -203,6 +236,13 @@ async fn queue(
         timeout: body.timeout,
         image: body.image.clone(),
         pod_override: body.pod_override.clone(),
+        resources: body
+            .resources
+            .as_ref()
+            .map(|r| podrun::pipeline::ResourceRequest {
+                requests: (&r.requests).into(),
+                limits: (&r.limits).into(),
+            }),
         tenant: caller.tenant.as_deref().map(str::to_string),
         ..Request::default()
     };
