@@ -1202,3 +1202,95 @@ fn a_server_follows_all_its_runs_through_one_pod_watch_where_cli_runs_take_one_e
         .count();
     assert_eq!(by_name, 3, "{watches:#?}");
 }
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_tenants_pods_run_in_its_namespace_labelled_and_under_the_policy() {
+    use crate::server::Server;
+    let (namespace_a, namespace_b) = (Namespace(unique("ta")), Namespace(unique("tb")));
+    let (a_ns, b_ns) = (namespace_a.0.as_str(), namespace_b.0.as_str());
+    for ns in [a_ns, b_ns] {
+        let (ok, out) = kubectl_as(&kubeconfig(), &["create", "namespace", ns], None);
+        assert!(ok, "{out}");
+    }
+    let (a, b) = (crate::tenants::token(), crate::tenants::token());
+    let scratch = crate::support::Scratch::new(&format!(
+        "applications:\n- name: worker\n  template: templates/pod.tmpl\n  container:\n    image: busybox:local\n\
+         policy:\n  mutate: [api-token]\n  validate:\n  - {{hook: pod-security, with: {{require: [deadline, no-token]}}}}\n\
+         tenants:\n- name: team-a\n  tokens: [\"{}\"]\n  applications: [worker]\n  namespaces: [{a_ns}]\n\
+         - name: team-b\n  tokens: [\"{}\"]\n  applications: [worker]\n  namespaces: [{b_ns}]\n",
+        a.1, b.1
+    ));
+    let store = format!("sqlite:{}", scratch.path().join("runs.db").display());
+    let server = Server::start_on(&scratch, &store, Some(&kubeconfig()), &[]);
+    let call = |token: &str, method: &str, path: &str, body: Option<Value>| {
+        let auth = format!("Bearer {token}");
+        let body = body.map(|b| b.to_string());
+        let (status, text) =
+            server.call(method, path, body.as_deref(), &[("authorization", &auth)]);
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)),
+        )
+    };
+    let (status, run) = call(
+        &a.0,
+        "POST",
+        "/v1/runs",
+        Some(
+            serde_json::json!({"application": "worker", "args": ["sh", "-c", "echo hi; sleep 4"]}),
+        ),
+    );
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    // The pod, as the cluster has it.
+    let start = Instant::now();
+    let pod = loop {
+        let out = StdCommand::new("kubectl")
+            .env("KUBECONFIG", kubeconfig())
+            .args(["get", "pods", "-n", a_ns, "-o", "json", "-l"])
+            .arg(format!("podrun.dev/run-id={id}"))
+            .output()
+            .unwrap();
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if let Some(pod) = list["items"].get(0) {
+            break pod.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no pod in {a_ns}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(pod["metadata"]["labels"]["podrun.dev/tenant"], "team-a");
+    assert_eq!(pod["spec"]["automountServiceAccountToken"], false);
+    assert!(pod["spec"]["activeDeadlineSeconds"].as_u64().is_some());
+    assert!(
+        !pod["metadata"]["name"].as_str().unwrap().contains("team"),
+        "the pod's name carries no tenant"
+    );
+    // Team B cannot see it, nor run in A's namespace.
+    assert_eq!(call(&b.0, "GET", &format!("/v1/runs/{id}"), None).0, 404);
+    let (status, body) = call(
+        &b.0,
+        "POST",
+        "/v1/runs",
+        Some(serde_json::json!({"application": "worker", "namespace": a_ns})),
+    );
+    assert_eq!(status, 403, "{body}");
+    // A's run ends as a run does.
+    let start = Instant::now();
+    loop {
+        let (_, run) = call(&a.0, "GET", &format!("/v1/runs/{id}"), None);
+        if run["state"] == "succeeded" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60) && run["state"] != "failed",
+            "{run}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, log) = call(&a.0, "GET", &format!("/v1/runs/{id}/logs"), None);
+    assert_eq!(log, "hi\n");
+}

@@ -100,7 +100,7 @@ struct Tenants {
 }
 
 /// A new token and its hash, as `podrun token new` prints them.
-fn token() -> (String, String) {
+pub(crate) fn token() -> (String, String) {
     let out = support::podrun_in(std::path::Path::new("."))
         .args(["token", "new"])
         .output()
