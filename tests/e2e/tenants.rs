@@ -661,3 +661,46 @@ fn tenant_config_errors_name_their_line_and_column() {
         );
     }
 }
+
+/// The first lines a server prints, up to the one saying where it serves.
+fn start_lines(scratch: &Scratch, listen: &str) -> String {
+    use std::io::BufRead;
+    let store = format!("sqlite:{}", scratch.path().join("runs.db").display());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_podrun"))
+        .args([
+            "serve",
+            "--runtime",
+            "local",
+            "--listen",
+            listen,
+            "--store",
+            &store,
+            "--config",
+        ])
+        .arg(scratch.config_path())
+        .env("PODRUN_CACHE_DIR", support::shared_cache())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        text.push_str(&line);
+        text.push('\n');
+        if line.contains("serving on") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    text
+}
+
+#[test]
+fn a_server_open_to_anyone_or_speaking_tokens_in_the_clear_says_so() {
+    let open = Scratch::new(crate::server::CONFIG);
+    assert!(start_lines(&open, "0.0.0.0:0").contains("has no tenants, so anyone"));
+    assert!(!start_lines(&open, "127.0.0.1:0").contains("has no tenants"));
+    let (shared, _) = scratch();
+    assert!(start_lines(&shared, "0.0.0.0:0").contains("travel in the clear"));
+}
