@@ -704,3 +704,124 @@ fn a_server_open_to_anyone_or_speaking_tokens_in_the_clear_says_so() {
     let (shared, _) = scratch();
     assert!(start_lines(&shared, "0.0.0.0:0").contains("travel in the clear"));
 }
+
+#[test]
+fn a_tenants_classifier_follows_the_applications_and_its_limit_queues_its_runs() {
+    let (token, hash) = token();
+    let scratch = Scratch::new(&format!(
+        "applications:\n- name: quiet\n  template: templates/pod.tmpl\n  container:\n    image: busybox:local\n  \
+         namespace: q\n  hooks:\n    classify: [{{script: shrug.rhai}}]\n\
+         tenants:\n- name: team-a\n  tokens: [\"{hash}\"]\n  applications: [quiet]\n  local-runtime: true\n  \
+         max-concurrent: 1\n  hooks: {{classify: [{{script: verdict.rhai}}]}}\n"
+    ));
+    std::fs::write(
+        scratch.path().join("shrug.rhai"),
+        "fn classify(observation, ctx) { () }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        scratch.path().join("verdict.rhai"),
+        "fn classify(observation, ctx) {\n    let phase = observation.pod.status?.phase;\n    \
+         if phase == \"Succeeded\" || phase == \"Failed\" {\n        \
+         return #{outcome: \"failed\", reason: \"TenantSays\", message: \"team-a's classifier\", exit_code: 7};\n    }\n    ()\n}\n",
+    )
+    .unwrap();
+    // The application's classifier has no opinion: the tenant's decides.
+    let out = support::podrun_in(scratch.path())
+        .args([
+            "run",
+            "--runtime",
+            "local",
+            "--tenant",
+            "team-a",
+            "-a",
+            "quiet",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Over HTTP, one of the tenant's runs at a time.
+    let store = format!("sqlite:{}", scratch.path().join("runs.db").display());
+    let server = Server::start(&scratch, &store, &[]);
+    let auth = format!("Bearer {token}");
+    let call = |method: &str, path: &str, body: Option<&str>| {
+        let (status, text) = server.call(method, path, body, &[("authorization", &auth)]);
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)),
+        )
+    };
+    let body = r#"{"application": "quiet", "args": ["sleep", "2"]}"#;
+    let (_, first) = call("POST", "/v1/runs", Some(body));
+    let (_, second) = call("POST", "/v1/runs", Some(body));
+    let state = |run: &Value| {
+        let (_, run) = call(
+            "GET",
+            &format!("/v1/runs/{}", run["id"].as_str().unwrap()),
+            None,
+        );
+        run
+    };
+    let start = std::time::Instant::now();
+    while state(&first)["state"] != "running" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            state(&first)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        state(&second)["state"],
+        "queued",
+        "the limit let a second run start"
+    );
+    let start = std::time::Instant::now();
+    while state(&second)["state"] != "failed" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            state(&second)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first = state(&first);
+    assert_eq!(first["result"]["reason"], "TenantSays", "{first}");
+}
+
+#[test]
+fn a_validate_hook_that_changes_the_pod_fails_the_run() {
+    // The default `labels` hook ran before: as a validate hook it changes
+    // nothing and passes. A hook that marks the pod does change it.
+    let scratch = Scratch::new(&format!(
+        "{}policy:\n  validate: [labels, {{script: mark.rhai}}]\n",
+        support::app("worker", "")
+    ));
+    std::fs::write(
+        scratch.path().join("mark.rhai"),
+        "fn mutate(object, ctx) { patch(#{ metadata: #{ annotations: #{ validated: \"yes\" } } }) }\n",
+    )
+    .unwrap();
+    support::fails_with(
+        support::podrun_in(scratch.path()).args(["render", "-a", "worker"]),
+        122,
+        "a validate hook may only allow or deny, and this one changed the pod",
+    );
+    // One that only judges lets the pod through unchanged.
+    let scratch = Scratch::new(&format!(
+        "{}policy:\n  validate: [pod-security]\n",
+        support::app("worker", "")
+    ));
+    support::podrun_in(scratch.path())
+        .args(["render", "-a", "worker"])
+        .assert()
+        .success();
+}
