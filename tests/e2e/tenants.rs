@@ -556,7 +556,7 @@ fn the_cli_keeps_to_the_same_allow_lists_and_the_same_policy() {
     let with_override = scratch.path().join("pod-runner.yaml");
     let text = std::fs::read_to_string(&with_override).unwrap().replace(
         "    max-timeout: 1h",
-        "    max-timeout: 1h\n    pod-override: true",
+        "    max-timeout: 1h\n    pod-override: [metadata.annotations, spec]",
     );
     std::fs::write(&with_override, text).unwrap();
     support::fails_with(

@@ -359,6 +359,11 @@ async fn run(
         context.tenant.as_deref(),
         shared.runtime.name(),
     ) {
+        // A resumed run's pod may be running: left to a server that may
+        // follow it, not ended with its pod unwatched.
+        if resumed {
+            return Err(GiveUp(e.to_string()));
+        }
         return Ok(failed("NotAllowed", e.to_string(), e.exit_code()));
     }
     let classifiers = match podrun::pipeline::classifiers(

@@ -17,8 +17,8 @@ use crate::hooks::{self, Kind, Limits, Source};
 mod tenants;
 
 pub use tenants::{
-    Allowed, Bounds, HASH_PREFIX, Policy, ResourceBounds, RuntimeParameters, TOKEN_PREFIX, Tenant,
-    TenantHooks, TokenHash, new_token,
+    Allowed, Bounds, FieldPath, HASH_PREFIX, Policy, ResourceBounds, RuntimeParameters,
+    TOKEN_PREFIX, Tenant, TenantHooks, TokenHash, new_token,
 };
 
 /// The file name looked for in a directory.

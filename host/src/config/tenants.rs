@@ -195,13 +195,46 @@ pub struct RuntimeParameters {
     /// The container image (default never).
     #[serde(default)]
     pub image: Option<bool>,
-    /// A merge patch over the rendered pod (default never).
+    /// The fields a merge patch over the rendered pod may change, as
+    /// dotted paths (`metadata.annotations`, `spec.tolerations`); none by
+    /// default.
     #[serde(default)]
-    pub pod_override: Option<bool>,
+    pub pod_override: Option<Vec<FieldPath>>,
     /// The largest cpu and memory a caller may request or limit; only the
     /// resources named here may be set (default: none).
     #[serde(default)]
     pub max_resources: Option<ResourceBounds>,
+}
+
+/// A dotted path to a field of a pod (`spec.tolerations`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Scalar")]
+pub struct FieldPath(pub Vec<String>);
+
+impl TryFrom<Scalar> for FieldPath {
+    type Error = String;
+    fn try_from(s: Scalar) -> Result<Self, String> {
+        let segments: Vec<String> = s.0.split('.').map(str::to_string).collect();
+        let ok = segments.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+        if ok {
+            Ok(FieldPath(segments))
+        } else {
+            Err(format!(
+                "{:?} is not a field path (like metadata.annotations or spec.tolerations)",
+                s.0
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
 }
 
 /// The largest quantities a caller may ask for.
@@ -241,7 +274,7 @@ impl Bounds {
 }
 
 /// What a caller may set, all settings applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
     /// The command.
     pub command: bool,
@@ -253,8 +286,10 @@ pub struct Allowed {
     pub max_timeout: Option<u64>,
     /// The image.
     pub image: bool,
-    /// A pod override.
-    pub pod_override: bool,
+    /// Where a pod override may change the pod: a field is open when
+    /// every list (the application's, and the tenant's if it has one)
+    /// holds it or a field around it. No lists: no override.
+    pub pod_override: Vec<Vec<FieldPath>>,
     /// Cpu and memory up to these bounds; `None`: no resources.
     pub resources: Option<Bounds>,
 }
@@ -267,7 +302,7 @@ impl Allowed {
         timeout: true,
         max_timeout: None,
         image: false,
-        pod_override: false,
+        pod_override: Vec::new(),
         resources: None,
     };
 
@@ -284,7 +319,7 @@ impl Allowed {
             a.timeout = p.timeout.unwrap_or(a.timeout);
             a.max_timeout = p.max_timeout.map(|s| s.0);
             a.image = p.image.unwrap_or(a.image);
-            a.pod_override = p.pod_override.unwrap_or(a.pod_override);
+            a.pod_override = p.pod_override.iter().cloned().collect();
             a.resources = p.max_resources.as_ref().map(Bounds::of);
         }
         if let Some(p) = tenant {
@@ -292,7 +327,11 @@ impl Allowed {
             a.namespace &= p.namespace.unwrap_or(true);
             a.timeout &= p.timeout.unwrap_or(true);
             a.image &= p.image.unwrap_or(true);
-            a.pod_override &= p.pod_override.unwrap_or(true);
+            if !a.pod_override.is_empty()
+                && let Some(list) = &p.pod_override
+            {
+                a.pod_override.push(list.clone());
+            }
             a.max_timeout = match (a.max_timeout, p.max_timeout.map(|s| s.0)) {
                 (Some(x), Some(y)) => Some(x.min(y)),
                 (x, y) => x.or(y),
@@ -308,6 +347,14 @@ impl Allowed {
             }
         }
         a
+    }
+
+    /// Whether a pod override may change the field at `path`.
+    pub fn may_override(&self, path: &[&str]) -> bool {
+        let within =
+            |p: &FieldPath| p.0.len() <= path.len() && p.0.iter().zip(path).all(|(a, b)| a == b);
+        !self.pod_override.is_empty()
+            && self.pod_override.iter().all(|list| list.iter().any(within))
     }
 }
 
@@ -385,12 +432,16 @@ mod tests {
         };
         let tenant = RuntimeParameters {
             command: Some(false),
-            pod_override: Some(true),
+            pod_override: Some(vec![FieldPath(vec!["spec".into()])]),
             max_timeout: Some(Seconds(60)),
             ..Default::default()
         };
         let a = Allowed::of(Some(&app), Some(&tenant));
-        assert!(!a.command && a.image && a.namespace && !a.pod_override);
+        assert!(!a.command && a.image && a.namespace);
+        assert!(
+            !a.may_override(&["spec"]),
+            "the tenant widened the application's grant"
+        );
         assert_eq!(a.max_timeout, Some(60));
         assert_eq!(Allowed::of(None, None), Allowed::DEFAULT);
         let wide = RuntimeParameters {
@@ -398,6 +449,47 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(Allowed::of(Some(&app), Some(&wide)).max_timeout, Some(3600));
+    }
+
+    #[test]
+    fn an_override_reaches_only_fields_every_list_opens() {
+        let path = |p: &str| FieldPath::try_from(Scalar(p.into())).unwrap();
+        let app = RuntimeParameters {
+            pod_override: Some(vec![path("metadata.annotations"), path("spec")]),
+            ..Default::default()
+        };
+        let tenant = RuntimeParameters {
+            pod_override: Some(vec![path("spec.tolerations"), path("metadata")]),
+            ..Default::default()
+        };
+        let a = Allowed::of(Some(&app), Some(&tenant));
+        assert!(a.may_override(&["spec", "tolerations"]));
+        assert!(a.may_override(&["metadata", "annotations", "example.com/x"]));
+        assert!(
+            !a.may_override(&["metadata", "labels"]),
+            "the application's list"
+        );
+        assert!(
+            !a.may_override(&["spec", "nodeSelector"]),
+            "the tenant's list"
+        );
+        assert!(
+            !a.may_override(&["spec"]),
+            "a whole spec where only a part is open"
+        );
+        assert!(
+            !a.may_override(&["metadata", "annotations.x"]),
+            "a key is not a path"
+        );
+        assert!(!Allowed::of(None, Some(&tenant)).may_override(&["spec", "tolerations"]));
+        let closed = RuntimeParameters {
+            pod_override: Some(Vec::new()),
+            ..Default::default()
+        };
+        assert!(!Allowed::of(Some(&app), Some(&closed)).may_override(&["spec", "x"]));
+        for bad in ["", "spec..x", "spec.*", "spec containers"] {
+            assert!(FieldPath::try_from(Scalar(bad.into())).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub(super) fn check(
         crate::config::Image::parse(image)
             .map_err(|e| PipelineError::Request(format!("image: {e}")))?;
     }
-    if request.pod_override.is_some() && !allowed.pod_override {
+    if request.pod_override.is_some() && allowed.pod_override.is_empty() {
         return Err(not("pod-override", "a pod override"));
     }
     if let Some(timeout) = request.timeout {
@@ -111,24 +111,24 @@ pub(super) fn check(
         return Err(not("namespace", "the namespace"));
     }
     if let Some(asked) = &request.resources {
-        check_resources(asked, allowed, &whose)?;
+        check_resources(asked, &allowed, &whose)?;
     }
     let timeout = request.timeout.or(app.timeout.map(|s| s.0));
     Ok(Granted {
-        allowed,
         namespace: namespace(app, tenant, request)?,
         // With a maximum, every run has a deadline within it.
         timeout: match allowed.max_timeout {
             Some(max) => Some(timeout.map_or(max, |t| t.min(max))),
             None => timeout,
         },
+        allowed,
     })
 }
 
 /// Each quantity asked for must be one the grant names, within its bound.
 fn check_resources(
     asked: &super::ResourceRequest,
-    allowed: Allowed,
+    allowed: &Allowed,
     whose: &str,
 ) -> Result<(), PipelineError> {
     let each = [
@@ -239,28 +239,53 @@ fn namespace(
 }
 
 /// Applies the caller's pod override (a JSON merge patch) to the rendered
-/// pod. The mutate hooks and the policy run after it. It may not change
-/// what other grants govern: the containers' images and commands (unless
-/// those are granted too), the pod's identity, namespace, service
-/// account, node or deadline.
+/// pod. The mutate hooks and the policy run after it. It may change only
+/// the fields the grant lists, and never what other grants govern: the
+/// containers' images and commands (unless those are granted too), the
+/// pod's identity, namespace, service account, node, deadline or grace
+/// period.
 pub(super) fn override_pod(
     object: &mut Value,
     patch: &Value,
-    allowed: Allowed,
+    allowed: &Allowed,
 ) -> Result<(), PipelineError> {
     if !patch.is_object() {
         return Err(PipelineError::Request(
             "pod-override: must be a JSON object (a merge patch over the pod)".into(),
         ));
     }
-    let before = object.clone();
-    json_patch::merge(object, patch);
     let denied = |what: String| {
         refused(
             "pod-override",
             format!("pod-override: may not change {what}"),
         )
     };
+    let mut leaves = Vec::new();
+    if patch.as_object().is_some_and(|fields| !fields.is_empty()) {
+        leaf_paths(patch, &mut Vec::new(), &mut leaves);
+    }
+    if let Some(path) = leaves.iter().find(|p| !allowed.may_override(p)) {
+        let open: Vec<String> = allowed
+            .pod_override
+            .iter()
+            .map(|list| {
+                list.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect();
+        return Err(refused(
+            "pod-override",
+            format!(
+                "pod-override: may not change {} (open to overrides: {})",
+                super::shown(&path.join("."), super::MESSAGE_LIMIT),
+                open.join("; and of those ")
+            ),
+        ));
+    }
+    let before = object.clone();
+    json_patch::merge(object, patch);
     for pointer in [
         "/apiVersion",
         "/kind",
@@ -274,6 +299,10 @@ pub(super) fn override_pod(
         "/spec/automountServiceAccountToken",
         "/spec/nodeName",
         "/spec/activeDeadlineSeconds",
+        "/spec/terminationGracePeriodSeconds",
+        "/spec/resources",
+        "/spec/resourceClaims",
+        "/spec/overhead",
     ] {
         if before.pointer(pointer) != object.pointer(pointer) {
             return Err(denied(pointer[1..].replace('/', ".")));
@@ -293,24 +322,70 @@ pub(super) fn override_pod(
         for (i, c) in containers(object).iter().enumerate() {
             let same = old.iter().find(|o| o.get("name") == c.get("name"));
             let field = |f: &str| (c.get(f), same.and_then(|o| o.get(f)));
-            let (image, was) = field("image");
-            if (same.is_none() || image != was) && !allowed.image {
+            let changed = |f: &str| {
+                let (now, was) = field(f);
+                same.is_none() || now != was
+            };
+            if changed("image") && !allowed.image {
                 return Err(denied(format!(
                     "spec.{list}[{i}].image without the image grant"
                 )));
             }
-            for f in ["command", "args"] {
-                let (now, was) = field(f);
-                if (same.is_none() || now != was) && !allowed.command {
+            // Each of these runs or steers a command in the container.
+            for f in [
+                "command",
+                "args",
+                "lifecycle",
+                "livenessProbe",
+                "readinessProbe",
+                "startupProbe",
+                "env",
+                "envFrom",
+                "workingDir",
+            ] {
+                if changed(f) && !allowed.command {
                     return Err(denied(format!(
                         "spec.{list}[{i}].{f} without the command grant"
                     )));
                 }
             }
+            let (resources, was) = field("resources");
+            if resources != was && resources.is_some_and(|r| !r.is_null()) {
+                return Err(denied(format!(
+                    "spec.{list}[{i}].resources (the resources parameter sets them, within its bounds)"
+                )));
+            }
         }
+    }
+    // A volume can bring another image's files.
+    let images = |pod: &Value| -> Vec<Value> {
+        pod.pointer("/spec/volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.get("image").cloned())
+            .collect()
+    };
+    if images(object) != images(&before) && !allowed.image {
+        return Err(denied("an image volume without the image grant".into()));
     }
     super::validate(object)
         .map_err(|m| PipelineError::Request(format!("pod-override: the Pod is not valid: {m}")))
+}
+
+/// The paths of what a merge patch sets: down to each value that is not
+/// a non-empty object (a list is replaced whole).
+fn leaf_paths<'a>(value: &'a Value, path: &mut Vec<&'a str>, out: &mut Vec<Vec<&'a str>>) {
+    match value.as_object() {
+        Some(fields) if !fields.is_empty() => {
+            for (key, inner) in fields {
+                path.push(key);
+                leaf_paths(inner, path, out);
+                path.pop();
+            }
+        }
+        _ => out.push(path.clone()),
+    }
 }
 
 /// What no hook may leave otherwise, checked on the final pod: a tenant's

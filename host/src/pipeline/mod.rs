@@ -244,7 +244,7 @@ pub async fn prepare(
         logs: called.logs,
     });
     if let Some(patch) = &request.pod_override {
-        access::override_pod(&mut object, patch, granted.allowed)?;
+        access::override_pod(&mut object, patch, &granted.allowed)?;
     }
     access::label_tenant(&mut object, tenant);
 
