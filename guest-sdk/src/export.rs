@@ -17,7 +17,7 @@ macro_rules! bindings {
         pub mod $module {
             wit_bindgen::generate!({
                 world: $world,
-                path: "../wit",
+                path: "wit",
                 pub_export_macro: true,
                 export_macro_name: $macro,
                 default_bindings_module: $path,

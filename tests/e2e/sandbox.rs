@@ -726,3 +726,42 @@ fn a_lying_verdict_is_cut_and_escaped() {
     assert!(message.len() <= 4096 + 3, "{} bytes", message.len());
     assert_eq!(run.result["reason"], "Fake\\u{1b}[31m");
 }
+
+#[tokio::test]
+async fn a_hook_built_for_another_contract_is_refused_naming_both_versions() {
+    for version in ["0.2.0", "1.0.0", "0.0.9"] {
+        let wat = mutate_component("", "").replace(
+            "podrun:hook/mutate@0.1.0",
+            &format!("podrun:hook/mutate@{version}"),
+        );
+        let (_dir, path) = wat_component(&wat);
+        let err = call(Source::File(path), serde_json::json!({}), Limits::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, HookError::Contract { .. }),
+            "{version}: {err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("built for podrun:hook@{version}"))
+                && message.contains("speaks podrun:hook@0.1.0"),
+            "{message}"
+        );
+        assert_eq!(err.exit_code().number(), 125);
+    }
+    // An import of another version is named too, before linking fails.
+    let wat = r#"(component
+  (import "podrun:hook/log@0.3.0" (instance $log))
+  (core module $f (func (export "f")))
+  (core instance $fi (instantiate $f))
+  (func $mutate (canon lift (core func $fi "f")))
+  (instance $i (export "mutate" (func $mutate)))
+  (export "podrun:hook/mutate@0.1.0" (instance $i))
+)"#;
+    let (_dir, path) = wat_component(wat);
+    let err = call(Source::File(path), serde_json::json!({}), Limits::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("podrun:hook@0.3.0"), "{err}");
+}

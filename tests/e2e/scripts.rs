@@ -313,14 +313,44 @@ fn a_new_script_hook_passes_its_own_test() {
         .code(125);
 }
 
-/// Builds a new Rust hook against this repository's SDK, as its printed
-/// commands say, and tests the component it makes.
+/// Builds a new Rust hook outside this repository against the SDK as
+/// `cargo package` makes it (what a registry would hold), as the hook's
+/// printed commands say, and tests the component it makes.
 #[test]
-fn a_new_rust_hook_builds_and_passes_its_own_test() {
+fn a_new_rust_hook_builds_against_the_packaged_sdk_and_passes_its_own_test() {
     let dir = tempfile::tempdir().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let packaged = dir.path().join("package");
+    let status = std::process::Command::new(&cargo)
+        .current_dir(support::root())
+        .args([
+            "package",
+            "-p",
+            "podrun-hook-sdk",
+            "--no-verify",
+            "--allow-dirty",
+            "--target-dir",
+        ])
+        .arg(&packaged)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo package");
+    let version = env!("CARGO_PKG_VERSION");
+    let status = std::process::Command::new("tar")
+        .current_dir(dir.path())
+        .arg("xzf")
+        .arg(packaged.join(format!("package/podrun-hook-sdk-{version}.crate")))
+        .status()
+        .unwrap();
+    assert!(status.success(), "tar");
+    let sdk = dir.path().join(format!("podrun-hook-sdk-{version}"));
+    assert!(
+        sdk.join("wit/hook.wit").is_file(),
+        "the package holds the contract"
+    );
     podrun(dir.path())
         .args(["hook", "new", "team-label", "--sdk-path"])
-        .arg(support::root().join("guest-sdk"))
+        .arg(&sdk)
         .assert()
         .success();
     let krate = dir.path().join("team-label");
@@ -328,7 +358,6 @@ fn a_new_rust_hook_builds_and_passes_its_own_test() {
     std::fs::copy(support::root().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
     // Kept between test runs: the SDK's dependencies build once.
     let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("new-hook-target");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .current_dir(&krate)
         .args([

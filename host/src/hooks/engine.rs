@@ -237,6 +237,10 @@ impl Hooks {
                 load_err(format!("not a valid component: {e}"))
             }
         })?;
+        // Before linking, which would only say an import is missing.
+        if let Some(found) = super::other_contract(&component) {
+            return Err(HookError::Contract { hook: name, found });
+        }
         let pre =
             pre.map_err(|e| load_err(format!("it needs more than podrun gives hooks: {e}")))?;
         if let Some(needs) = component.resources_required()

@@ -60,6 +60,51 @@ impl From<&RunContext> for types::Application {
     }
 }
 
+/// The version of the WIT contract (`wit/hook.wit`) this podrun speaks.
+pub const CONTRACT: &str = "0.1.0";
+
+/// Whether a hook built for contract `version` works with [`CONTRACT`]:
+/// semver's rule, where before 1.0 the minor version is the major one.
+pub fn compatible(version: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64)> {
+        let mut parts = v.splitn(3, '.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        // A patch number, then maybe a pre-release or build (`1-rc.1`).
+        let patch = parts.next()?;
+        patch.split(['-', '+']).next()?.parse::<u64>().ok()?;
+        Some((major, minor))
+    };
+    match (parse(version), parse(CONTRACT)) {
+        (Some((0, minor)), Some((0, ours))) => minor == ours,
+        (Some((major, minor)), Some((our_major, ours))) => major == our_major && minor <= ours,
+        _ => false,
+    }
+}
+
+/// The first contract version a component names (in an import or an
+/// export of `podrun:hook`) that [`compatible`] refuses.
+fn other_contract(component: &wasmtime::component::Component) -> Option<String> {
+    let ty = component.component_type();
+    let engine = component.engine();
+    let names: Vec<String> = ty
+        .imports(engine)
+        .map(|(n, _)| n.to_string())
+        .chain(ty.exports(engine).map(|(n, _)| n.to_string()))
+        .collect();
+    names.iter().find_map(|name| {
+        let rest = name.strip_prefix("podrun:hook/")?;
+        let version = rest.split_once('@').map_or("", |(_, v)| v);
+        (!compatible(version)).then(|| {
+            if version.is_empty() {
+                "(no version)".to_string()
+            } else {
+                text::shown(version, 64)
+            }
+        })
+    })
+}
+
 /// The three kinds of hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -192,6 +237,18 @@ pub enum HookError {
         /// What is wrong, starting with `path:line:column:` where known.
         message: String,
     },
+    /// The component was built for a version of the contract this podrun
+    /// does not speak.
+    #[error(
+        "hook {hook} is built for podrun:hook@{found}, and this podrun speaks podrun:hook@{CONTRACT}: \
+         rebuild it with a podrun-hook-sdk for {CONTRACT}"
+    )]
+    Contract {
+        /// The hook.
+        hook: String,
+        /// The version it names.
+        found: String,
+    },
     /// The component does not export the interface its kind needs.
     #[error("hook {hook} cannot serve as a {kind} hook: it does not export {}", kind.interface())]
     WrongKind {
@@ -276,10 +333,36 @@ impl HookError {
     pub fn exit_code(&self) -> Code {
         match self {
             HookError::Denied { .. } => Code::Denied,
-            HookError::Load { .. } | HookError::Script { .. } | HookError::WrongKind { .. } => {
-                Code::Usage
-            }
+            HookError::Load { .. }
+            | HookError::Script { .. }
+            | HookError::WrongKind { .. }
+            | HookError::Contract { .. } => Code::Usage,
             _ => Code::HookFailed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CONTRACT, compatible};
+
+    #[test]
+    fn the_sdk_carries_the_contract_as_it_is_and_podrun_speaks_its_version() {
+        let contract = include_str!("../../../wit/hook.wit");
+        assert!(
+            include_str!("../../../guest-sdk/wit/hook.wit") == contract,
+            "guest-sdk/wit/hook.wit differs from wit/hook.wit: copy it over"
+        );
+        assert!(contract.contains(&format!("package podrun:hook@{CONTRACT};")));
+    }
+
+    #[test]
+    fn contract_versions_follow_semver_with_minor_as_major_before_one() {
+        for version in ["0.1.0", "0.1.7"] {
+            assert!(compatible(version), "{version}");
+        }
+        for version in ["0.2.0", "0.0.1", "1.0.0", "", "0.1", "x.y.z", "0.1.0.0x"] {
+            assert!(!compatible(version), "{version}");
         }
     }
 }
