@@ -20,3 +20,4 @@ pub mod runtime;
 pub mod scaffold;
 pub mod status_server;
 pub mod steps;
+pub mod timeline;

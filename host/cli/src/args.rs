@@ -152,6 +152,11 @@ pub(crate) struct ExecArgs {
     /// Also write the result as JSON to this file
     #[arg(long, value_name = "PATH")]
     pub(crate) result_file: Option<PathBuf>,
+
+    /// Write the run's timeline to this file: what the classifiers saw at
+    /// each step and what they decided (for `podrun hook replay`)
+    #[arg(long, value_name = "PATH")]
+    pub(crate) record: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -268,6 +273,31 @@ pub(crate) enum HookCommand {
     /// Start a new hook: a Rust crate (or a Rhai script with --script), with
     /// a fixture and its expected result, ready for `podrun hook test`
     New(HookNewArgs),
+    /// Feed a recorded timeline (`podrun run --record`) to classify hooks,
+    /// in order, as the run fed it; print the verdict and where it came
+    Replay(HookReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HookReplayArgs {
+    /// The classifier chain: built-in names, .wasm components or .rhai
+    /// scripts, asked in order
+    #[arg(required = true, value_name = "HOOK")]
+    pub(crate) hooks: Vec<String>,
+
+    /// A timeline, or a directory of NAME.timeline.json files, each with
+    /// the verdict it must come to in NAME.expect.yaml
+    #[arg(long, value_name = "PATH")]
+    pub(crate) timeline: PathBuf,
+
+    /// The hooks' settings, as JSON or YAML
+    #[arg(long, value_name = "SETTINGS", default_value = "{}")]
+    pub(crate) with: String,
+
+    /// The verdict it must come to (YAML: outcome, reason, exitCode,
+    /// retryable, observation…); exit 1 with the differences otherwise
+    #[arg(long, value_name = "FILE")]
+    pub(crate) expect: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use podrun::cancel::{Cancel, Reason};
+use podrun::context::RunContext;
 use podrun::lifecycle::{Notice, Sink};
 use podrun::status_server;
+use podrun::timeline::Timeline;
 
 use crate::args::{ExecArgs, RunFormat};
 
@@ -23,6 +25,9 @@ pub(crate) struct Console {
     to_stderr: bool,
     progress: Progress,
     status: Option<status_server::Shared>,
+    /// The run's timeline, with `--record`.
+    timeline: Option<Timeline>,
+    record: bool,
 }
 
 impl Console {
@@ -34,7 +39,26 @@ impl Console {
             to_stderr: exec.output == RunFormat::Json,
             progress: Progress::new(),
             status,
+            timeline: None,
+            record: exec.record.is_some(),
         }
+    }
+
+    /// Starts the timeline of a run of `context`, with `--record`.
+    pub(crate) fn start_timeline(&mut self, context: &RunContext) {
+        if self.record {
+            self.timeline = Some(Timeline::new(context));
+        }
+    }
+
+    /// Writes the timeline to `path`, with `--record`.
+    pub(crate) fn write_timeline(&self, path: &std::path::Path) -> Result<(), crate::Failure> {
+        let Some(timeline) = &self.timeline else {
+            return Ok(());
+        };
+        let text = serde_json::to_string_pretty(timeline).unwrap_or_default();
+        std::fs::write(path, format!("{text}\n"))
+            .map_err(|e| crate::usage(format!("cannot write {}: {e}", path.display())))
     }
 
     /// The run's pod: output is prefixed when it has several containers.
@@ -88,6 +112,17 @@ impl Sink for Console {
             Notice::Prepared(prepared) => {
                 crate::render::show_hook_logs(prepared);
                 self.pod(&prepared.pod);
+                self.start_timeline(&prepared.context);
+            }
+            Notice::Observed {
+                pod,
+                events,
+                elapsed,
+                decided,
+            } => {
+                if let Some(timeline) = &mut self.timeline {
+                    timeline.record(pod, events, elapsed, decided);
+                }
             }
             Notice::Started {
                 run_id,

@@ -109,9 +109,22 @@ pub(crate) async fn test(cache_dir: Option<PathBuf>, args: HookTestArgs) -> Resu
             value: value.clone(),
         })
         .collect();
-    let actual = podrun::hook_test::run(&hook, kind, &fixture, &context)
-        .await
-        .map_err(|e| Failure::from((e.exit_code(), e)))?;
+    // A classifier tested on a recorded timeline (`podrun run --record`)
+    // gets it as the run gave it, and shows the verdict it comes to.
+    let timeline = (kind == Kind::Classify && fixture.trim_start().starts_with('{'))
+        .then(|| podrun::timeline::Timeline::parse(&fixture).ok())
+        .flatten();
+    let actual = match timeline {
+        Some(timeline) => {
+            let replayed = podrun::timeline::replay(std::slice::from_ref(&hook), &timeline)
+                .await
+                .map_err(|e| Failure::from((e.exit_code(), e)))?;
+            serde_json::to_value(replayed.verdict).unwrap_or_default()
+        }
+        None => podrun::hook_test::run(&hook, kind, &fixture, &context)
+            .await
+            .map_err(|e| Failure::from((e.exit_code(), e)))?,
+    };
     let Some(expect) = &args.expect else {
         let text = serde_saphyr::to_string(&actual).unwrap_or_default();
         print!("{text}");

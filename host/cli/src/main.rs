@@ -11,6 +11,7 @@ mod convert;
 mod hook;
 mod remote;
 mod render;
+mod replay;
 mod run;
 mod runs;
 mod serve;
@@ -134,6 +135,7 @@ fn dispatch(cli: Cli) -> Result<Code, Failure> {
         Command::Status(args) => cluster::status(args),
         Command::Hook(HookCommand::Test(args)) => on_runtime(hook::test(cache, args)),
         Command::Hook(HookCommand::New(args)) => hook::new(args),
+        Command::Hook(HookCommand::Replay(args)) => on_runtime(replay::replay_command(cache, args)),
         Command::Hooks(HooksCommand::List) => hook::list(),
         Command::Convert(args) => on_runtime(convert::convert(cache, args)),
         Command::Serve(args) => on_runtime(serve::serve(cache, *args)),

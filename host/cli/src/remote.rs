@@ -262,6 +262,7 @@ pub(crate) async fn run(args: RunCommand) -> Result<Code, Failure> {
         (args.exec.pending_timeout.is_some(), "--pending-timeout"),
         (args.exec.runtime.is_some(), "--runtime"),
         (args.exec.status_addr.is_some(), "--status-addr"),
+        (args.exec.record.is_some(), "--record"),
         (args.pod_runner_form, "pod-runner's invocation"),
     ] {
         if set {

@@ -127,6 +127,9 @@ pub(crate) async fn application(
     let options = options(&args.exec);
     let ran = podrun::run::run(&hooks, &config, &request, runtime.as_ref(), &options, io).await;
     console.done();
+    if let Some(path) = &args.exec.record {
+        console.write_timeline(path)?;
+    }
     let result = ran.map_err(|e| Failure::from((e.exit_code(), e)))?;
     report(&result, &args.exec)
 }
@@ -219,6 +222,7 @@ async fn execute(
     let status = status_server(exec).await?;
     let mut console = Console::new(exec, status);
     console.pod(&pod);
+    console.start_timeline(context);
     let io = Io {
         cancel,
         stdin: stdin(exec),
@@ -234,6 +238,9 @@ async fn execute(
     )
     .await;
     console.done();
+    if let Some(path) = &exec.record {
+        console.write_timeline(path)?;
+    }
     let result = ran.map_err(|e| Failure::from((e.exit_code(), e)))?;
     report(&result, exec)
 }

@@ -534,7 +534,7 @@ impl Sink for StoreSink {
                 }
             }
             Notice::Warning(w) => tracing::warn!("run {}: {w}", self.run_id),
-            Notice::Prepared(_) | Notice::Status { .. } => {}
+            Notice::Prepared(_) | Notice::Status { .. } | Notice::Observed { .. } => {}
         }
     }
 }

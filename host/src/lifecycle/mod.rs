@@ -79,6 +79,19 @@ pub enum Notice<'a> {
         /// Whether the run still waits for a verdict.
         undecided: bool,
     },
+    /// What the classifiers were given, and what they decided: one
+    /// moment of the run's timeline (see [`crate::timeline`]).
+    Observed {
+        /// The pod.
+        pod: &'a Pod,
+        /// Its recent events, as the classifiers got them (a JSON list).
+        events: &'a str,
+        /// Time since the pod was created.
+        elapsed: Duration,
+        /// The hook that gave a verdict, and the verdict; `None` when none
+        /// had an opinion.
+        decided: Option<(&'a str, &'a classify::Verdict)>,
+    },
     /// Something went wrong beside the run; it goes on.
     Warning(&'a str),
 }
@@ -255,7 +268,17 @@ pub async fn run(
             && undecided
             && let Some(pod) = &latest
         {
-            match classify(classifiers, context, pod, &pod_events, created.elapsed()).await {
+            let elapsed = created.elapsed();
+            let decided = classify_with_hook(classifiers, context, pod, &pod_events, elapsed).await;
+            if let Ok(found) = &decided {
+                sink.notice(Notice::Observed {
+                    pod,
+                    events: &pod_events,
+                    elapsed,
+                    decided: found.as_ref().map(|(i, v)| (classifiers[*i].name(), v)),
+                });
+            }
+            match decided.map(|found| found.map(|(_, v)| v)) {
                 Ok(Some(v)) if v.outcome != classify::Outcome::Running => {
                     let failed = v.outcome == classify::Outcome::Failed;
                     control.finish(options.keep.delete(failed));
@@ -283,8 +306,17 @@ pub async fn run(
         && !gone
         && let Some(pod) = &latest
     {
-        match classify(classifiers, context, pod, &pod_events, created.elapsed()).await {
-            Ok(v) => verdict = v,
+        let elapsed = created.elapsed();
+        match classify_with_hook(classifiers, context, pod, &pod_events, elapsed).await {
+            Ok(found) => {
+                sink.notice(Notice::Observed {
+                    pod,
+                    events: &pod_events,
+                    elapsed,
+                    decided: found.as_ref().map(|(i, v)| (classifiers[*i].name(), v)),
+                });
+                verdict = found.map(|(_, v)| v);
+            }
             Err(e) => failure = Some(e),
         }
     }
@@ -384,15 +416,29 @@ pub async fn classify(
     events: &str,
     elapsed: Duration,
 ) -> Result<Option<classify::Verdict>, HookError> {
+    Ok(classify_with_hook(classifiers, app, pod, events, elapsed)
+        .await?
+        .map(|(_, v)| v))
+}
+
+/// As [`classify`], with the position in `classifiers` of the hook that
+/// gave the verdict.
+pub async fn classify_with_hook(
+    classifiers: &[Hook],
+    app: &RunContext,
+    pod: &Pod,
+    events: &str,
+    elapsed: Duration,
+) -> Result<Option<(usize, classify::Verdict)>, HookError> {
     let observation = classify::Observation {
         pod: serde_json::to_string(pod).unwrap_or_default(),
         events: events.to_string(),
         elapsed_ms: elapsed.as_millis() as u64,
     };
-    for hook in classifiers {
+    for (i, hook) in classifiers.iter().enumerate() {
         let called = hook.classify(app, &observation).await?;
-        if called.value.is_some() {
-            return Ok(called.value);
+        if let Some(verdict) = called.value {
+            return Ok(Some((i, verdict)));
         }
     }
     Ok(None)

@@ -96,7 +96,7 @@ impl Sink for Seen {
         match notice {
             Notice::Started { name, .. } => self.notices.push(format!("started {name}")),
             Notice::Warning(w) => self.notices.push(format!("warning {w}")),
-            Notice::Prepared(_) | Notice::Status { .. } => {}
+            Notice::Prepared(_) | Notice::Status { .. } | Notice::Observed { .. } => {}
         }
     }
 }

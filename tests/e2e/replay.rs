@@ -1,0 +1,189 @@
+//! Recorded timelines as tests for classifiers: `podrun run --record`
+//! and `podrun hook replay`.
+
+use crate::support::{self, Scratch, app};
+
+fn timelines() -> std::path::PathBuf {
+    support::root().join("tests/fixtures/timelines")
+}
+
+#[test]
+fn the_timelines_recorded_on_the_cluster_replay_to_their_expected_verdicts() {
+    let out = support::podrun_in(&support::root())
+        .args(["hook", "replay", "default-classifier", "--timeline"])
+        .arg(timelines())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let count = std::fs::read_dir(timelines())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".timeline.json")
+        })
+        .count();
+    assert!(count >= 10, "{count} timelines");
+    assert!(
+        stdout.contains(&format!("{count} timelines, 0 failed")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_replay_that_differs_from_its_expectation_fails_naming_the_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let timeline = dir.path().join("oom.timeline.json");
+    std::fs::copy(timelines().join("oom-killed.timeline.json"), &timeline).unwrap();
+    let expect = dir.path().join("wrong.yaml");
+    std::fs::write(&expect, "outcome: failed\nreason: Evicted\n").unwrap();
+    let out = support::podrun_in(dir.path())
+        .args(["hook", "replay", "default-classifier", "--timeline"])
+        .arg(&timeline)
+        .arg("--expect")
+        .arg(&expect)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAILED") && stdout.contains("/reason is \"OOMKilled\""),
+        "{stdout}"
+    );
+
+    // A timeline of a version this podrun does not read is refused.
+    let text =
+        std::fs::read_to_string(&timeline)
+            .unwrap()
+            .replacen("\"version\": 1", "\"version\": 9", 1);
+    std::fs::write(&timeline, text).unwrap();
+    support::fails_with(
+        support::podrun_in(dir.path())
+            .args(["hook", "replay", "default-classifier", "--timeline"])
+            .arg(&timeline),
+        125,
+        "a timeline of version 9; this podrun reads version 1",
+    );
+}
+
+#[test]
+fn a_recorded_local_run_replays_to_its_own_verdict_through_any_classifier() {
+    let scratch = Scratch::new(&app(
+        "hello",
+        "  parameters: [{name: secret, default: hunter2}]\n",
+    ));
+    let timeline = scratch.path().join("run.timeline.json");
+    let out = support::podrun_in(scratch.path())
+        .args(["run", "--runtime", "local", "-a", "hello", "--record"])
+        .arg(&timeline)
+        .args(["--", "sh", "-c", "echo s3cret-output; exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let text = std::fs::read_to_string(&timeline).unwrap();
+    for secret in ["hunter2", "s3cret-output"] {
+        assert!(!text.contains(secret), "{secret} in the timeline");
+    }
+    let replay = |hooks: &[&str]| {
+        let out = support::podrun_in(scratch.path())
+            .args(["hook", "replay"])
+            .args(hooks)
+            .arg("--timeline")
+            .arg(&timeline)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let shown = replay(&["default-classifier"]);
+    assert!(
+        shown.contains("failed Error (exit code 3) by default-classifier"),
+        "{shown}"
+    );
+    // A team's classifier, asked first, decides the same run otherwise.
+    std::fs::write(
+        scratch.path().join("strict.rhai"),
+        "fn classify(observation, ctx) {\n    if observation.pod.status?.phase == \"Failed\" {\n        \
+         return #{outcome: \"failed\", reason: \"TeamRule\", exit_code: 9, retryable: true};\n    }\n    ()\n}\n",
+    )
+    .unwrap();
+    let shown = replay(&["strict.rhai", "default-classifier"]);
+    assert!(
+        shown.contains("failed TeamRule (exit code 9) by strict.rhai"),
+        "{shown}"
+    );
+}
+
+/// The default classifier, with `settings`.
+async fn default_classifier(settings: serde_json::Value) -> podrun::hooks::Hook {
+    let spec = podrun::hooks::Spec {
+        source: podrun::hooks::Source::Builtin("default-classifier"),
+        kind: podrun::hooks::Kind::Classify,
+        settings,
+        limits: podrun::hooks::Limits::default(),
+    };
+    support::hooks().load(&spec).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_replay_comes_to_the_recorded_verdict_at_the_recorded_observation() {
+    let chain = [default_classifier(serde_json::json!({})).await];
+    for entry in std::fs::read_dir(timelines()).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().ends_with(".timeline.json") {
+            continue;
+        }
+        let timeline =
+            podrun::timeline::Timeline::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let replayed = podrun::timeline::replay(&chain, &timeline).await.unwrap();
+        assert_eq!(replayed.verdict, timeline.verdict, "{}", path.display());
+        assert_eq!(
+            replayed.fed,
+            timeline.observations.len(),
+            "{}",
+            path.display()
+        );
+    }
+    // Told which container is a sidecar, it ends the run when the main
+    // container does, seconds before the deadline.
+    let sidecar = podrun::timeline::Timeline::parse(
+        &std::fs::read_to_string(timelines().join("sidecar.timeline.json")).unwrap(),
+    )
+    .unwrap();
+    let chain = [default_classifier(serde_json::json!({"sidecars": ["proxy"]})).await];
+    let replayed = podrun::timeline::replay(&chain, &sidecar).await.unwrap();
+    let verdict = replayed.verdict.unwrap();
+    assert_eq!(
+        (verdict.outcome.as_str(), verdict.reason.as_str()),
+        ("succeeded", "Completed")
+    );
+    assert!(replayed.fed < sidecar.observations.len());
+}
+
+#[test]
+fn hook_test_takes_a_timeline_as_well_as_one_pod() {
+    let out = support::podrun_in(&support::root())
+        .args(["hook", "test", "default-classifier", "-i"])
+        .arg(timelines().join("oom-killed.timeline.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(shown.contains("reason: OOMKilled"), "{shown}");
+    assert!(shown.contains("observation: 13"), "{shown}");
+}
