@@ -30,7 +30,7 @@ fn the_timelines_recorded_on_the_cluster_replay_to_their_expected_verdicts() {
                 .ends_with(".timeline.json")
         })
         .count();
-    assert!(count >= 10, "{count} timelines");
+    assert!(count >= 12, "{count} timelines");
     assert!(
         stdout.contains(&format!("{count} timelines, 0 failed")),
         "{stdout}"
@@ -138,7 +138,9 @@ async fn default_classifier(settings: serde_json::Value) -> podrun::hooks::Hook 
 
 #[tokio::test]
 async fn a_replay_comes_to_the_recorded_verdict_at_the_recorded_observation() {
-    let chain = [default_classifier(serde_json::json!({})).await];
+    let plain = [default_classifier(serde_json::json!({})).await];
+    // Recorded with the grace its config gives (image-late/pod-runner.yaml).
+    let patient = [default_classifier(serde_json::json!({"image-grace-seconds": 30})).await];
     for entry in std::fs::read_dir(timelines()).unwrap() {
         let path = entry.unwrap().path();
         if !path.to_string_lossy().ends_with(".timeline.json") {
@@ -146,7 +148,12 @@ async fn a_replay_comes_to_the_recorded_verdict_at_the_recorded_observation() {
         }
         let timeline =
             podrun::timeline::Timeline::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let replayed = podrun::timeline::replay(&chain, &timeline).await.unwrap();
+        let chain = if timeline.context.name == "image-late" {
+            &patient
+        } else {
+            &plain
+        };
+        let replayed = podrun::timeline::replay(chain, &timeline).await.unwrap();
         assert_eq!(replayed.verdict, timeline.verdict, "{}", path.display());
         assert_eq!(
             replayed.fed,
@@ -169,6 +176,25 @@ async fn a_replay_comes_to_the_recorded_verdict_at_the_recorded_observation() {
         ("succeeded", "Completed")
     );
     assert!(replayed.fed < sidecar.observations.len());
+    // The image that came late: inside a 30 s grace the run succeeds, past
+    // the default 5 s it fails on the image error.
+    let late = podrun::timeline::Timeline::parse(
+        &std::fs::read_to_string(timelines().join("image-late.timeline.json")).unwrap(),
+    )
+    .unwrap();
+    let failed = podrun::timeline::replay(&plain, &late)
+        .await
+        .unwrap()
+        .verdict
+        .unwrap();
+    assert_eq!(failed.reason, "ErrImagePull");
+    assert!(late.observations[failed.observation].elapsed_ms < 6_000);
+    let ok = podrun::timeline::replay(&patient, &late)
+        .await
+        .unwrap()
+        .verdict
+        .unwrap();
+    assert_eq!(ok.outcome, "succeeded");
 }
 
 #[test]
