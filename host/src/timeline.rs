@@ -45,11 +45,14 @@ pub struct Timeline {
 pub struct Observation {
     /// Milliseconds since the pod was created.
     pub elapsed_ms: u64,
-    /// The pod, status included.
-    pub pod: Value,
+    /// The pod, status included; absent when it is the one before's (a
+    /// run asks its classifiers every half second while it waits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<Value>,
     /// Its recent events (a list of `v1` Events), as the classifiers got
-    /// them.
-    pub events: Value,
+    /// them; absent when they are the ones before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Value>,
 }
 
 /// A verdict, where it was given and by which hook.
@@ -120,21 +123,6 @@ pub enum TimelineError {
 }
 
 impl Timeline {
-    /// An empty timeline for a run of `context`.
-    pub fn new(context: &RunContext) -> Timeline {
-        let mut context = context.clone();
-        context.arguments = context.arguments.iter().map(|_| REDACTED.into()).collect();
-        for p in &mut context.params {
-            p.value = REDACTED.into();
-        }
-        Timeline {
-            version: VERSION,
-            context,
-            observations: Vec::new(),
-            verdict: None,
-        }
-    }
-
     /// Reads a timeline from JSON text.
     pub fn parse(text: &str) -> Result<Timeline, TimelineError> {
         #[derive(Deserialize)]
@@ -147,6 +135,54 @@ impl Timeline {
         }
         Ok(serde_json::from_str(text)?)
     }
+}
+
+/// Records a run's timeline as its classifiers are called.
+#[derive(Debug)]
+pub struct Recorder {
+    timeline: Timeline,
+    last_pod: Option<Value>,
+    last_events: Option<Value>,
+    /// The decision of the latest call, final or not.
+    latest: Option<Decision>,
+    /// The caller's values, taken out wherever the template put them.
+    secrets: Vec<String>,
+}
+
+/// Values shorter than this are left where they appear (`1`, `on`): they
+/// would blank out half the pod.
+const SHORTEST_SECRET: usize = 4;
+
+impl Recorder {
+    /// A recorder for a run of `context`.
+    pub fn new(context: &RunContext) -> Recorder {
+        let mut secrets: Vec<String> = context
+            .arguments
+            .iter()
+            .chain(context.params.iter().map(|p| &p.value))
+            .filter(|v| v.len() >= SHORTEST_SECRET)
+            .cloned()
+            .collect();
+        // The longest first, so that one holding another goes whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let mut context = context.clone();
+        context.arguments = context.arguments.iter().map(|_| REDACTED.into()).collect();
+        for p in &mut context.params {
+            p.value = REDACTED.into();
+        }
+        Recorder {
+            timeline: Timeline {
+                version: VERSION,
+                context,
+                observations: Vec::new(),
+                verdict: None,
+            },
+            last_pod: None,
+            last_events: None,
+            latest: None,
+            secrets,
+        }
+    }
 
     /// Adds what the classifiers were given and what they decided.
     pub fn record(
@@ -158,18 +194,72 @@ impl Timeline {
     ) {
         let mut pod = serde_json::to_value(pod).unwrap_or_default();
         redact(&mut pod);
-        self.observations.push(Observation {
-            elapsed_ms: elapsed.as_millis() as u64,
-            pod,
-            events: serde_json::from_str(events).unwrap_or(Value::Array(Vec::new())),
-        });
-        if let Some((hook, v)) = decided {
-            let decision = Decision::of(self.observations.len() - 1, hook, v);
-            // The first verdict that ends the run is the run's.
-            if !self.verdict.as_ref().is_some_and(Decision::is_final) {
-                self.verdict = Some(decision);
+        let mut events: Value = serde_json::from_str(events).unwrap_or(Value::Array(Vec::new()));
+        for event in events.as_array_mut().into_iter().flatten() {
+            if let Some(metadata) = event.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.remove("managedFields");
             }
         }
+        hide(&mut pod, &self.secrets);
+        hide(&mut events, &self.secrets);
+        let pod = (self.last_pod.as_ref() != Some(&pod)).then(|| {
+            self.last_pod = Some(pod.clone());
+            pod
+        });
+        let events = (self.last_events.as_ref() != Some(&events)).then(|| {
+            self.last_events = Some(events.clone());
+            events
+        });
+        self.timeline.observations.push(Observation {
+            elapsed_ms: elapsed.as_millis() as u64,
+            pod,
+            events,
+        });
+        let at = self.timeline.observations.len() - 1;
+        self.latest = decided.map(|(hook, v)| {
+            let mut d = Decision::of(at, hook, v);
+            let mut shown = serde_json::to_value(&d).unwrap_or_default();
+            hide(&mut shown, &self.secrets);
+            if let Ok(hidden) = serde_json::from_value(shown) {
+                d = hidden;
+            }
+            d
+        });
+        // The first verdict that ends the run is the run's.
+        if self.timeline.verdict.is_none()
+            && let Some(d) = self.latest.as_ref().filter(|d| d.is_final())
+        {
+            self.timeline.verdict = Some(d.clone());
+        }
+    }
+
+    /// The timeline so far: a run that ended undecided has the decision
+    /// of its last call, as the run does.
+    pub fn timeline(&self) -> Timeline {
+        let mut timeline = self.timeline.clone();
+        if timeline.verdict.is_none() {
+            timeline.verdict = self.latest.clone();
+        }
+        timeline
+    }
+}
+
+/// Replaces each of `secrets` in every string of `value`.
+fn hide(value: &mut Value, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    match value {
+        Value::String(text) => {
+            for secret in secrets {
+                if text.contains(secret.as_str()) {
+                    *text = text.replace(secret.as_str(), REDACTED);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| hide(v, secrets)),
+        Value::Object(fields) => fields.values_mut().for_each(|v| hide(v, secrets)),
+        _ => {}
     }
 }
 
@@ -206,6 +296,51 @@ fn redact(pod: &mut Value) {
                     *value = Value::String(REDACTED.into());
                 }
             }
+            // Probes and lifecycle handlers run commands and send headers.
+            for handler in [
+                "/livenessProbe",
+                "/readinessProbe",
+                "/startupProbe",
+                "/lifecycle/postStart",
+                "/lifecycle/preStop",
+            ] {
+                let Some(handler) = c.pointer_mut(handler) else {
+                    continue;
+                };
+                if let Some(words) = handler
+                    .pointer_mut("/exec/command")
+                    .and_then(Value::as_array_mut)
+                {
+                    words
+                        .iter_mut()
+                        .for_each(|w| *w = Value::String(REDACTED.into()));
+                }
+                let headers = handler
+                    .pointer_mut("/httpGet/httpHeaders")
+                    .and_then(Value::as_array_mut);
+                for header in headers.into_iter().flatten() {
+                    if let Some(value) = header.get_mut("value") {
+                        *value = Value::String(REDACTED.into());
+                    }
+                }
+            }
+        }
+    }
+    // A termination message may be the tail of the container's output.
+    for list in [
+        "initContainerStatuses",
+        "containerStatuses",
+        "ephemeralContainerStatuses",
+    ] {
+        let statuses = pod
+            .pointer_mut(&format!("/status/{list}"))
+            .and_then(Value::as_array_mut);
+        for status in statuses.into_iter().flatten() {
+            for state in ["/state/terminated/message", "/lastState/terminated/message"] {
+                if let Some(message) = status.pointer_mut(state) {
+                    *message = Value::String(REDACTED.into());
+                }
+            }
         }
     }
 }
@@ -223,36 +358,46 @@ pub struct Replayed {
 /// Feeds `timeline`'s observations to `classifiers` in order, as a run
 /// does, until one gives a verdict that ends the run.
 pub async fn replay(classifiers: &[Hook], timeline: &Timeline) -> Result<Replayed, HookError> {
-    let mut last = None;
+    let bad = |i: usize, message: String| HookError::Output {
+        hook: "(timeline)".into(),
+        message: format!("observation {i}: {message}"),
+    };
+    let mut latest = None;
+    let mut pod: Option<Pod> = None;
+    let mut events = String::from("[]");
     for (i, o) in timeline.observations.iter().enumerate() {
-        // A pod that does not read as a Pod cannot have been recorded.
-        let pod: Pod = serde_json::from_value(o.pod.clone()).map_err(|e| HookError::Output {
-            hook: "(timeline)".into(),
-            message: format!("observation {i}: not a Pod: {e}"),
-        })?;
-        let events = o.events.to_string();
+        if let Some(value) = &o.pod {
+            pod = Some(
+                serde_json::from_value(value.clone())
+                    .map_err(|e| bad(i, format!("not a Pod: {e}")))?,
+            );
+        }
+        let Some(pod) = &pod else {
+            return Err(bad(i, "no pod yet".into()));
+        };
+        if let Some(value) = &o.events {
+            events = value.to_string();
+        }
         let elapsed = Duration::from_millis(o.elapsed_ms);
         let found = crate::lifecycle::classify_with_hook(
             classifiers,
             &timeline.context,
-            &pod,
+            pod,
             &events,
             elapsed,
         )
         .await?;
-        if let Some((h, v)) = found {
-            let decision = Decision::of(i, classifiers[h].name(), &v);
-            if decision.is_final() {
-                return Ok(Replayed {
-                    verdict: Some(decision),
-                    fed: i + 1,
-                });
-            }
-            last = Some(decision);
+        latest = found.map(|(h, v)| Decision::of(i, classifiers[h].name(), &v));
+        if latest.as_ref().is_some_and(Decision::is_final) {
+            return Ok(Replayed {
+                verdict: latest,
+                fed: i + 1,
+            });
         }
     }
+    // Ended undecided: the last call's decision, as the run takes it.
     Ok(Replayed {
-        verdict: last,
+        verdict: latest,
         fed: timeline.observations.len(),
     })
 }
@@ -271,10 +416,23 @@ mod tests {
         .unwrap();
         let mut context = RunContext::bare("app", "r1");
         context.arguments = vec!["hunter2".into()];
-        let mut timeline = Timeline::new(&context);
-        timeline.record(&pod, "[]", Duration::from_millis(5), None);
+        context.params = vec![crate::context::Param {
+            name: "key".into(),
+            value: "opensesame".into(),
+        }];
+        let mut pod = pod;
+        pod.metadata.annotations =
+            Some([("note".to_string(), "key=opensesame".to_string())].into());
+        let mut recorder = Recorder::new(&context);
+        recorder.record(&pod, "[]", Duration::from_millis(5), None);
+        // The same pod again is only a time.
+        recorder.record(&pod, "[]", Duration::from_millis(505), None);
+        let timeline = recorder.timeline();
+        assert!(
+            timeline.observations[1].pod.is_none() && timeline.observations[1].events.is_none()
+        );
         let text = serde_json::to_string(&timeline).unwrap();
-        for secret in ["hunter2", "s3cret", "managedFields"] {
+        for secret in ["hunter2", "s3cret", "managedFields", "opensesame"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(text.contains("secretKeyRef"), "a reference is not a secret");

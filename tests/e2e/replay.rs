@@ -211,5 +211,28 @@ fn hook_test_takes_a_timeline_as_well_as_one_pod() {
     );
     let shown = String::from_utf8(out.stdout).unwrap();
     assert!(shown.contains("reason: OOMKilled"), "{shown}");
-    assert!(shown.contains("observation: 13"), "{shown}");
+    assert!(shown.contains("observation: 9"), "{shown}");
+    // Something that looks like a timeline but is not one says so.
+    let dir = tempfile::tempdir().unwrap();
+    let newer = dir.path().join("newer.json");
+    std::fs::write(&newer, r#"{"version": 2, "observations": []}"#).unwrap();
+    support::fails_with(
+        support::podrun_in(dir.path())
+            .args(["hook", "test", "default-classifier", "-i"])
+            .arg(&newer),
+        125,
+        "a timeline of version 2",
+    );
+    // Replay reads regular files only: not a device that never ends.
+    support::fails_with(
+        support::podrun_in(dir.path()).args([
+            "hook",
+            "replay",
+            "default-classifier",
+            "--timeline",
+            "/dev/zero",
+        ]),
+        125,
+        "not a regular file",
+    );
 }

@@ -11,7 +11,7 @@ use podrun::cancel::{Cancel, Reason};
 use podrun::context::RunContext;
 use podrun::lifecycle::{Notice, Sink};
 use podrun::status_server;
-use podrun::timeline::Timeline;
+use podrun::timeline::Recorder;
 
 use crate::args::{ExecArgs, RunFormat};
 
@@ -26,7 +26,7 @@ pub(crate) struct Console {
     progress: Progress,
     status: Option<status_server::Shared>,
     /// The run's timeline, with `--record`.
-    timeline: Option<Timeline>,
+    timeline: Option<Recorder>,
     record: bool,
 }
 
@@ -47,18 +47,33 @@ impl Console {
     /// Starts the timeline of a run of `context`, with `--record`.
     pub(crate) fn start_timeline(&mut self, context: &RunContext) {
         if self.record {
-            self.timeline = Some(Timeline::new(context));
+            self.timeline = Some(Recorder::new(context));
         }
     }
 
-    /// Writes the timeline to `path`, with `--record`.
-    pub(crate) fn write_timeline(&self, path: &std::path::Path) -> Result<(), crate::Failure> {
-        let Some(timeline) = &self.timeline else {
-            return Ok(());
+    /// Writes the timeline to `path`, with `--record`, readable by its
+    /// owner only. A failure is a warning: the run's result still counts.
+    pub(crate) fn write_timeline(&self, path: &std::path::Path) {
+        let Some(recorder) = &self.timeline else {
+            return;
         };
-        let text = serde_json::to_string_pretty(timeline).unwrap_or_default();
-        std::fs::write(path, format!("{text}\n"))
-            .map_err(|e| crate::usage(format!("cannot write {}: {e}", path.display())))
+        let text = serde_json::to_string_pretty(&recorder.timeline()).unwrap_or_default();
+        let written = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .and_then(|mut f| f.write_all(format!("{text}\n").as_bytes()))
+        };
+        if let Err(e) = written {
+            eprintln!(
+                "podrun: cannot write the timeline to {}: {e}",
+                path.display()
+            );
+        }
     }
 
     /// The run's pod: output is prefixed when it has several containers.

@@ -111,9 +111,20 @@ pub(crate) async fn test(cache_dir: Option<PathBuf>, args: HookTestArgs) -> Resu
         .collect();
     // A classifier tested on a recorded timeline (`podrun run --record`)
     // gets it as the run gave it, and shows the verdict it comes to.
-    let timeline = (kind == Kind::Classify && fixture.trim_start().starts_with('{'))
-        .then(|| podrun::timeline::Timeline::parse(&fixture).ok())
-        .flatten();
+    let timeline = if kind == Kind::Classify
+        && fixture.trim_start().starts_with('{')
+        && fixture.contains("\"observations\"")
+    {
+        if !args.params.is_empty() {
+            return Err(usage("--param: a timeline carries its run's parameters"));
+        }
+        Some(
+            podrun::timeline::Timeline::parse(&fixture)
+                .map_err(|e| usage(format!("{}: {e}", args.input.display())))?,
+        )
+    } else {
+        None
+    };
     let actual = match timeline {
         Some(timeline) => {
             let replayed = podrun::timeline::replay(std::slice::from_ref(&hook), &timeline)

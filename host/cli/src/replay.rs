@@ -90,8 +90,7 @@ async fn suite(chain: &[Hook], dir: &Path) -> Result<Code, Failure> {
 /// Replays one timeline and shows what it comes to; whether it differs
 /// from `expect`.
 async fn one(chain: &[Hook], path: &Path, expect: Option<&Path>) -> Result<bool, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let text = read_timeline(path)?;
     let timeline = Timeline::parse(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
     let replayed = replay(chain, &timeline)
         .await
@@ -134,8 +133,25 @@ async fn one(chain: &[Hook], path: &Path, expect: Option<&Path>) -> Result<bool,
     }
 }
 
+/// The largest timeline read.
+const MAX_TIMELINE: u64 = 64 << 20;
+
+/// A timeline file's text: a regular file (not a device or a pipe that
+/// never ends) of at most [`MAX_TIMELINE`] bytes.
+pub(crate) fn read_timeline(path: &Path) -> Result<String, Failure> {
+    let cannot = |e: String| usage(format!("cannot read {}: {e}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| cannot(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(cannot("not a regular file".into()));
+    }
+    if meta.len() > MAX_TIMELINE {
+        return Err(cannot(format!("larger than {} MiB", MAX_TIMELINE >> 20)));
+    }
+    std::fs::read_to_string(path).map_err(|e| cannot(e.to_string()))
+}
+
 /// `failed OOMKilled (exit code 137) by default-classifier at observation
-/// 4 of 6, 3.2 s after the pod was created`.
+/// 3 (from 0, of 6), 3.2 s after the pod was created`.
 fn describe(timeline: &Timeline, verdict: Option<&Decision>) -> String {
     let Some(v) = verdict else {
         return format!(
@@ -152,11 +168,11 @@ fn describe(timeline: &Timeline, verdict: Option<&Decision>) -> String {
         .get(v.observation)
         .map_or(0, |o| o.elapsed_ms);
     format!(
-        "{} {}{code} by {} at observation {} of {}, {:.1} s after the pod was created",
+        "{} {}{code} by {} at observation {} (from 0, of {}), {:.1} s after the pod was created",
         v.outcome,
         v.reason,
         v.hook,
-        v.observation + 1,
+        v.observation,
         timeline.observations.len(),
         at as f64 / 1000.0
     )

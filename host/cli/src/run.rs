@@ -128,7 +128,7 @@ pub(crate) async fn application(
     let ran = podrun::run::run(&hooks, &config, &request, runtime.as_ref(), &options, io).await;
     console.done();
     if let Some(path) = &args.exec.record {
-        console.write_timeline(path)?;
+        console.write_timeline(path);
     }
     let result = ran.map_err(|e| Failure::from((e.exit_code(), e)))?;
     report(&result, &args.exec)
@@ -239,7 +239,7 @@ async fn execute(
     .await;
     console.done();
     if let Some(path) = &exec.record {
-        console.write_timeline(path)?;
+        console.write_timeline(path);
     }
     let result = ran.map_err(|e| Failure::from((e.exit_code(), e)))?;
     report(&result, exec)
