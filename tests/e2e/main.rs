@@ -7,6 +7,7 @@ mod examples;
 mod kube;
 mod local;
 mod proxy;
+mod python;
 mod replay;
 mod sandbox;
 mod scripts;
