@@ -17,13 +17,8 @@ use podrun::hooks::{
     CacheOptions, EngineOptions, Hook, Hooks, Kind, Limits, Source, Spec, render, types,
 };
 
-fn root() -> PathBuf {
-    // The benchmarks belong to host/cli.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("the repository root")
-}
+mod support;
+use support::{block, root};
 
 fn cache_dir() -> PathBuf {
     root().join("target/bench-hook-cache")
@@ -35,19 +30,6 @@ fn engine() -> Hooks {
         ..EngineOptions::default()
     })
     .unwrap()
-}
-
-/// Runs a hook call to its end, as a caller on a current-thread runtime
-/// does.
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-    .block_on(f)
 }
 
 fn app() -> podrun::context::RunContext {

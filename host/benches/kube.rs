@@ -24,13 +24,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 
-fn root() -> PathBuf {
-    // The benchmarks belong to host/cli.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("the repository root")
-}
+mod support;
+use support::{median, root};
 
 fn image() -> String {
     std::env::var("PODRUN_BENCH_IMAGE").unwrap_or_else(|_| "busybox:local".into())
@@ -58,11 +53,6 @@ fn podrun(dir: &Path, name: &str, script: &str) -> Command {
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", podrun::run_id::new())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Seconds since the epoch, as f64.

@@ -4,19 +4,13 @@
 //! Run with `cargo bench -p podrun-cli --bench local`.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-fn root() -> PathBuf {
-    // The benchmarks belong to host/cli.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("the repository root")
-}
+mod support;
+use support::root;
 
 /// Starts `podrun run` of the hello example and returns the time to its
 /// first line of output; the run is then waited for.

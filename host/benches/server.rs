@@ -8,12 +8,14 @@
 //! process slots; as root the runs also get memory cgroups).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
+
+mod support;
+use support::root;
 
 const IN_FLIGHT: usize = 1000;
 const DURING: usize = 100;
@@ -22,13 +24,6 @@ const CLIENTS: usize = 4;
 /// Long enough for the last of the 1,000 to be submitted while the first
 /// still run (the 20 s is not, at this machine's submit rate).
 const SLEEP: &str = "40";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("the repository root")
-}
 
 struct Server {
     child: Child,

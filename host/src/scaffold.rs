@@ -1,17 +1,33 @@
 //! `podrun hook new`: a new hook, ready for `podrun hook test` — a Rust
-//! crate depending on the SDK, or a Rhai script — with a fixture and the
-//! result it should give.
+//! crate depending on the SDK, a Rhai script, or a Python or JavaScript
+//! module built from the WIT — with a fixture and the result it should
+//! give. Every language's hook is the same team-label policy.
 
 use std::path::{Path, PathBuf};
 
-/// What kind of hook to start from.
+/// The language of a new hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Template {
     /// A Rust mutate hook (a crate).
     Rust,
     /// A Rhai mutate script.
     Script,
+    /// A Python mutate hook, built by componentize-py.
+    Python,
+    /// A JavaScript mutate hook, built by componentize-js.
+    Js,
 }
+
+/// The componentize-py release new Python hooks are built with.
+pub const COMPONENTIZE_PY: &str = "0.25.1";
+/// The componentize-js release new JavaScript hooks are built with.
+pub const COMPONENTIZE_JS: &str = "0.23.0";
+/// The preview2-shim release componentize-js loads but does not depend on.
+pub const PREVIEW2_SHIM: &str = "0.25.0";
+
+/// The contract, copied into Python and JavaScript hooks: their build
+/// tools generate the bindings from it.
+const WIT: &str = include_str!("../../wit/hook.wit");
 
 /// Where the SDK comes from, for a Rust hook.
 #[derive(Debug, Clone)]
@@ -165,6 +181,80 @@ mod tests {
 }
 "##;
 
+const PYTHON: &str = r#""""A podrun mutate hook in Python: labels every pod with its team, from the
+run's `team` parameter or the `team` setting, and refuses runs without one.
+
+Bindings come from the WIT in wit/ (componentize-py generates them at build
+time). Use it in pod-runner.yaml:
+
+    hooks:
+      mutate: [restart-never, deadline, labels, {hook: WASM, with: {team: platform}}, api-token]
+"""
+
+import json
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.exports import mutate
+
+
+class Mutate(exports.Mutate):
+    def mutate(self, ctx, object):
+        settings = json.loads(ctx.settings)
+        params = {p.name: p.value for p in ctx.application.params}
+        team = params.get("team") or settings.get("team")
+        if not team:
+            # Err(...) is the hook's refusal; any other exception crashes it.
+            raise Err(mutate.Refusal_Denied("every run needs a team: pass --param team=NAME"))
+        # A merge patch names only what changes.
+        patch = {"metadata": {"labels": {"team": team}}}
+        return mutate.Mutation_MergePatch(json.dumps(patch))
+"#;
+
+const JS: &str = r#"// A podrun mutate hook in JavaScript: labels every pod with its team, from
+// the run's `team` parameter or the `team` setting, and refuses runs
+// without one.
+//
+// componentize-js builds it against the WIT in wit/ (`npm run build`). Use
+// it in pod-runner.yaml:
+//
+//   hooks:
+//     mutate: [restart-never, deadline, labels, {hook: WASM, with: {team: platform}}, api-token]
+
+export const mutate = {
+  mutate(ctx, object) {
+    const settings = JSON.parse(ctx.settings);
+    const param = ctx.application.params.find((p) => p.name === "team");
+    const team = param?.value || settings.team;
+    if (!team) {
+      // A thrown variant is the hook's refusal.
+      throw { tag: "denied", val: "every run needs a team: pass --param team=NAME" };
+    }
+    // A merge patch names only what changes.
+    const patch = { metadata: { labels: { team } } };
+    return { tag: "merge-patch", val: JSON.stringify(patch) };
+  },
+};
+"#;
+
+fn package_json(name: &str, wasm: &str) -> String {
+    let package = serde_json::json!({
+        "name": name,
+        "private": true,
+        "type": "module",
+        "scripts": {
+            "build": format!(
+                "componentize-js app.js --wit wit --world-name mutate-hook --disable http fetch-event -o {wasm}"
+            ),
+        },
+        "devDependencies": {
+            "@bytecodealliance/componentize-js": COMPONENTIZE_JS,
+            "@bytecodealliance/preview2-shim": PREVIEW2_SHIM,
+        },
+    });
+    format!("{package:#}\n")
+}
+
 fn valid_name(name: &str) -> bool {
     name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -193,6 +283,9 @@ pub fn create(
         ("fixture.yaml".to_string(), FIXTURE.to_string()),
         ("expected.yaml".to_string(), EXPECTED.to_string()),
     ];
+    let test = |wasm: &str| {
+        format!("podrun hook test {wasm} -i fixture.yaml --param team=data --expect expected.yaml")
+    };
     let next = match template {
         Template::Script => {
             files.push((format!("{name}.rhai"), SCRIPT.replace("NAME", name)));
@@ -211,9 +304,33 @@ pub fn create(
             files.push((".gitignore".into(), "/target\n".into()));
             vec![
                 format!("cd {shown} && cargo test && cargo build --release --target wasm32-wasip2"),
+                test(&format!("target/wasm32-wasip2/release/{wasm}")),
+            ]
+        }
+        Template::Python => {
+            let wasm = format!("{name}.wasm");
+            files.push(("app.py".into(), PYTHON.replace("WASM", &wasm)));
+            files.push(("wit/hook.wit".into(), WIT.into()));
+            files.push((".gitignore".into(), "/.venv\n__pycache__/\n*.wasm\n".into()));
+            vec![
                 format!(
-                    "podrun hook test target/wasm32-wasip2/release/{wasm} -i fixture.yaml --param team=data --expect expected.yaml"
+                    "cd {shown} && python3 -m venv .venv && .venv/bin/pip install componentize-py=={COMPONENTIZE_PY}"
                 ),
+                format!(
+                    ".venv/bin/componentize-py -d wit -w mutate-hook componentize app -o {wasm}"
+                ),
+                test(&wasm),
+            ]
+        }
+        Template::Js => {
+            let wasm = format!("{name}.wasm");
+            files.push(("app.js".into(), JS.replace("WASM", &wasm)));
+            files.push(("package.json".into(), package_json(name, &wasm)));
+            files.push(("wit/hook.wit".into(), WIT.into()));
+            files.push((".gitignore".into(), "/node_modules\n*.wasm\n".into()));
+            vec![
+                format!("cd {shown} && npm install && npm run build"),
+                test(&wasm),
             ]
         }
     };
@@ -300,5 +417,47 @@ mod tests {
         assert!(s.next[1].contains("team_label.wasm"));
         let lib = std::fs::read_to_string(s.dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("{hook: team_label.wasm"));
+    }
+
+    #[test]
+    fn python_and_js_hooks_carry_the_contract_and_name_their_component() {
+        let dir = tempfile::tempdir().unwrap();
+        let sdk = Sdk::Version("0.1.0".into());
+        let py = create(dir.path(), "team-py", Template::Python, &sdk).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(py.dir.join("wit/hook.wit")).unwrap(),
+            WIT
+        );
+        assert!(py.next[1].ends_with("-o team-py.wasm"), "{:?}", py.next);
+        assert!(py.next[0].contains(&format!("componentize-py=={COMPONENTIZE_PY}")));
+        let js = create(dir.path(), "team-js", Template::Js, &sdk).unwrap();
+        let package: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(js.dir.join("package.json")).unwrap())
+                .unwrap();
+        assert!(
+            package["scripts"]["build"]
+                .as_str()
+                .unwrap()
+                .ends_with("-o team-js.wasm")
+        );
+        assert!(js.next[1].starts_with("podrun hook test team-js.wasm"));
+        let app = std::fs::read_to_string(js.dir.join("app.js")).unwrap();
+        assert!(app.contains("{hook: team-js.wasm"));
+    }
+
+    /// The examples are built with the tools new hooks get.
+    #[test]
+    fn the_examples_use_the_same_tool_versions() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hooks");
+        let build =
+            std::fs::read_to_string(examples.join("retry-classifier-python/build.sh")).unwrap();
+        assert!(build.contains(&format!("version={COMPONENTIZE_PY}\n")));
+        let package: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(examples.join("retry-classifier-js/package.json")).unwrap(),
+        )
+        .unwrap();
+        let dev = &package["devDependencies"];
+        assert_eq!(dev["@bytecodealliance/componentize-js"], COMPONENTIZE_JS);
+        assert_eq!(dev["@bytecodealliance/preview2-shim"], PREVIEW2_SHIM);
     }
 }

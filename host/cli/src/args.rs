@@ -305,8 +305,13 @@ pub(crate) struct HookNewArgs {
     /// The hook's name (lowercase letters, digits and dashes); its directory
     pub(crate) name: String,
 
-    /// A Rhai script instead of a Rust crate: no toolchain needed
-    #[arg(long)]
+    /// The hook's language: a Rust crate, a Rhai script (no toolchain
+    /// needed), or a Python or JavaScript module built from the WIT
+    #[arg(long, value_enum, default_value = "rust")]
+    pub(crate) lang: LangArg,
+
+    /// The same as `--lang rhai`
+    #[arg(long, hide = true, conflicts_with = "lang")]
     pub(crate) script: bool,
 
     /// Where to create the hook's directory
@@ -317,6 +322,14 @@ pub(crate) struct HookNewArgs {
     /// released crate
     #[arg(long, value_name = "PATH", conflicts_with = "script")]
     pub(crate) sdk_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LangArg {
+    Rust,
+    Rhai,
+    Python,
+    Js,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use podrun::config;
 use podrun::exit::Code;
 use podrun::hooks::{Hook, Hooks, Kind, builtin};
 
-use crate::args::{HookNewArgs, HookTestArgs, KindArg};
+use crate::args::{HookNewArgs, HookTestArgs, KindArg, LangArg};
 use crate::{Failure, read_input, usage};
 
 /// `podrun hooks list`.
@@ -37,11 +37,15 @@ pub(crate) async fn load_unconfigured(
 
 pub(crate) fn new(args: HookNewArgs) -> Result<Code, Failure> {
     use podrun::scaffold::{Sdk, Template, create};
-    let template = if args.script {
-        Template::Script
-    } else {
-        Template::Rust
+    let template = match (args.script, args.lang) {
+        (true, _) | (_, LangArg::Rhai) => Template::Script,
+        (_, LangArg::Rust) => Template::Rust,
+        (_, LangArg::Python) => Template::Python,
+        (_, LangArg::Js) => Template::Js,
     };
+    if args.sdk_path.is_some() && template != Template::Rust {
+        return Err(usage("--sdk-path is for Rust hooks"));
+    }
     let sdk = match args.sdk_path {
         // Cargo resolves a relative path from the new crate, not from here.
         Some(p) => Sdk::Path(std::path::absolute(&p).unwrap_or(p)),

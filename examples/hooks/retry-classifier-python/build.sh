@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Python classify hook as a WebAssembly component:
-#   examples/hooks/python-classifier/build.sh OUT_DIR
+#   examples/hooks/retry-classifier-python/build.sh OUT_DIR
 # installs componentize-py (from PyPI, into OUT_DIR/venv) on first use and
-# writes OUT_DIR/python-classifier.wasm.
+# writes OUT_DIR/retry-classifier-python.wasm.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -20,5 +20,5 @@ fi
 cd "$here"
 # No bytecode beside the sources.
 PYTHONDONTWRITEBYTECODE=1 "$out/venv/bin/componentize-py" -d "$root/wit" -w classify-hook componentize app \
-  -o "$out/python-classifier.wasm" >/dev/null
-echo "$out/python-classifier.wasm"
+  -o "$out/retry-classifier-python.wasm" >/dev/null
+echo "$out/retry-classifier-python.wasm"
