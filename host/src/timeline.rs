@@ -233,6 +233,15 @@ impl Recorder {
         }
     }
 
+    /// Whether the latest observation brought a pod or events unlike the
+    /// ones before (rather than only its time).
+    pub fn last_changed(&self) -> bool {
+        self.timeline
+            .observations
+            .last()
+            .is_some_and(|o| o.pod.is_some() || o.events.is_some())
+    }
+
     /// The timeline so far: a run that ended undecided has the decision
     /// of its last call, as the run does.
     pub fn timeline(&self) -> Timeline {

@@ -546,6 +546,93 @@ async fn the_classifier_gives_the_same_verdict_as_on_a_cluster() {
     }
 }
 
+/// A timeline recorded on the cluster (tests/fixtures/timelines/NAME) and
+/// the manifest it was recorded from: run locally, the manifest comes to
+/// the verdict NAME.expect.yaml holds for the cluster's run, and the local
+/// run's own timeline, replayed, comes to it too. Unschedulable pods,
+/// missing ConfigMaps, image pulls and deletion by someone else have no
+/// local counterpart and are not compared.
+fn same_verdict_as_recorded(name: &str, manifest: &str) {
+    let root = support::root();
+    let timelines = root.join("tests/fixtures/timelines");
+    let expect_file = timelines.join(format!("{name}.expect.yaml"));
+    let expect: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&expect_file).unwrap()).unwrap();
+    let yaml = std::fs::read_to_string(root.join("tests/fixtures").join(manifest)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("local.timeline.json");
+    let run = run_pod(&yaml, &["--record", recorded.to_str().unwrap()]);
+    for (field, want) in expect.as_object().unwrap() {
+        assert_eq!(
+            &run.result[field], want,
+            "{name}: {field} locally vs on the cluster\n{}\n{}",
+            run.result, run.stderr
+        );
+    }
+    assert_eq!(Some(i64::from(run.code)), expect["exitCode"].as_i64());
+    let out = podrun()
+        .args(["hook", "replay", "default-classifier", "--timeline"])
+        .arg(&recorded)
+        .arg("--expect")
+        .arg(&expect_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: the local timeline replayed\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+mod as_recorded {
+    use super::same_verdict_as_recorded as same;
+
+    #[test]
+    fn success() {
+        same("success", "scenarios/success.yaml");
+    }
+
+    #[test]
+    fn exit_code() {
+        same("exit-code", "scenarios/exit-3.yaml");
+    }
+
+    #[test]
+    fn temporary_failure() {
+        same("temporary-failure", "timelines/temporary-failure.pod.yaml");
+    }
+
+    #[test]
+    fn init_fails() {
+        same("init-fails", "scenarios/init-fails.yaml");
+    }
+
+    #[test]
+    fn deadline() {
+        same("deadline", "scenarios/deadline.yaml");
+    }
+
+    #[test]
+    fn sidecar() {
+        same("sidecar", "timelines/sidecar.pod.yaml");
+    }
+
+    #[test]
+    fn crashloop() {
+        same("crashloop", "timelines/crashloop.pod.yaml");
+    }
+
+    #[test]
+    fn oom_killed() {
+        if !super::cgroups_available() || !super::is_root() {
+            eprintln!("skipping: memory cgroups need root");
+            return;
+        }
+        same("oom-killed", "scenarios/oom.yaml");
+    }
+}
+
 fn cgroups_available() -> bool {
     Path::new("/sys/fs/cgroup/memory").is_dir()
         || Path::new("/sys/fs/cgroup/cgroup.controllers").exists()

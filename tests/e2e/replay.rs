@@ -235,4 +235,73 @@ fn hook_test_takes_a_timeline_as_well_as_one_pod() {
         125,
         "not a regular file",
     );
+    // Any input a command reads has a bound, stdin included.
+    let out = support::podrun_in(dir.path())
+        .args(["hook", "test", "default-classifier", "-i", "-"])
+        .write_stdin(vec![b' '; (64 << 20) + 1])
+        .assert()
+        .code(125);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("larger than 64 MiB"), "{stderr}");
+}
+
+/// `--record` writes the timeline as the run goes: a podrun killed
+/// mid-run (no chance to write at the end) leaves a readable timeline of
+/// what it had observed, with no final verdict.
+#[test]
+fn a_killed_run_leaves_the_timeline_so_far() {
+    let (dir, manifest) = support::write_manifest(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: long}}\nspec:\n  restartPolicy: Never\n  containers:\n{}",
+        support::container("main", "echo started; sleep 4")
+    ));
+    let path = dir.path().join("run.timeline.json");
+    let mut podrun = std::process::Command::new(assert_cmd::cargo::cargo_bin("podrun"));
+    let mut child = podrun
+        .env("PODRUN_CACHE_DIR", support::shared_cache())
+        .env_remove("KUBECONFIG")
+        .args(["pod", "run", "--runtime", "local", "--record"])
+        .arg(&path)
+        .arg("-f")
+        .arg(&manifest)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let timeline = loop {
+        assert!(std::time::Instant::now() < deadline, "no timeline written");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            // Never half a file: each read parses.
+            let timeline = podrun::timeline::Timeline::parse(&text).unwrap();
+            let running = timeline.observations.iter().any(|o| {
+                o.pod
+                    .as_ref()
+                    .is_some_and(|p| p["status"]["phase"] == "Running")
+            });
+            if running {
+                break timeline;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The run had not ended: its last call's decision, not a final one.
+    assert!(
+        timeline.verdict.as_ref().is_none_or(|d| !d.is_final()),
+        "{:?}",
+        timeline.verdict
+    );
+    let kept = podrun::timeline::Timeline::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(kept.observations.len() >= timeline.observations.len());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // No temporary file is left beside it.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
 }

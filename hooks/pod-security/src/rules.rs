@@ -105,19 +105,8 @@ pub fn check(object: &Value, path: &[&str], level: Level, require: &[Requirement
                     ));
                 }
                 // A token can be asked for by volume too.
-                for (i, volume) in spec
-                    .get("volumes")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
-                    let sources = volume
-                        .pointer("/projected/sources")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten();
-                    for (j, source) in sources.enumerate() {
+                for (i, volume) in items(spec, "/volumes") {
+                    for (j, source) in items(volume, "/projected/sources") {
                         if source
                             .get("serviceAccountToken")
                             .is_some_and(|t| !t.is_null())
@@ -151,6 +140,16 @@ fn containers(spec: &Value) -> Vec<(&'static str, &Vec<Value>)> {
         .collect()
 }
 
+/// The items of the list at `pointer` with their indexes; none where there
+/// is no list.
+fn items<'a>(v: &'a Value, pointer: &str) -> impl Iterator<Item = (usize, &'a Value)> {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+}
+
 fn is_true(v: Option<&Value>) -> bool {
     v == Some(&Value::Bool(true))
 }
@@ -178,13 +177,7 @@ impl Checker<'_> {
         let security = spec.get("securityContext").unwrap_or(&Value::Null);
         let sat = format!("{at}.securityContext");
         self.security_context(security, &sat);
-        for (i, sysctl) in security
-            .get("sysctls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, sysctl) in items(security, "/sysctls") {
             let name = text(sysctl.get("name")).unwrap_or("");
             if !SAFE_SYSCTLS.contains(&name) {
                 self.push(format!(
@@ -192,13 +185,7 @@ impl Checker<'_> {
                 ));
             }
         }
-        for (i, volume) in spec
-            .get("volumes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, volume) in items(spec, "/volumes") {
             let Some(fields) = volume.as_object() else {
                 continue;
             };
@@ -268,13 +255,7 @@ impl Checker<'_> {
         if text(security.get("procMount")).is_some_and(|m| m != "Default") {
             self.push(format!("{sat}.procMount: must be Default"));
         }
-        for (i, port) in container
-            .get("ports")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, port) in items(container, "/ports") {
             if port
                 .get("hostPort")
                 .and_then(Value::as_i64)
@@ -304,12 +285,7 @@ impl Checker<'_> {
                 }
             }
         }
-        let added = security
-            .pointer("/capabilities/add")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten();
-        for (i, cap) in added.enumerate() {
+        for (i, cap) in items(security, "/capabilities/add") {
             let name = cap.as_str().unwrap_or("");
             let allowed = if self.restricted {
                 name == "NET_BIND_SERVICE"

@@ -11,9 +11,9 @@ use podrun::cancel::{Cancel, Reason};
 use podrun::context::RunContext;
 use podrun::lifecycle::{Notice, Sink};
 use podrun::status_server;
-use podrun::timeline::Recorder;
 
 use crate::args::{ExecArgs, RunFormat};
+use crate::record::TimelineFile;
 
 /// The console side of one run.
 pub(crate) struct Console {
@@ -25,9 +25,9 @@ pub(crate) struct Console {
     to_stderr: bool,
     progress: Progress,
     status: Option<status_server::Shared>,
-    /// The run's timeline, with `--record`.
-    timeline: Option<Recorder>,
-    record: bool,
+    /// The run's timeline, with `--record FILE`.
+    timeline: Option<TimelineFile>,
+    record: Option<std::path::PathBuf>,
 }
 
 impl Console {
@@ -40,39 +40,21 @@ impl Console {
             progress: Progress::new(),
             status,
             timeline: None,
-            record: exec.record.is_some(),
+            record: exec.record.clone(),
         }
     }
 
     /// Starts the timeline of a run of `context`, with `--record`.
     pub(crate) fn start_timeline(&mut self, context: &RunContext) {
-        if self.record {
-            self.timeline = Some(Recorder::new(context));
+        if let Some(path) = &self.record {
+            self.timeline = Some(TimelineFile::new(path, context));
         }
     }
 
-    /// Writes the timeline to `path`, with `--record`, readable by its
-    /// owner only. A failure is a warning: the run's result still counts.
-    pub(crate) fn write_timeline(&self, path: &std::path::Path) {
-        let Some(recorder) = &self.timeline else {
-            return;
-        };
-        let text = serde_json::to_string_pretty(&recorder.timeline()).unwrap_or_default();
-        let written = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
-                .and_then(|mut f| f.write_all(format!("{text}\n").as_bytes()))
-        };
-        if let Err(e) = written {
-            eprintln!(
-                "podrun: cannot write the timeline to {}: {e}",
-                path.display()
-            );
+    /// Writes the whole timeline, with `--record`, the run having ended.
+    pub(crate) fn finish_timeline(&mut self) {
+        if let Some(timeline) = &mut self.timeline {
+            timeline.finish();
         }
     }
 
@@ -136,7 +118,8 @@ impl Sink for Console {
                 decided,
             } => {
                 if let Some(timeline) = &mut self.timeline {
-                    timeline.record(pod, events, elapsed, decided);
+                    timeline.recorder().record(pod, events, elapsed, decided);
+                    timeline.saved();
                 }
             }
             Notice::Started {

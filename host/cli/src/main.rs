@@ -9,6 +9,7 @@ mod cluster;
 mod console;
 mod convert;
 mod hook;
+mod record;
 mod remote;
 mod render;
 mod replay;
@@ -208,15 +209,29 @@ pub(crate) fn load_config(args: &args::ConfigArgs) -> Result<Config, Failure> {
     Config::load(&path).map_err(|e| (e.exit_code(), e).into())
 }
 
-/// The text of `path`, or of stdin for `-`.
+/// The text of `path`, or of stdin for `-`, of at most [`MAX_INPUT`]
+/// bytes.
 pub(crate) fn read_input(path: &Path) -> Result<String, Failure> {
-    if path.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
+    use std::io::Read;
+    let cannot = |e: String| usage(format!("cannot read {}: {e}", path.display()));
+    let input: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin())
     } else {
-        std::fs::read_to_string(path)
+        Box::new(std::fs::File::open(path).map_err(|e| cannot(e.to_string()))?)
+    };
+    let mut text = String::new();
+    input
+        .take(MAX_INPUT + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| cannot(e.to_string()))?;
+    if text.len() as u64 > MAX_INPUT {
+        return Err(cannot(format!("larger than {} MiB", MAX_INPUT >> 20)));
     }
-    .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))
+    Ok(text)
 }
+
+/// The most a manifest, fixture or timeline read by a command may be.
+pub(crate) const MAX_INPUT: u64 = 64 << 20;
 
 /// A Pod manifest (YAML or JSON) from `path`, or from stdin for `-`.
 pub(crate) fn read_pod(path: &Path) -> Result<k8s_openapi::api::core::v1::Pod, Failure> {

@@ -133,21 +133,18 @@ async fn one(chain: &[Hook], path: &Path, expect: Option<&Path>) -> Result<bool,
     }
 }
 
-/// The largest timeline read.
-const MAX_TIMELINE: u64 = 64 << 20;
-
 /// A timeline file's text: a regular file (not a device or a pipe that
-/// never ends) of at most [`MAX_TIMELINE`] bytes.
+/// never ends) of at most [`MAX_INPUT`](crate::MAX_INPUT) bytes.
 pub(crate) fn read_timeline(path: &Path) -> Result<String, Failure> {
-    let cannot = |e: String| usage(format!("cannot read {}: {e}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| cannot(e.to_string()))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
     if !meta.is_file() {
-        return Err(cannot("not a regular file".into()));
+        return Err(usage(format!(
+            "cannot read {}: not a regular file",
+            path.display()
+        )));
     }
-    if meta.len() > MAX_TIMELINE {
-        return Err(cannot(format!("larger than {} MiB", MAX_TIMELINE >> 20)));
-    }
-    std::fs::read_to_string(path).map_err(|e| cannot(e.to_string()))
+    crate::read_input(path)
 }
 
 /// `failed OOMKilled (exit code 137) by default-classifier at observation

@@ -127,9 +127,7 @@ pub(crate) async fn application(
     let options = options(&args.exec);
     let ran = podrun::run::run(&hooks, &config, &request, runtime.as_ref(), &options, io).await;
     console.done();
-    if let Some(path) = &args.exec.record {
-        console.write_timeline(path);
-    }
+    console.finish_timeline();
     let result = ran.map_err(|e| Failure::from((e.exit_code(), e)))?;
     report(&result, &args.exec)
 }
@@ -238,9 +236,7 @@ async fn execute(
     )
     .await;
     console.done();
-    if let Some(path) = &exec.record {
-        console.write_timeline(path);
-    }
+    console.finish_timeline();
     let result = ran.map_err(|e| Failure::from((e.exit_code(), e)))?;
     report(&result, exec)
 }

@@ -64,15 +64,21 @@ impl From<&RunContext> for types::Application {
 pub const CONTRACT: &str = "0.1.0";
 
 /// Whether a hook built for contract `version` works with [`CONTRACT`]:
-/// semver's rule, where before 1.0 the minor version is the major one.
+/// semver's rule, where before 1.0 the minor version is the major one. A
+/// pre-release (`0.2.0-rc.1`) promises nothing: only the same one works.
 pub fn compatible(version: &str) -> bool {
+    if version == CONTRACT {
+        return true;
+    }
     let parse = |v: &str| -> Option<(u64, u64)> {
         let mut parts = v.splitn(3, '.');
         let major = parts.next()?.parse().ok()?;
         let minor = parts.next()?.parse().ok()?;
-        // A patch number, then maybe a pre-release or build (`1-rc.1`).
+        // A patch number, maybe with build metadata (`1+abc`), which
+        // semver ignores.
         let patch = parts.next()?;
-        patch.split(['-', '+']).next()?.parse::<u64>().ok()?;
+        let patch = patch.split_once('+').map_or(patch, |(p, _)| p);
+        patch.parse::<u64>().ok()?;
         Some((major, minor))
     };
     match (parse(version), parse(CONTRACT)) {
@@ -358,10 +364,20 @@ mod tests {
 
     #[test]
     fn contract_versions_follow_semver_with_minor_as_major_before_one() {
-        for version in ["0.1.0", "0.1.7"] {
+        for version in ["0.1.0", "0.1.7", "0.1.2+build.5"] {
             assert!(compatible(version), "{version}");
         }
-        for version in ["0.2.0", "0.0.1", "1.0.0", "", "0.1", "x.y.z", "0.1.0.0x"] {
+        for version in [
+            "0.2.0",
+            "0.0.1",
+            "1.0.0",
+            "",
+            "0.1",
+            "x.y.z",
+            "0.1.0.0x",
+            "0.1.1-rc.1",
+            "0.2.0-rc.1",
+        ] {
             assert!(!compatible(version), "{version}");
         }
     }
