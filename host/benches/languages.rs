@@ -57,7 +57,13 @@ fn build(script: &str, out: &str) -> (PathBuf, f64) {
     run()
 }
 
-fn languages() -> Vec<Language> {
+/// Built once for both groups.
+fn languages() -> &'static [Language] {
+    static LANGUAGES: std::sync::OnceLock<Vec<Language>> = std::sync::OnceLock::new();
+    LANGUAGES.get_or_init(build_all)
+}
+
+fn build_all() -> Vec<Language> {
     let guests = Path::new(env!("PODRUN_TEST_GUESTS"));
     let rust = guests.join("podrun_example_retry_classifier.wasm");
     let rhai = root().join("examples/scripts/retry-classifier.rhai");
@@ -192,17 +198,17 @@ fn summary(_: &mut Criterion) {
     let deadline = Defaults::default().deadline;
 
     // A cold cache each time: what the first run with a new hook pays.
-    let compile = interleaved(&langs, 5, |lang| {
+    let compile = interleaved(langs, 5, |lang| {
         let cache = tempfile::tempdir().unwrap();
         let hooks = engine(cache.path());
         timed(|| drop(load(&hooks, &lang.source)))
     });
     // A new engine on a warm cache: what every new process pays.
     let warm = tempfile::tempdir().unwrap();
-    for lang in &langs {
+    for lang in langs {
         drop(load(&engine(warm.path()), &lang.source));
     }
-    let cached = interleaved(&langs, 10, |lang| {
+    let cached = interleaved(langs, 10, |lang| {
         let hooks = engine(warm.path());
         timed(|| drop(load(&hooks, &lang.source)))
     });

@@ -107,7 +107,7 @@ const SCRIPT: &str = r#"// A mutate hook in Rhai, run by podrun's built-in inter
 //
 // Use it in pod-runner.yaml:
 //   hooks:
-//     mutate: [restart-never, deadline, labels, {script: NAME.rhai}, api-token]
+//     mutate: [restart-never, deadline, labels, {script: HOOK.rhai}, api-token]
 
 fn mutate(object, ctx) {
     let team = ctx.params.team ?? ctx.settings.team;
@@ -255,6 +255,20 @@ fn package_json(name: &str, wasm: &str) -> String {
     format!("{package:#}\n")
 }
 
+/// The example's lock: the same tools, every package pinned with its hash.
+const PACKAGE_LOCK: &str =
+    include_str!("../../examples/hooks/retry-classifier-js/package-lock.json");
+
+/// `word` as one shell word, quoted when it needs to be.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -275,10 +289,15 @@ pub fn create(
         return Err(ScaffoldError::Name(name.to_string()));
     }
     let dir = parent.join(name);
-    if dir.exists() {
-        return Err(ScaffoldError::Exists(dir));
+    // Made here, not found: nothing planted at the path is written through.
+    if let Err(source) = std::fs::create_dir(&dir) {
+        return Err(if source.kind() == std::io::ErrorKind::AlreadyExists {
+            ScaffoldError::Exists(dir)
+        } else {
+            ScaffoldError::Write { path: dir, source }
+        });
     }
-    let shown = dir.display();
+    let shown = shell_word(&dir.display().to_string());
     let mut files = vec![
         ("fixture.yaml".to_string(), FIXTURE.to_string()),
         ("expected.yaml".to_string(), EXPECTED.to_string()),
@@ -288,7 +307,7 @@ pub fn create(
     };
     let next = match template {
         Template::Script => {
-            files.push((format!("{name}.rhai"), SCRIPT.replace("NAME", name)));
+            files.push((format!("{name}.rhai"), SCRIPT.replace("HOOK", name)));
             vec![format!(
                 "podrun hook test {shown}/{name}.rhai -i {shown}/fixture.yaml --param team=data --expect {shown}/expected.yaml"
             )]
@@ -314,7 +333,7 @@ pub fn create(
             files.push((".gitignore".into(), "/.venv\n__pycache__/\n*.wasm\n".into()));
             vec![
                 format!(
-                    "cd {shown} && python3 -m venv .venv && .venv/bin/pip install componentize-py=={COMPONENTIZE_PY}"
+                    "cd {shown} && python3 -m venv .venv && .venv/bin/pip install --only-binary=:all: componentize-py=={COMPONENTIZE_PY}"
                 ),
                 format!(
                     ".venv/bin/componentize-py -d wit -w mutate-hook componentize app -o {wasm}"
@@ -326,10 +345,16 @@ pub fn create(
             let wasm = format!("{name}.wasm");
             files.push(("app.js".into(), JS.replace("WASM", &wasm)));
             files.push(("package.json".into(), package_json(name, &wasm)));
+            files.push((
+                "package-lock.json".into(),
+                PACKAGE_LOCK.replace("\"retry-classifier-js\"", &format!("{name:?}")),
+            ));
             files.push(("wit/hook.wit".into(), WIT.into()));
             files.push((".gitignore".into(), "/node_modules\n*.wasm\n".into()));
             vec![
-                format!("cd {shown} && npm install && npm run build"),
+                // The lock pins every package and its hash; none needs
+                // an install script.
+                format!("cd {shown} && npm ci --ignore-scripts && npm run build"),
                 test(&wasm),
             ]
         }
@@ -337,6 +362,7 @@ pub fn create(
     for (file, text) in files {
         let path = dir.join(&file);
         let write = || -> std::io::Result<()> {
+            // Below the directory made above.
             std::fs::create_dir_all(path.parent().unwrap_or(&dir))?;
             std::fs::write(&path, text)
         };
@@ -400,6 +426,14 @@ mod tests {
             create(dir.path(), "team", Template::Rust, &sdk),
             Err(ScaffoldError::Exists(_))
         ));
+        // Nor written through a link planted where the directory would be.
+        let elsewhere = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("planted")).unwrap();
+        assert!(matches!(
+            create(dir.path(), "planted", Template::Python, &sdk),
+            Err(ScaffoldError::Exists(_))
+        ));
+        assert!(!elsewhere.exists());
     }
 
     #[test]
@@ -443,6 +477,36 @@ mod tests {
         assert!(js.next[1].starts_with("podrun hook test team-js.wasm"));
         let app = std::fs::read_to_string(js.dir.join("app.js")).unwrap();
         assert!(app.contains("{hook: team-js.wasm"));
+    }
+
+    #[test]
+    fn printed_commands_quote_the_directory() {
+        let parent = tempfile::tempdir().unwrap();
+        let odd = parent.path().join("it's a dir; rm -rf x");
+        std::fs::create_dir(&odd).unwrap();
+        let made = create(&odd, "team", Template::Js, &Sdk::Version("0.1.0".into())).unwrap();
+        let quoted = format!(
+            "'{}'",
+            made.dir.display().to_string().replace('\'', r"'\''")
+        );
+        assert_eq!(
+            made.next[0],
+            format!("cd {quoted} && npm ci --ignore-scripts && npm run build")
+        );
+        assert_eq!(shell_word("/tmp/a-b_c.d"), "/tmp/a-b_c.d");
+        // The lock is the example's, under the new name.
+        let lock = std::fs::read_to_string(made.dir.join("package-lock.json")).unwrap();
+        assert!(lock.contains("\"name\": \"team\"") && !lock.contains("retry-classifier-js"));
+        // A script's message keeps its placeholder; its usage names it.
+        let script = create(
+            &odd,
+            "policy",
+            Template::Script,
+            &Sdk::Version("0.1.0".into()),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(script.dir.join("policy.rhai")).unwrap();
+        assert!(text.contains("--param team=NAME") && text.contains("{script: policy.rhai}"));
     }
 
     /// The examples are built with the tools new hooks get.

@@ -184,14 +184,16 @@ impl Recorder {
         }
     }
 
-    /// Adds what the classifiers were given and what they decided.
+    /// Adds what the classifiers were given and what they decided;
+    /// returns whether that differs from the observation before in more
+    /// than its time.
     pub fn record(
         &mut self,
         pod: &Pod,
         events: &str,
         elapsed: Duration,
         decided: Option<(&str, &classify::Verdict)>,
-    ) {
+    ) -> bool {
         let mut pod = serde_json::to_value(pod).unwrap_or_default();
         redact(&mut pod);
         let mut events: Value = serde_json::from_str(events).unwrap_or(Value::Array(Vec::new()));
@@ -210,6 +212,7 @@ impl Recorder {
             self.last_events = Some(events.clone());
             events
         });
+        let changed = pod.is_some() || events.is_some();
         self.timeline.observations.push(Observation {
             elapsed_ms: elapsed.as_millis() as u64,
             pod,
@@ -231,15 +234,7 @@ impl Recorder {
         {
             self.timeline.verdict = Some(d.clone());
         }
-    }
-
-    /// Whether the latest observation brought a pod or events unlike the
-    /// ones before (rather than only its time).
-    pub fn last_changed(&self) -> bool {
-        self.timeline
-            .observations
-            .last()
-            .is_some_and(|o| o.pod.is_some() || o.events.is_some())
+        changed || decided.is_some_and(|(_, v)| v.outcome != classify::Outcome::Running)
     }
 
     /// The timeline so far: a run that ended undecided has the decision
@@ -433,9 +428,9 @@ mod tests {
         pod.metadata.annotations =
             Some([("note".to_string(), "key=opensesame".to_string())].into());
         let mut recorder = Recorder::new(&context);
-        recorder.record(&pod, "[]", Duration::from_millis(5), None);
+        assert!(recorder.record(&pod, "[]", Duration::from_millis(5), None));
         // The same pod again is only a time.
-        recorder.record(&pod, "[]", Duration::from_millis(505), None);
+        assert!(!recorder.record(&pod, "[]", Duration::from_millis(505), None));
         let timeline = recorder.timeline();
         assert!(
             timeline.observations[1].pod.is_none() && timeline.observations[1].events.is_none()

@@ -245,14 +245,16 @@ fn hook_test_takes_a_timeline_as_well_as_one_pod() {
     assert!(stderr.contains("larger than 64 MiB"), "{stderr}");
 }
 
-/// `--record` writes the timeline as the run goes: a podrun killed
-/// mid-run (no chance to write at the end) leaves a readable timeline of
-/// what it had observed, with no final verdict.
+/// `--record` writes the timeline as the run goes: each change is on disk
+/// while the run goes on, so a podrun killed mid-run (no chance to write
+/// at the end) leaves a readable timeline of what it had observed, with
+/// no final verdict.
 #[test]
 fn a_killed_run_leaves_the_timeline_so_far() {
     let (dir, manifest) = support::write_manifest(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: long}}\nspec:\n  restartPolicy: Never\n  containers:\n{}",
-        support::container("main", "echo started; sleep 4")
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: long}}\nspec:\n  restartPolicy: Never\n  containers:\n{}{}",
+        support::container("quick", "sleep 1.5"),
+        support::container("main", "sleep 6")
     ));
     let path = dir.path().join("run.timeline.json");
     let mut podrun = std::process::Command::new(assert_cmd::cargo::cargo_bin("podrun"));
@@ -268,18 +270,23 @@ fn a_killed_run_leaves_the_timeline_so_far() {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // The first container's end, a change well after the run started.
+    let quick_ended = |o: &podrun::timeline::Observation| {
+        o.pod.as_ref().is_some_and(|p| {
+            p["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["name"] == "quick" && c["state"]["terminated"].is_object())
+        })
+    };
     let timeline = loop {
-        assert!(std::time::Instant::now() < deadline, "no timeline written");
+        assert!(std::time::Instant::now() < deadline, "no change written");
         assert!(child.try_wait().unwrap().is_none(), "the run ended first");
         if let Ok(text) = std::fs::read_to_string(&path) {
             // Never half a file: each read parses.
             let timeline = podrun::timeline::Timeline::parse(&text).unwrap();
-            let running = timeline.observations.iter().any(|o| {
-                o.pod
-                    .as_ref()
-                    .is_some_and(|p| p["status"]["phase"] == "Running")
-            });
-            if running {
+            if timeline.observations.iter().any(quick_ended) {
                 break timeline;
             }
         }
@@ -298,10 +305,28 @@ fn a_killed_run_leaves_the_timeline_so_far() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    // No temporary file is left beside it.
-    let names: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+/// A symbolic link named by the caller is written through once, at the end,
+/// and stays a link.
+#[test]
+fn a_record_path_that_is_a_link_is_written_through_at_the_end() {
+    let (dir, manifest) = support::write_manifest(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: short}}\nspec:\n  restartPolicy: Never\n  containers:\n{}",
+        support::container("main", "echo hi")
+    ));
+    let target = dir.path().join("real.json");
+    let link = dir.path().join("link.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    support::podrun_in(dir.path())
+        .args(["pod", "run", "--runtime", "local", "--record"])
+        .arg(&link)
+        .arg("-f")
+        .arg(&manifest)
+        .assert()
+        .success();
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    let timeline =
+        podrun::timeline::Timeline::parse(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    assert_eq!(timeline.verdict.unwrap().outcome, "succeeded");
 }

@@ -8,14 +8,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 out=$(mkdir -p "$1" && cd "$1" && pwd)
 version=0.25.1
-if [ ! -x "$out/venv/bin/componentize-py" ]; then
-  if ! python3 -m venv "$out/venv" >/dev/null 2>&1; then
+# Installed again when the version asked for changes.
+if [ "$(cat "$out/venv/componentize-py.version" 2>/dev/null)" != "$version" ]; then
+  if [ ! -x "$out/venv/bin/pip" ] && ! python3 -m venv "$out/venv" >/dev/null 2>&1; then
     # Debian keeps venv apart from python3.
     apt-get update -q >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv >&2
     python3 -m venv "$out/venv"
   fi
-  "$out/venv/bin/pip" install -q "componentize-py==$version"
+  # Wheels only: nothing is built, no setup script runs.
+  "$out/venv/bin/pip" install -q --only-binary=:all: "componentize-py==$version"
+  echo "$version" >"$out/venv/componentize-py.version"
 fi
 cd "$here"
 # No bytecode beside the sources.

@@ -111,15 +111,9 @@ impl Sink for Console {
                 self.pod(&prepared.pod);
                 self.start_timeline(&prepared.context);
             }
-            Notice::Observed {
-                pod,
-                events,
-                elapsed,
-                decided,
-            } => {
+            Notice::Observed { .. } => {
                 if let Some(timeline) = &mut self.timeline {
-                    timeline.recorder().record(pod, events, elapsed, decided);
-                    timeline.saved();
+                    timeline.observed(&notice);
                 }
             }
             Notice::Started {

@@ -212,26 +212,32 @@ pub(crate) fn load_config(args: &args::ConfigArgs) -> Result<Config, Failure> {
 /// The text of `path`, or of stdin for `-`, of at most [`MAX_INPUT`]
 /// bytes.
 pub(crate) fn read_input(path: &Path) -> Result<String, Failure> {
-    use std::io::Read;
-    let cannot = |e: String| usage(format!("cannot read {}: {e}", path.display()));
-    let input: Box<dyn Read> = if path.as_os_str() == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(std::fs::File::open(path).map_err(|e| cannot(e.to_string()))?)
-    };
-    let mut text = String::new();
-    input
-        .take(MAX_INPUT + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| cannot(e.to_string()))?;
-    if text.len() as u64 > MAX_INPUT {
-        return Err(cannot(format!("larger than {} MiB", MAX_INPUT >> 20)));
+    if path.as_os_str() == "-" {
+        return read_bounded(std::io::stdin(), path);
     }
-    Ok(text)
+    let file = std::fs::File::open(path)
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    read_bounded(file, path)
 }
 
 /// The most a manifest, fixture or timeline read by a command may be.
 pub(crate) const MAX_INPUT: u64 = 64 << 20;
+
+/// The text `input` (read from `path`) holds, of at most [`MAX_INPUT`]
+/// bytes.
+pub(crate) fn read_bounded(input: impl std::io::Read, path: &Path) -> Result<String, Failure> {
+    use std::io::Read;
+    let cannot = |e: String| usage(format!("cannot read {}: {e}", path.display()));
+    let mut bytes = Vec::new();
+    input
+        .take(MAX_INPUT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot(e.to_string()))?;
+    if bytes.len() as u64 > MAX_INPUT {
+        return Err(cannot(format!("larger than {} MiB", MAX_INPUT >> 20)));
+    }
+    String::from_utf8(bytes).map_err(|e| cannot(e.to_string()))
+}
 
 /// A Pod manifest (YAML or JSON) from `path`, or from stdin for `-`.
 pub(crate) fn read_pod(path: &Path) -> Result<k8s_openapi::api::core::v1::Pod, Failure> {

@@ -136,15 +136,19 @@ async fn one(chain: &[Hook], path: &Path, expect: Option<&Path>) -> Result<bool,
 /// A timeline file's text: a regular file (not a device or a pipe that
 /// never ends) of at most [`MAX_INPUT`](crate::MAX_INPUT) bytes.
 pub(crate) fn read_timeline(path: &Path) -> Result<String, Failure> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: String| usage(format!("cannot read {}: {e}", path.display()));
+    // Opened without waiting for a pipe's writer, then checked as opened.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| cannot(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| cannot(e.to_string()))?;
     if !meta.is_file() {
-        return Err(usage(format!(
-            "cannot read {}: not a regular file",
-            path.display()
-        )));
+        return Err(cannot("not a regular file".into()));
     }
-    crate::read_input(path)
+    crate::read_bounded(file, path)
 }
 
 /// `failed OOMKilled (exit code 137) by default-classifier at observation
