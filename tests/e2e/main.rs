@@ -14,3 +14,4 @@ mod scripts;
 mod server;
 mod support;
 mod tenants;
+mod web;

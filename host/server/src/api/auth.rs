@@ -31,7 +31,8 @@ impl Caller {
     }
 }
 
-/// Paths anyone may read: probes and the API's description.
+/// Paths anyone may read: probes and the API's description (and the
+/// page's files, `web::PATHS`).
 const OPEN: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json"];
 
 /// Authenticates the request, then writes its audit line.
@@ -41,7 +42,7 @@ pub(crate) async fn authenticate(
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_string();
-    if OPEN.contains(&path.as_str()) {
+    if OPEN.contains(&path.as_str()) || super::web::PATHS.contains(&path.as_str()) {
         return next.run(request).await;
     }
     let method = request.method().clone();

@@ -3,12 +3,18 @@
 //!
 //! - `runs`: submit, show, list, cancel, release;
 //! - `logs`: a run's log, followed live, and its result;
-//! - `view`: how a run is shown.
+//! - `request`: the pod a run made and what it asked for;
+//! - `applications`: what a caller may submit;
+//! - `view`: how a run is shown;
+//! - `web`: the page, and the security headers of every answer.
 
+mod applications;
 mod auth;
 mod logs;
+mod request;
 mod runs;
 mod view;
+mod web;
 
 use std::sync::Arc;
 
@@ -52,6 +58,8 @@ fn routes() -> (Router<Arc<Shared>>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::cancel))
         .routes(routes!(logs::logs))
         .routes(routes!(logs::result))
+        .routes(routes!(request::pod))
+        .routes(routes!(applications::list))
         .routes(routes!(healthz))
         .routes(routes!(ready))
         .routes(routes!(metrics))
@@ -69,6 +77,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 async move { Json(doc) }
             }),
         )
+        .route("/", get(web::index))
+        .route("/ui/app.js", get(web::script))
+        .route("/ui/app.css", get(web::style))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
         })
@@ -77,6 +88,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             shared.clone(),
             auth::authenticate,
         ))
+        .layer(axum::middleware::from_fn(web::secure))
         .with_state(shared)
 }
 
@@ -115,7 +127,7 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad-request", message)
     }
 
-    fn no_run(id: &str) -> Self {
+    pub(crate) fn no_run(id: &str) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "run-not-found",

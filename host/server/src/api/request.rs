@@ -1,0 +1,84 @@
+//! What a run was asked for: the pod podrun made of it and the request's
+//! command, parameters and namespace, for the page's pod view and its
+//! "submit again".
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Extension, Path, State as Shared_};
+use podrun::context::RunContext;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::{ApiError, App, ErrorBody, find};
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RunRequest {
+    /// The pod as podrun created it, after every hook.
+    #[schema(value_type = Object)]
+    pod: serde_json::Value,
+    /// The run's request, as `POST /v1/runs` takes it.
+    request: Again,
+}
+
+/// A request to submit the same run again.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Again {
+    application: String,
+    args: Vec<String>,
+    params: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<u64>,
+}
+
+/// The pod a run made and what it was asked for.
+#[utoipa::path(get, path = "/v1/runs/{id}/pod", tag = "runs",
+    params(("id" = String, Path, description = "The run id")),
+    responses(
+        (status = 200, description = "The pod and the request", body = RunRequest),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub(crate) async fn pod(
+    Shared_(shared): App,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<RunRequest>, ApiError> {
+    find(&shared, &caller, &id).await?;
+    // Released in between: gone like the run.
+    let work = shared
+        .store
+        .work(&id)
+        .await?
+        .ok_or_else(|| ApiError::no_run(&id))?;
+    let stored = |what: &str, e: serde_json::Error| {
+        tracing::warn!("run {id}: the stored {what} does not parse: {e}");
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "stored-run-unreadable",
+            format!("run {id}: its stored {what} cannot be read"),
+        )
+    };
+    let pod = serde_json::from_str(&work.pod).map_err(|e| stored("pod", e))?;
+    let context: RunContext =
+        serde_json::from_str(&work.context).map_err(|e| stored("context", e))?;
+    Ok(Json(RunRequest {
+        pod,
+        request: Again {
+            application: work.application,
+            args: context.arguments,
+            params: context
+                .params
+                .into_iter()
+                .map(|p| (p.name, p.value))
+                .collect(),
+            namespace: context.namespace,
+            timeout: context.timeout_seconds,
+        },
+    }))
+}

@@ -1,0 +1,490 @@
+// The page of `podrun serve`: runs, a run with its verdict, evidence and
+// live log, and a submit form. It uses only the API the CLI uses, with the
+// tenant's token from this tab's session storage in the Authorization
+// header, and writes data into the page as text, never as markup.
+
+const TOKEN = "podrun-token";
+const PAGE = 50;
+const REFRESH_MS = 2000;
+
+const $ = (selector) => document.querySelector(selector);
+
+/// Elements by tag, with text children only.
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children) {
+    if (child === undefined || child === null) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+class Unauthorized extends Error {}
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  const token = sessionStorage.getItem(TOKEN);
+  if (token) headers.set("Authorization", `Bearer ${token}`);
+  if (options.json !== undefined) {
+    headers.set("Content-Type", "application/json");
+    options = { ...options, body: JSON.stringify(options.json) };
+  }
+  const response = await fetch(path, { ...options, headers, credentials: "omit", cache: "no-store" });
+  if (response.status === 401) throw new Unauthorized();
+  if (!response.ok) {
+    let code = "error";
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      const body = await response.json();
+      code = body.error.code;
+      message = body.error.message;
+    } catch (_) {
+      // Not an API error body: the status says it.
+    }
+    throw new ApiError(response.status, code, message);
+  }
+  return response;
+}
+
+const json = async (path, options) => (await api(path, options)).json();
+
+// ---- time ----
+
+function ago(iso) {
+  if (!iso) return "";
+  const seconds = Math.round((Date.now() - Date.parse(iso)) / 1000);
+  if (seconds < 5) return "just now";
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return `${Math.floor(seconds / 86400)} d ago`;
+}
+
+function duration(from, to) {
+  if (!from) return "";
+  const ms = (to ? Date.parse(to) : Date.now()) - Date.parse(from);
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+const ENDED = new Set(["succeeded", "failed", "cancelled", "lost"]);
+
+function stateBadge(state) {
+  return el("span", { class: `state state-${state}` }, state);
+}
+
+// ---- views ----
+
+let stop = () => {};
+
+function show(id) {
+  for (const section of document.querySelectorAll("main > section")) {
+    section.hidden = section.id !== id;
+  }
+  const signedIn = id !== "signin";
+  for (const link of document.querySelectorAll("[data-auth]")) link.hidden = !signedIn;
+}
+
+function notice(text) {
+  $("#notice").textContent = text;
+}
+
+function signIn(message) {
+  stop();
+  sessionStorage.removeItem(TOKEN);
+  show("signin");
+  $("#signin-error").textContent = message || "";
+  $("#token").value = "";
+  $("#token").focus();
+}
+
+// -- runs --
+
+const list = { cursors: [], filters: {} };
+
+async function showRuns() {
+  show("runs");
+  document.title = "Runs · podrun";
+  const form = $("#filters");
+  form.state.value = list.filters.state || "";
+  form.application.value = list.filters.application || "";
+  let timer;
+  let live = true;
+  const load = async () => {
+    const query = new URLSearchParams({ limit: PAGE });
+    if (list.filters.state) query.set("state", list.filters.state);
+    if (list.filters.application) query.set("application", list.filters.application);
+    const cursor = list.cursors[list.cursors.length - 1];
+    if (cursor) query.set("cursor", cursor);
+    const page = await json(`/v1/runs?${query}`);
+    if (!live) return;
+    renderRuns(page);
+    timer = setTimeout(() => load().catch(failed), REFRESH_MS);
+  };
+  stop = () => {
+    live = false;
+    clearTimeout(timer);
+  };
+  await load();
+}
+
+function renderRuns(page) {
+  const rows = page.runs.map((run) =>
+    el(
+      "tr",
+      { "data-state": run.state },
+      el("td", {}, el("a", { href: `#/runs/${encodeURIComponent(run.id)}` }, el("code", {}, run.id))),
+      el("td", {}, run.application),
+      el("td", {}, stateBadge(run.state)),
+      el("td", {}, run.state === "failed" || run.state === "lost" ? run.result?.reason ?? "" : ""),
+      el("td", {}, el("time", { datetime: run.createdAt, title: run.createdAt }, ago(run.createdAt))),
+      el("td", {}, duration(run.startedAt, run.finishedAt)),
+    ),
+  );
+  $("#runs-table tbody").replaceChildren(...rows);
+  $("#runs-empty").hidden = rows.length > 0;
+  $("#older").disabled = !page.next;
+  $("#older").dataset.next = page.next || "";
+  $("#newest").disabled = list.cursors.length === 0;
+}
+
+// -- one run --
+
+async function showRun(id) {
+  show("run");
+  document.title = `Run ${id} · podrun`;
+  $("#run-id").textContent = id;
+  $("#log").replaceChildren();
+  $("#log-notice").hidden = true;
+  $("#verdict").hidden = true;
+  $("#pod").textContent = "";
+  const controller = new AbortController();
+  let timer;
+  let live = true;
+  stop = () => {
+    live = false;
+    clearTimeout(timer);
+    controller.abort();
+  };
+  const refresh = async () => {
+    const run = await json(`/v1/runs/${encodeURIComponent(id)}`);
+    if (!live) return run;
+    renderRun(run);
+    if (!ENDED.has(run.state)) timer = setTimeout(() => refresh().catch(failed), REFRESH_MS);
+    return run;
+  };
+  const run = await refresh();
+  followLog(id, controller.signal).catch((e) => {
+    if (e.name !== "AbortError") failed(e);
+  });
+  json(`/v1/runs/${encodeURIComponent(id)}/pod`)
+    .then((pod) => {
+      if (live) $("#pod").textContent = JSON.stringify(pod.pod, null, 2);
+      $("#again").dataset.request = JSON.stringify(pod.request);
+    })
+    .catch(() => {});
+  return run;
+}
+
+function renderRun(run) {
+  const state = $("#run-state");
+  state.replaceWith(Object.assign(stateBadge(run.state), { id: "run-state" }));
+  $("#run-app").textContent = `of ${run.application}`;
+  const steps = [
+    ["queued", run.createdAt],
+    ["started", run.startedAt],
+    [ENDED.has(run.state) ? run.state : "ended", run.finishedAt],
+  ];
+  $("#run-timeline").replaceChildren(
+    ...steps.map(([name, at]) =>
+      el(
+        "li",
+        { class: at ? "done" : "pending" },
+        el("span", {}, name),
+        " ",
+        at ? el("time", { datetime: at, title: at }, new Date(at).toLocaleString()) : "not yet",
+      ),
+    ),
+  );
+  $("#cancel").hidden = ENDED.has(run.state);
+  $("#cancel").disabled = run.cancelRequested;
+  const result = run.result;
+  if (result) {
+    $("#verdict").hidden = false;
+    const fields = [
+      ["Outcome", result.outcome],
+      ["Reason", result.reason],
+      ["Message", result.message],
+      ["Exit code", result.exitCode],
+      ["Retryable", result.retryable ? "yes" : "no"],
+      ["Rule", result.rule],
+    ].filter(([, value]) => value !== undefined && value !== null && value !== "");
+    $("#verdict-fields").replaceChildren(...fields.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
+    $("#evidence").replaceChildren(...(result.evidence || []).map((line) => el("li", {}, el("code", {}, line))));
+    $("#containers tbody").replaceChildren(
+      ...(result.containers || []).map((c) =>
+        el("tr", {}, el("td", {}, c.name + (c.init ? " (init)" : "")), el("td", {}, c.state), el("td", {}, c.exitCode ?? ""), el("td", {}, c.reason ?? "")),
+      ),
+    );
+  }
+  if (run.log?.truncated) {
+    $("#log-notice").hidden = false;
+    $("#log-notice").textContent = "The log reached its size cap: later lines were not kept.";
+  }
+}
+
+/// Reads the run's log as server-sent events (fetch, not EventSource: the
+/// token goes in a header), resuming from the last line after a drop.
+async function followLog(id, signal) {
+  let offset = 0;
+  for (let attempt = 0; attempt < 20 && !signal.aborted; attempt++) {
+    const response = await api(`/v1/runs/${encodeURIComponent(id)}/logs?follow=true&offset=${offset}`, { signal });
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const event = parseEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+        if (event.type === "line") {
+          appendLine(JSON.parse(event.data));
+          offset = Number(event.id) + 1;
+        } else if (event.type === "end") {
+          return;
+        }
+      }
+    }
+    // The stream dropped before the run's end: go on from where it was.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  $("#log-notice").hidden = false;
+  $("#log-notice").textContent = "The log stopped following: reload to see the rest.";
+}
+
+function parseEvent(text) {
+  const event = { type: "message", data: "", id: "" };
+  const data = [];
+  for (const line of text.split("\n")) {
+    const colon = line.indexOf(":");
+    if (colon === 0) continue;
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "event") event.type = value;
+    else if (field === "data") data.push(value);
+    else if (field === "id") event.id = value;
+  }
+  event.data = data.join("\n");
+  return event;
+}
+
+function appendLine({ container, line }) {
+  const log = $("#log");
+  const search = $("#log-search").value;
+  const row = el("span", { class: "line" }, el("span", { class: "container" }, `${container} `), line, "\n");
+  row.hidden = search !== "" && !line.includes(search);
+  log.append(row);
+}
+
+function filterLog() {
+  const search = $("#log-search").value;
+  for (const row of document.querySelectorAll("#log .line")) {
+    row.hidden = search !== "" && !row.textContent.includes(search);
+  }
+}
+
+// -- submit --
+
+let applications = null;
+/// The request of the run "Submit again" was pressed on, for the form.
+let again = null;
+
+async function loadApplications() {
+  if (!applications) applications = (await json("/v1/applications")).applications;
+  $("#applications").replaceChildren(...applications.map((a) => el("option", { value: a.name })));
+  return applications;
+}
+
+async function showSubmit(request) {
+  show("submit");
+  document.title = "Submit a run · podrun";
+  stop = () => {};
+  const apps = await loadApplications();
+  const select = $("#submit-app");
+  select.replaceChildren(...apps.map((a) => el("option", { value: a.name }, a.name)));
+  if (request?.application) select.value = request.application;
+  renderFields(request);
+  select.onchange = () => renderFields();
+  $("#submit-error").textContent = "";
+}
+
+/// Words as one command line that splits back into them.
+function shellJoin(words) {
+  return words.map((w) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replaceAll("'", `'\\''`)}'`)).join(" ");
+}
+
+function field(label, name, attrs = {}, hint) {
+  const id = `submit-${name}`;
+  return el(
+    "div",
+    { class: "field" },
+    el("label", { for: id }, label),
+    el("input", { id, name, spellcheck: "false", ...attrs }),
+    hint ? el("p", { class: "hint" }, hint) : null,
+  );
+}
+
+function renderFields(again) {
+  // `again`: the values of the run submitted again, if any.
+  const app = applications.find((a) => a.name === $("#submit-app").value);
+  const fields = [];
+  if (!app) return;
+  if (app.command) {
+    const value = again?.args?.length ? shellJoin(again.args) : "";
+    fields.push(field("Command", "command", { value, placeholder: "sh -c 'echo hello'" }, "Split as a shell splits it."));
+  }
+  for (const p of app.parameters) {
+    const value = again?.params?.[p.name] ?? p.default ?? "";
+    fields.push(field(`Parameter ${p.name}`, `param.${p.name}`, { value }));
+  }
+  if (app.namespace) {
+    const attrs = { value: again?.namespace ?? "" };
+    if (app.namespaces?.length) {
+      attrs.list = "submit-namespaces";
+      fields.push(el("datalist", { id: "submit-namespaces" }, ...app.namespaces.map((n) => el("option", { value: n }))));
+    }
+    fields.push(field("Namespace", "namespace", attrs, app.namespaces?.length ? `One of: ${app.namespaces.join(", ")}` : null));
+  }
+  if (app.timeout) {
+    const hint = app.maxTimeoutSeconds ? `At most ${app.maxTimeoutSeconds} s.` : null;
+    fields.push(field("Timeout (seconds)", "timeout", { type: "number", min: 1, max: app.maxTimeoutSeconds, value: again?.timeout ?? "" }, hint));
+  }
+  if (app.image) fields.push(field("Image", "image", { value: again?.image ?? "" }));
+  $("#submit-fields").replaceChildren(...fields);
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const form = event.target;
+  const body = { application: form.application.value };
+  const params = {};
+  for (const input of form.querySelectorAll("input")) {
+    const value = input.value.trim();
+    if (input.name.startsWith("param.")) params[input.name.slice(6)] = input.value;
+    else if (value === "") continue;
+    else if (input.name === "timeout") body.timeout = Number(value);
+    else body[input.name] = value;
+  }
+  if (Object.keys(params).length) body.params = params;
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    const run = await json("/v1/runs", { method: "POST", json: body, headers: { "Idempotency-Key": crypto.randomUUID() } });
+    location.hash = `#/runs/${encodeURIComponent(run.id)}`;
+  } catch (e) {
+    if (e instanceof Unauthorized) return signIn("The token was not accepted.");
+    $("#submit-error").textContent = e.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---- wiring ----
+
+function failed(e) {
+  if (e instanceof Unauthorized) {
+    signIn(sessionStorage.getItem(TOKEN) ? "The token was not accepted." : "");
+    return;
+  }
+  notice(e instanceof ApiError && e.status === 404 ? "No such run." : `Something went wrong: ${e.message}`);
+}
+
+async function route() {
+  stop();
+  notice("");
+  const hash = location.hash || "#/runs";
+  try {
+    if (hash === "#/signin") return signIn();
+    if (hash === "#/submit") {
+      const request = again;
+      again = null;
+      return await showSubmit(request || undefined);
+    }
+    const match = /^#\/runs\/([a-z0-9-]+)$/.exec(hash);
+    if (match) return await showRun(match[1]);
+    return await showRuns();
+  } catch (e) {
+    failed(e);
+  }
+}
+
+function start() {
+  $("#signin-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN, $("#token").value.trim());
+    $("#token").value = "";
+    try {
+      await json("/v1/runs?limit=1");
+      if (location.hash === "#/signin" || location.hash === "") location.hash = "#/runs";
+      else await route();
+    } catch (e) {
+      failed(e);
+    }
+  });
+  $("#sign-out").addEventListener("click", () => {
+    applications = null;
+    signIn("Signed out.");
+  });
+  $("#filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.target;
+    list.filters = { state: form.state.value, application: form.application.value.trim() };
+    list.cursors = [];
+    route();
+  });
+  $("#older").addEventListener("click", (event) => {
+    list.cursors.push(event.target.dataset.next);
+    route();
+  });
+  $("#newest").addEventListener("click", () => {
+    list.cursors = [];
+    route();
+  });
+  $("#cancel").addEventListener("click", async () => {
+    const id = $("#run-id").textContent;
+    $("#cancel").disabled = true;
+    try {
+      await api(`/v1/runs/${encodeURIComponent(id)}/cancel`, { method: "POST" });
+      notice("Cancel requested: the pod stops with its grace period.");
+    } catch (e) {
+      failed(e);
+    }
+  });
+  $("#again").addEventListener("click", () => {
+    again = JSON.parse($("#again").dataset.request || "null");
+    location.hash = "#/submit";
+  });
+  $("#log-search").addEventListener("input", filterLog);
+  $("#submit-form").addEventListener("submit", submit);
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+start();
