@@ -267,9 +267,11 @@ fn hide(value: &mut Value, secrets: &[String]) {
     }
 }
 
-/// Takes out what a timeline must not keep: environment values (which
-/// may hold secrets) and the server's bookkeeping.
-fn redact(pod: &mut Value) {
+/// Takes out of a pod (as JSON) what must not be shown beyond its spec's
+/// shape: environment values, commands and arguments, probe and lifecycle
+/// commands and headers, termination messages (which may hold secrets) and
+/// the API server's bookkeeping.
+pub fn redact(pod: &mut Value) {
     if let Some(metadata) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.remove("managedFields");
         if let Some(annotations) = metadata

@@ -4,6 +4,7 @@
 //! driver; `.ci/run` installs Debian's chromium and chromium-driver) and
 //! write screenshots to target/web-screenshots.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,11 @@ fn config(a: &str, b: &str) -> String {
   parameters: [{{name: team, default: platform}}]
   runtime-parameters:
     max-timeout: 1h
+- name: secret
+  template: templates/secret.tmpl
+  container:
+    image: busybox:local
+  namespace: shared
 tenants:
 - name: team-a
   tokens: ["{a}"]
@@ -32,7 +38,7 @@ tenants:
   local-runtime: true
 - name: team-b
   tokens: ["{b}"]
-  applications: [hello]
+  applications: [hello, secret]
   local-runtime: true
 "#
     )
@@ -50,6 +56,11 @@ impl Site {
     fn start() -> Site {
         let (a, b) = (token(), token());
         let scratch = Scratch::new(&config(&a.1, &b.1));
+        std::fs::write(
+            scratch.path().join("templates/secret.tmpl"),
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Name }}-{{ .UniqueId }}\nspec:\n  containers:\n  - name: main\n    image: {{ .Container.Image }}\n    command: [sh, -c, 'echo connecting']\n    env:\n    - {name: DB_PASSWORD, value: hunter2-from-the-operator}\n",
+        )
+        .unwrap();
         let store = format!("sqlite:{}", scratch.path().join("runs.db").display());
         let server = Server::start(&scratch, &store, &[]);
         Site {
@@ -73,12 +84,11 @@ impl Site {
     }
 
     fn submit(&self, token: &str, command: &str) -> String {
-        let (status, run) = self.call(
-            token,
-            "POST",
-            "/v1/runs",
-            Some(json!({"application": "hello", "command": command})),
-        );
+        self.submit_to(token, json!({"application": "hello", "command": command}))
+    }
+
+    fn submit_to(&self, token: &str, body: Value) -> String {
+        let (status, run) = self.call(token, "POST", "/v1/runs", Some(body));
         assert_eq!(status, 201, "{run}");
         run["id"].as_str().unwrap().to_string()
     }
@@ -96,10 +106,12 @@ impl Site {
     }
 }
 
-/// chromedriver and a headless Chromium session through it.
+/// chromedriver and a headless Chromium session through it; both go
+/// when it is dropped, a failed test's included.
 struct Browser {
     driver: Child,
     client: Client,
+    _profile: tempfile::TempDir,
 }
 
 impl Browser {
@@ -111,12 +123,15 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
+        // Its own process group: Chromium goes with the driver.
         let driver = Command::new(driver_path)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let profile = tempfile::tempdir().unwrap();
         let chromium =
             std::env::var("PODRUN_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let mut capabilities = serde_json::Map::new();
@@ -127,7 +142,8 @@ impl Browser {
                 // This machine's network is closed: no background calls.
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1280,900"],
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display())],
             }),
         );
         let url = format!("http://127.0.0.1:{port}");
@@ -147,7 +163,11 @@ impl Browser {
                 Err(e) => panic!("no browser session: {e}"),
             }
         };
-        Browser { driver, client }
+        Browser {
+            driver,
+            client,
+            _profile: profile,
+        }
     }
 
     async fn text(&self, css: &str) -> String {
@@ -204,9 +224,15 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
-    async fn close(mut self) {
+    async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the driver's own process group.
+        unsafe { libc::kill(-(self.driver.id() as i32), libc::SIGKILL) };
         let _ = self.driver.wait();
     }
 }
@@ -287,14 +313,31 @@ async fn a_tenant_signs_in_sees_its_runs_submits_follows_reads_evidence_and_canc
         .await;
     browser.click("#submit-form button[type=submit]").await;
     browser.until("#log", |t| t.contains("first")).await;
-    let live = browser.text("#run-state").await;
-    assert!(
-        live == "running" || live == "starting",
-        "the log came only after the run: {live}"
-    );
+    // Live: the first line shows while the run still has seconds to go.
     assert!(!browser.text("#log").await.contains("second"));
+    assert_ne!(browser.text("#run-state").await, "succeeded");
     browser.until("#log", |t| t.contains("second")).await;
     browser.until("#run-state", |t| t == "succeeded").await;
+
+    // What a run prints is shown as text, never run as markup.
+    let markup = site.submit(&site.a, "echo '<img src=x onerror=window.pwned=1>'");
+    browser
+        .client
+        .goto(&format!("{base}/#/runs/{markup}"))
+        .await
+        .unwrap();
+    browser
+        .until("#log", |t| t.contains("<img src=x onerror=window.pwned=1>"))
+        .await;
+    let pwned = browser
+        .client
+        .execute(
+            "return window.pwned === undefined && !document.querySelector('#log img')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(pwned, Value::Bool(true));
 
     // Cancelled from its page.
     let long = site.submit(&site.a, "sleep 60");
@@ -317,6 +360,27 @@ async fn a_tenant_signs_in_sees_its_runs_submits_follows_reads_evidence_and_canc
         .until("#runs-table tbody", |t| t.contains(&long))
         .await;
     browser.screenshot("runs").await;
+
+    // On a phone's width the page fits: nothing scrolls sideways.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser
+        .client
+        .goto(&format!("{base}/#/runs/{failed}"))
+        .await
+        .unwrap();
+    browser.until("#evidence", |t| !t.is_empty()).await;
+    browser.screenshot("failed-run-phone").await;
+    let wide = browser
+        .client
+        .execute(
+            "return [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+                .map(e => e.tagName + '#' + e.id + '.' + e.className)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(wide, json!([]), "wider than a phone");
 
     // No secret in the page or in what the server wrote.
     let source = browser.client.source().await.unwrap();
@@ -386,8 +450,8 @@ fn a_tenant_reads_its_applications_and_its_own_runs_pod() {
     assert_eq!(
         apps["applications"][0],
         json!({"name": "hello", "parameters": [{"name": "team", "default": "platform"}],
-            "command": true, "namespace": true, "timeout": true, "maxTimeoutSeconds": 3600,
-            "image": false})
+            "command": true, "namespace": true, "namespaces": ["shared"], "timeout": true,
+            "maxTimeoutSeconds": 3600, "image": false})
     );
     let id = site.submit(&site.a, "sh -c 'echo hi'");
     let (status, pod) = site.call(&site.a, "GET", &format!("/v1/runs/{id}/pod"), None);
@@ -401,4 +465,18 @@ fn a_tenant_reads_its_applications_and_its_own_runs_pod() {
     assert_eq!(pod["request"]["params"]["team"], "platform");
     let (status, _) = site.call(&site.b, "GET", &format!("/v1/runs/{id}/pod"), None);
     assert_eq!(status, 404);
+    // The operator's values in the pod are not shown to the caller.
+    let id = site.submit_to(&site.b, json!({"application": "secret"}));
+    let (status, pod) = site.call(&site.b, "GET", &format!("/v1/runs/{id}/pod"), None);
+    assert_eq!(status, 200, "{pod}");
+    assert!(!pod.to_string().contains("hunter2"), "{pod}");
+    assert_eq!(
+        pod["pod"]["spec"]["containers"][0]["env"][0]["name"],
+        "DB_PASSWORD"
+    );
+    // A tenant's namespaces: its own list, or else the application's.
+    let (_, apps) = site.call(&site.b, "GET", "/v1/applications", None);
+    assert_eq!(apps["applications"][1]["namespaces"], json!(["shared"]));
+    let (_, apps) = site.call(&site.a, "GET", "/v1/applications", None);
+    assert_eq!(apps["applications"].as_array().unwrap().len(), 1, "{apps}");
 }

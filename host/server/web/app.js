@@ -96,6 +96,12 @@ function show(id) {
   for (const section of document.querySelectorAll("main > section")) {
     section.hidden = section.id !== id;
   }
+  // Keyboard and screen-reader users land on the new view's heading.
+  const heading = document.querySelector(`#${id} h1`);
+  if (heading && document.activeElement?.id !== "token") {
+    heading.tabIndex = -1;
+    heading.focus({ preventScroll: true });
+  }
   const signedIn = id !== "signin";
   for (const link of document.querySelectorAll("[data-auth]")) link.hidden = !signedIn;
 }
@@ -125,7 +131,20 @@ async function showRuns() {
   form.application.value = list.filters.application || "";
   let timer;
   let live = true;
+  let shown = "";
+  const again = (ms) => {
+    timer = setTimeout(() => load().catch(retry), ms);
+  };
+  // A failed refresh is tried again, later; a 401 signs out.
+  let delay = REFRESH_MS;
+  const retry = (e) => {
+    if (e instanceof Unauthorized) return failed(e);
+    delay = Math.min(delay * 2, 30000);
+    notice(`Could not refresh the runs (${e.message}); trying again.`);
+    if (live) again(delay);
+  };
   const load = async () => {
+    if (document.hidden) return again(REFRESH_MS);
     const query = new URLSearchParams({ limit: PAGE });
     if (list.filters.state) query.set("state", list.filters.state);
     if (list.filters.application) query.set("application", list.filters.application);
@@ -133,8 +152,19 @@ async function showRuns() {
     if (cursor) query.set("cursor", cursor);
     const page = await json(`/v1/runs?${query}`);
     if (!live) return;
-    renderRuns(page);
-    timer = setTimeout(() => load().catch(failed), REFRESH_MS);
+    // Unchanged: the table (and the focus in it) stays as it is.
+    const text = JSON.stringify(page);
+    if (text !== shown) {
+      shown = text;
+      renderRuns(page);
+    }
+    if (delay !== REFRESH_MS) notice("");
+    delay = REFRESH_MS;
+    // When the first page of this load showed: what the web bench reads.
+    if (performance.getEntriesByName("podrun:runs-rendered").length === 0) {
+      performance.mark("podrun:runs-rendered");
+    }
+    again(REFRESH_MS);
   };
   stop = () => {
     live = false;
@@ -170,9 +200,11 @@ async function showRun(id) {
   document.title = `Run ${id} · podrun`;
   $("#run-id").textContent = id;
   $("#log").replaceChildren();
+  $("#log-search").value = "";
   $("#log-notice").hidden = true;
   $("#verdict").hidden = true;
   $("#pod").textContent = "";
+  delete $("#again").dataset.request;
   const controller = new AbortController();
   let timer;
   let live = true;
@@ -181,11 +213,18 @@ async function showRun(id) {
     clearTimeout(timer);
     controller.abort();
   };
+  let delay = REFRESH_MS;
+  const retry = (e) => {
+    if (e instanceof Unauthorized || (e instanceof ApiError && e.status === 404)) return failed(e);
+    delay = Math.min(delay * 2, 30000);
+    if (live) timer = setTimeout(() => refresh().catch(retry), delay);
+  };
   const refresh = async () => {
     const run = await json(`/v1/runs/${encodeURIComponent(id)}`);
     if (!live) return run;
+    delay = REFRESH_MS;
     renderRun(run);
-    if (!ENDED.has(run.state)) timer = setTimeout(() => refresh().catch(failed), REFRESH_MS);
+    if (!ENDED.has(run.state)) timer = setTimeout(() => refresh().catch(retry), REFRESH_MS);
     return run;
   };
   const run = await refresh();
@@ -194,7 +233,8 @@ async function showRun(id) {
   });
   json(`/v1/runs/${encodeURIComponent(id)}/pod`)
     .then((pod) => {
-      if (live) $("#pod").textContent = JSON.stringify(pod.pod, null, 2);
+      if (!live) return;
+      $("#pod").textContent = JSON.stringify(pod.pod, null, 2);
       $("#again").dataset.request = JSON.stringify(pod.request);
     })
     .catch(() => {});
@@ -249,34 +289,46 @@ function renderRun(run) {
 }
 
 /// Reads the run's log as server-sent events (fetch, not EventSource: the
-/// token goes in a header), resuming from the last line after a drop.
+/// token goes in a header), resuming from the next line after a drop, so
+/// that no line is lost or shown twice.
 async function followLog(id, signal) {
   let offset = 0;
-  for (let attempt = 0; attempt < 20 && !signal.aborted; attempt++) {
-    const response = await api(`/v1/runs/${encodeURIComponent(id)}/logs?follow=true&offset=${offset}`, { signal });
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const event = parseEvent(buffer.slice(0, end));
-        buffer = buffer.slice(end + 2);
-        if (event.type === "line") {
-          appendLine(JSON.parse(event.data));
-          offset = Number(event.id) + 1;
-        } else if (event.type === "end") {
-          return;
+  let failures = 0;
+  while (!signal.aborted) {
+    try {
+      const response = await api(`/v1/runs/${encodeURIComponent(id)}/logs?follow=true&offset=${offset}`, { signal });
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const event = parseEvent(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+          if (event.type === "line") {
+            appendLine(JSON.parse(event.data));
+            offset = Number(event.id) + 1;
+            failures = 0;
+          } else if (event.type === "end") {
+            return;
+          }
         }
       }
+    } catch (e) {
+      if (signal.aborted || e instanceof Unauthorized || e instanceof ApiError) throw e;
+      // A dropped connection: tried again below.
     }
-    // The stream dropped before the run's end: go on from where it was.
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    if (signal.aborted) return;
+    failures += 1;
+    if (failures > 10) {
+      $("#log-notice").hidden = false;
+      $("#log-notice").textContent = "The log stopped following: reload to see the rest.";
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(1000 * failures, 10000)));
   }
-  $("#log-notice").hidden = false;
-  $("#log-notice").textContent = "The log stopped following: reload to see the rest.";
 }
 
 function parseEvent(text) {
@@ -298,16 +350,22 @@ function parseEvent(text) {
 function appendLine({ container, line }) {
   const log = $("#log");
   const search = $("#log-search").value;
+  // Following the end: kept at the end as lines arrive.
+  const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
   const row = el("span", { class: "line" }, el("span", { class: "container" }, `${container} `), line, "\n");
-  row.hidden = search !== "" && !line.includes(search);
+  row.hidden = !matches(row, search);
   log.append(row);
+  if (atEnd) log.scrollTop = log.scrollHeight;
+}
+
+/// Whether a log row matches the search, its container's name included.
+function matches(row, search) {
+  return search === "" || row.textContent.includes(search);
 }
 
 function filterLog() {
   const search = $("#log-search").value;
-  for (const row of document.querySelectorAll("#log .line")) {
-    row.hidden = search !== "" && !row.textContent.includes(search);
-  }
+  for (const row of document.querySelectorAll("#log .line")) row.hidden = !matches(row, search);
 }
 
 // -- submit --
@@ -331,8 +389,9 @@ async function showSubmit(request) {
   select.replaceChildren(...apps.map((a) => el("option", { value: a.name }, a.name)));
   if (request?.application) select.value = request.application;
   renderFields(request);
-  select.onchange = () => renderFields();
   $("#submit-error").textContent = "";
+  notice(request ? "The form holds that run's command and parameters; its stdin and callback are not copied." : "");
+  select.onchange = () => renderFields();
 }
 
 /// Words as one command line that splits back into them.
@@ -362,7 +421,8 @@ function renderFields(again) {
   }
   for (const p of app.parameters) {
     const value = again?.params?.[p.name] ?? p.default ?? "";
-    fields.push(field(`Parameter ${p.name}`, `param.${p.name}`, { value }));
+    const required = p.default === undefined;
+    fields.push(field(`Parameter ${p.name}`, `param.${p.name}`, { value, required }, required ? "Required." : null));
   }
   if (app.namespace) {
     const attrs = { value: again?.namespace ?? "" };
@@ -380,6 +440,12 @@ function renderFields(again) {
   $("#submit-fields").replaceChildren(...fields);
 }
 
+/// A random idempotency key (crypto.randomUUID needs https or localhost).
+function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 async function submit(event) {
   event.preventDefault();
   const form = event.target;
@@ -387,8 +453,8 @@ async function submit(event) {
   const params = {};
   for (const input of form.querySelectorAll("input")) {
     const value = input.value.trim();
-    if (input.name.startsWith("param.")) params[input.name.slice(6)] = input.value;
-    else if (value === "") continue;
+    if (value === "") continue;
+    else if (input.name.startsWith("param.")) params[input.name.slice(6)] = input.value;
     else if (input.name === "timeout") body.timeout = Number(value);
     else body[input.name] = value;
   }
@@ -396,7 +462,7 @@ async function submit(event) {
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   try {
-    const run = await json("/v1/runs", { method: "POST", json: body, headers: { "Idempotency-Key": crypto.randomUUID() } });
+    const run = await json("/v1/runs", { method: "POST", json: body, headers: { "Idempotency-Key": newKey() } });
     location.hash = `#/runs/${encodeURIComponent(run.id)}`;
   } catch (e) {
     if (e instanceof Unauthorized) return signIn("The token was not accepted.");
@@ -417,9 +483,12 @@ function failed(e) {
 }
 
 async function route() {
+  if (location.hash && !location.hash.startsWith("#/")) return;
   stop();
   notice("");
   const hash = location.hash || "#/runs";
+  // In-page anchors (the skip link) are not routes.
+  if (!hash.startsWith("#/")) return;
   try {
     if (hash === "#/signin") return signIn();
     if (hash === "#/submit") {
@@ -438,8 +507,14 @@ async function route() {
 function start() {
   $("#signin-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    sessionStorage.setItem(TOKEN, $("#token").value.trim());
+    const token = $("#token").value.trim();
     $("#token").value = "";
+    // A header value: printable ASCII only.
+    if (!/^[\x21-\x7e]+$/.test(token)) {
+      $("#signin-error").textContent = "That is not a token.";
+      return;
+    }
+    sessionStorage.setItem(TOKEN, token);
     try {
       await json("/v1/runs?limit=1");
       if (location.hash === "#/signin" || location.hash === "") location.hash = "#/runs";
@@ -449,8 +524,10 @@ function start() {
     }
   });
   $("#sign-out").addEventListener("click", () => {
-    applications = null;
-    signIn("Signed out.");
+    // A new document: nothing of the tenant's stays in the page.
+    sessionStorage.removeItem(TOKEN);
+    location.hash = "#/signin";
+    location.reload();
   });
   $("#filters").addEventListener("submit", (event) => {
     event.preventDefault();

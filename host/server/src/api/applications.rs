@@ -27,8 +27,7 @@ pub(crate) struct ApplicationView {
     command: bool,
     /// Whether the caller may name the namespace.
     namespace: bool,
-    /// The namespaces the caller may name, when it is a tenant limited to
-    /// some.
+    /// The namespaces a tenant may name.
     #[serde(skip_serializing_if = "Option::is_none")]
     namespaces: Option<Vec<String>>,
     /// Whether the caller may set the timeout.
@@ -78,9 +77,12 @@ pub(crate) async fn list(
                     .collect(),
                 command: allowed.command,
                 namespace: allowed.namespace,
-                namespaces: tenant
-                    .and_then(|t| t.namespaces.as_ref())
-                    .map(|ns| ns.iter().map(|n| n.0.clone()).collect()),
+                // A tenant names one of its own, or else only the
+                // application's (as the pipeline checks).
+                namespaces: tenant.map(|t| match &t.namespaces {
+                    Some(ns) => ns.iter().map(|n| n.0.clone()).collect(),
+                    None => app.namespace.iter().map(|n| n.0.clone()).collect(),
+                }),
                 timeout: allowed.timeout,
                 max_timeout_seconds: allowed.max_timeout,
                 image: allowed.image,

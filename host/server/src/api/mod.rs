@@ -80,6 +80,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/", get(web::index))
         .route("/ui/app.js", get(web::script))
         .route("/ui/app.css", get(web::style))
+        .route("/favicon.ico", get(web::icon))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
         })

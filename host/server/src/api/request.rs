@@ -1,6 +1,6 @@
-//! What a run was asked for: the pod podrun made of it and the request's
-//! command, parameters and namespace, for the page's pod view and its
-//! "submit again".
+//! What a run was asked for: the pod podrun made of it (redacted) and the
+//! request's command, parameters, namespace, timeout and image, for the
+//! page's pod view and its "submit again".
 
 use std::collections::BTreeMap;
 
@@ -16,7 +16,8 @@ use super::{ApiError, App, ErrorBody, find};
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RunRequest {
-    /// The pod as podrun created it, after every hook.
+    /// The pod as podrun created it, after every hook, with what may hold
+    /// secrets redacted (environment values, commands, probe headers).
     #[schema(value_type = Object)]
     pod: serde_json::Value,
     /// The run's request, as `POST /v1/runs` takes it.
@@ -34,6 +35,7 @@ struct Again {
     namespace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     timeout: Option<u64>,
+    image: String,
 }
 
 /// The pod a run made and what it was asked for.
@@ -64,7 +66,9 @@ pub(crate) async fn pod(
             format!("run {id}: its stored {what} cannot be read"),
         )
     };
-    let pod = serde_json::from_str(&work.pod).map_err(|e| stored("pod", e))?;
+    let mut pod = serde_json::from_str(&work.pod).map_err(|e| stored("pod", e))?;
+    // The config's and the operator's hooks' values are not the caller's.
+    podrun::timeline::redact(&mut pod);
     let context: RunContext =
         serde_json::from_str(&work.context).map_err(|e| stored("context", e))?;
     Ok(Json(RunRequest {
@@ -79,6 +83,7 @@ pub(crate) async fn pod(
                 .collect(),
             namespace: context.namespace,
             timeout: context.timeout_seconds,
+            image: context.image,
         },
     }))
 }

@@ -13,7 +13,7 @@ const STYLE: &str = include_str!("../../web/app.css");
 
 /// The page's paths; anyone may load them (they hold no data: the page
 /// asks the API for it, with the tenant's token).
-pub(crate) const PATHS: &[&str] = &["/", "/ui/app.js", "/ui/app.css"];
+pub(crate) const PATHS: &[&str] = &["/", "/ui/app.js", "/ui/app.css", "/favicon.ico"];
 
 /// Scripts and styles from this origin's files only, requests to this
 /// origin only, no frames, no plugins, no forms posted elsewhere.
@@ -23,6 +23,11 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 
 pub(crate) async fn index() -> Response {
     asset(INDEX, "text/html; charset=utf-8")
+}
+
+/// No icon: an empty answer, not a 401 for every page load.
+pub(crate) async fn icon() -> axum::http::StatusCode {
+    axum::http::StatusCode::NO_CONTENT
 }
 
 pub(crate) async fn script() -> Response {
