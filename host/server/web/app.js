@@ -132,7 +132,7 @@ async function showRuns() {
   let timer;
   let live = true;
   let shown = "";
-  const again = (ms) => {
+  const schedule = (ms) => {
     timer = setTimeout(() => load().catch(retry), ms);
   };
   // A failed refresh is tried again, later; a 401 signs out.
@@ -141,10 +141,10 @@ async function showRuns() {
     if (e instanceof Unauthorized) return failed(e);
     delay = Math.min(delay * 2, 30000);
     notice(`Could not refresh the runs (${e.message}); trying again.`);
-    if (live) again(delay);
+    if (live) schedule(delay);
   };
   const load = async () => {
-    if (document.hidden) return again(REFRESH_MS);
+    if (document.hidden) return schedule(REFRESH_MS);
     const query = new URLSearchParams({ limit: PAGE });
     if (list.filters.state) query.set("state", list.filters.state);
     if (list.filters.application) query.set("application", list.filters.application);
@@ -164,7 +164,7 @@ async function showRuns() {
     if (performance.getEntriesByName("podrun:runs-rendered").length === 0) {
       performance.mark("podrun:runs-rendered");
     }
-    again(REFRESH_MS);
+    schedule(REFRESH_MS);
   };
   stop = () => {
     live = false;
