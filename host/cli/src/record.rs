@@ -37,6 +37,9 @@ pub(crate) struct TimelineFile {
     recorder: Recorder,
     mode: Mode,
     written: Option<Instant>,
+    /// A write during the run failed: the file keeps its last good
+    /// timeline until the end tries again.
+    paused: bool,
 }
 
 impl TimelineFile {
@@ -52,6 +55,7 @@ impl TimelineFile {
             recorder: Recorder::new(context),
             mode,
             written: None,
+            paused: false,
         }
     }
 
@@ -67,7 +71,7 @@ impl TimelineFile {
             return;
         };
         let changed = self.recorder.record(pod, events, *elapsed, *decided);
-        if self.mode == Mode::AtEnd {
+        if self.mode == Mode::AtEnd || self.paused {
             return;
         }
         let due = changed || self.written.is_none_or(|at| at.elapsed() >= QUIET);
@@ -76,7 +80,7 @@ impl TimelineFile {
                 "podrun: cannot write the timeline to {} as the run goes ({e}); it is written when the run ends",
                 self.path.display()
             );
-            self.mode = Mode::AtEnd;
+            self.paused = true;
         }
     }
 
