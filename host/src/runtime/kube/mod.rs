@@ -813,11 +813,18 @@ async fn follow(
     events: &mpsc::UnboundedSender<Event>,
 ) {
     // Wait until the container has started (or the run is over without it).
+    let mut never_seen = false;
     loop {
         let state = pods.borrow_and_update().clone();
         match state {
             Some(p) if started(&p, container) => break,
-            Some(p) if pod_over(&p) => return,
+            // Over before the container was seen to run: it may have run
+            // all the same (its Running status lost to a deadline that
+            // killed it), so what it printed is read once.
+            Some(p) if pod_over(&p) => {
+                never_seen = true;
+                break;
+            }
             _ if *finishing.borrow() => return,
             None if pods.has_changed().is_err() => return,
             _ => {}
@@ -834,10 +841,11 @@ async fn follow(
     // The start of a line whose stream ended before its newline.
     let mut head: Option<Vec<u8>> = None;
     loop {
-        let ended_before = pods
-            .borrow()
-            .as_ref()
-            .is_none_or(|p| terminated(p, container));
+        let ended_before = never_seen
+            || pods
+                .borrow()
+                .as_ref()
+                .is_none_or(|p| terminated(p, container));
         let since = last.map(|(ts, _)| {
             // sinceTime has whole seconds: start at the second of the last
             // line and skip what was already printed.
@@ -978,6 +986,10 @@ async fn follow(
                 complete = false;
                 attempts += 1;
                 tracing::debug!("cannot read the log of {container}: {e}");
+                // A container that never ran has no log: nothing is missing.
+                if never_seen && attempts > 2 {
+                    return;
+                }
                 if attempts > 20 {
                     let _ = events.send(Event::Warning(format!(
                         "gave up reading the log of container {container}: {}",
