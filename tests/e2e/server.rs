@@ -129,8 +129,30 @@ impl Server {
     }
 
     pub(crate) fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.json_with(method, path, body, &[])
+    }
+
+    /// [`json`](Self::json) as the tenant of `token`.
+    pub(crate) fn json_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let auth = format!("Bearer {token}");
+        self.json_with(method, path, body, &[("authorization", &auth)])
+    }
+
+    fn json_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
         let body = body.map(|b| b.to_string());
-        let (status, text) = self.call(method, path, body.as_deref(), &[]);
+        let (status, text) = self.call(method, path, body.as_deref(), headers);
         (
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),

@@ -141,15 +141,7 @@ fn start() -> Tenants {
 
 impl Tenants {
     fn call(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let auth = format!("Bearer {token}");
-        let body = body.map(|b| b.to_string());
-        let (status, text) =
-            self.server
-                .call(method, path, body.as_deref(), &[("authorization", &auth)]);
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        self.server.json_as(token, method, path, body)
     }
 
     /// The ids of the runs `token`'s tenant sees.

@@ -72,15 +72,7 @@ impl Site {
     }
 
     fn call(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let auth = format!("Bearer {token}");
-        let body = body.map(|b| b.to_string());
-        let (status, text) =
-            self.server
-                .call(method, path, body.as_deref(), &[("authorization", &auth)]);
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        self.server.json_as(token, method, path, body)
     }
 
     fn submit(&self, token: &str, command: &str) -> String {
