@@ -7,8 +7,7 @@
 //! `cargo bench -p podrun-cli --bench server` (needs a few thousand free
 //! process slots; as root the runs also get memory cgroups).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -35,7 +34,8 @@ struct Server {
 impl Server {
     fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_podrun"));
+        command
             .env("PODRUN_CACHE_DIR", root().join("target/bench-hook-cache"))
             .env_remove("KUBECONFIG")
             .args(["serve", "--runtime", "local", "--listen", "127.0.0.1:0"])
@@ -43,21 +43,8 @@ impl Server {
             .arg("-p")
             .arg(root().join("examples/hello"))
             .arg("--store")
-            .arg(format!("sqlite:{}", dir.path().join("runs.db").display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().expect("the server started").unwrap();
-            if let Some(addr) = line.strip_prefix("podrun: serving on ") {
-                break addr.to_string();
-            }
-        };
-        // Keep draining what it says, so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+            .arg(format!("sqlite:{}", dir.path().join("runs.db").display()));
+        let (child, base) = support::serve(&mut command);
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()

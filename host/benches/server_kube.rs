@@ -9,7 +9,6 @@
 //!
 //! `KUBECONFIG=… cargo bench -p podrun-cli --bench server_kube`
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,7 +61,8 @@ struct Server {
 
 impl Server {
     fn start(config: &Path, store: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_podrun"));
+        command
             .env("PODRUN_CACHE_DIR", root().join("target/bench-hook-cache"))
             .args([
                 "serve",
@@ -74,20 +74,8 @@ impl Server {
             ])
             .arg(config)
             .arg("--store")
-            .arg(format!("sqlite:{}", store.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().expect("the server started").unwrap();
-            if let Some(addr) = line.strip_prefix("podrun: serving on ") {
-                break addr.to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+            .arg(format!("sqlite:{}", store.display()));
+        let (child, base) = support::serve(&mut command);
         Server {
             child,
             base,

@@ -7,7 +7,6 @@
 //! `cargo bench -p podrun-cli --bench web` (needs Debian's chromium and
 //! chromium-driver; PODRUN_BENCH_CHROMEDRIVER names another driver).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,27 +30,16 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let store = format!("sqlite:{}", dir.path().join("runs.db").display());
         block(fill(&store, runs));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_podrun"));
+        command
             .env("PODRUN_CACHE_DIR", root().join("target/bench-hook-cache"))
             .env_remove("KUBECONFIG")
             .args(["serve", "--runtime", "local", "--listen", "127.0.0.1:0"])
             .arg("-p")
             .arg(root().join("examples/hello"))
             .arg("--store")
-            .arg(&store)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().expect("the server started").unwrap();
-            if let Some(addr) = line.strip_prefix("podrun: serving on ") {
-                break addr.to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+            .arg(&store);
+        let (child, base) = support::serve(&mut command);
         Server {
             child,
             base,
