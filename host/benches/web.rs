@@ -72,6 +72,7 @@ async fn fill(address: &str, runs: usize) {
                 stdin: None,
                 callback_url: None,
                 tenant: None,
+                changes: None,
             })
             .await
             .unwrap();

@@ -31,6 +31,8 @@ fn config(a: &str, b: &str) -> String {
   container:
     image: busybox:local
   namespace: shared
+  hooks:
+    mutate: [{{script: add-key.rhai}}]
 tenants:
 - name: team-a
   tokens: ["{a}"]
@@ -46,7 +48,7 @@ tenants:
 
 /// A server with two tenants, and their tokens.
 struct Site {
-    _scratch: Scratch,
+    scratch: Scratch,
     server: Server,
     a: String,
     b: String,
@@ -61,10 +63,16 @@ impl Site {
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Name }}-{{ .UniqueId }}\nspec:\n  containers:\n  - name: main\n    image: {{ .Container.Image }}\n    command: [sh, -c, 'echo connecting']\n    env:\n    - {name: DB_PASSWORD, value: hunter2-from-the-operator}\n",
         )
         .unwrap();
+        // A hook that puts a secret of its own into the pod.
+        std::fs::write(
+            scratch.path().join("add-key.rhai"),
+            "fn mutate(object, ctx) {\n    object.spec.containers[0].env.push(#{name: \"API_KEY\", value: \"sesame-from-a-hook\"});\n    object\n}\n",
+        )
+        .unwrap();
         let store = format!("sqlite:{}", scratch.path().join("runs.db").display());
         let server = Server::start(&scratch, &store, &[]);
         Site {
-            _scratch: scratch,
+            scratch,
             server,
             a: a.0,
             b: b.0,
@@ -88,6 +96,34 @@ impl Site {
     fn state(&self, token: &str, id: &str) -> String {
         let (_, run) = self.call(token, "GET", &format!("/v1/runs/{id}"), None);
         run["state"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Says, as the server that ran ended run `id` would, that lines of its
+    /// log may be missing before line `at` (a log stream given up or not
+    /// shown to continue: the kube runtime's case, not the local one's).
+    fn say_gap(&self, token: &str, id: &str, at: i64, message: &str) {
+        let (_, run) = self.call(token, "GET", &format!("/v1/runs/{id}"), None);
+        let owner = run["server"].as_str().expect("the server that ran it");
+        let bytes = run["log"]["bytes"].as_i64().unwrap();
+        let address = format!("sqlite:{}", self.scratch.path().join("runs.db").display());
+        let gap = podrun_server::store::Gap {
+            at,
+            container: Some("hello".into()),
+            message: message.into(),
+        };
+        // A thread of its own: callers may be inside a runtime already.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                tokio::runtime::Runtime::new().unwrap().block_on(async {
+                    let store = podrun_server::store::Store::open(&address, owner)
+                        .await
+                        .unwrap();
+                    let gaps = [gap];
+                    let stored = store.append_logs(id, at, &[], &gaps, bytes, false);
+                    assert!(stored.await.unwrap(), "stored as its server");
+                });
+            });
+        });
     }
 
     /// Neither token is in `text`.
@@ -127,6 +163,8 @@ impl Browser {
         let chromium =
             std::env::var("PODRUN_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let mut capabilities = serde_json::Map::new();
+        // What the page's console gets (CSP violations, script errors).
+        capabilities.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
         capabilities.insert(
             "goog:chromeOptions".into(),
             json!({
@@ -216,8 +254,114 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
+    /// What the page's console got since the last call: errors and
+    /// warnings, CSP violations among them (chromedriver's log endpoint).
+    async fn console(&self) -> Vec<String> {
+        let entries = self.client.issue_cmd(BrowserLog).await.unwrap();
+        entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE" || e["level"] == "WARNING")
+            .map(|e| format!("{} {}", e["source"], e["message"]))
+            .collect()
+    }
+
+    /// Sends keys to whatever has the focus, as a keyboard would.
+    async fn keys(&self, keys: &str) {
+        let focused = self.client.active_element().await.unwrap();
+        focused.send_keys(keys).await.unwrap();
+    }
+
+    /// What has the focus, as `TAG#id[href]`.
+    async fn focused(&self) -> String {
+        let shown = self
+            .client
+            .execute(
+                "const e = document.activeElement;
+                 return e.tagName + '#' + e.id + (e.getAttribute('href') ? '[' + e.getAttribute('href') + ']' : '')",
+                vec![],
+            )
+            .await
+            .unwrap();
+        shown.as_str().unwrap_or_default().to_string()
+    }
+
+    /// What on the page is hard to read or to name: text below WCAG's
+    /// 4.5:1 contrast against its background, and controls with no label.
+    async fn inaccessible(&self) -> Value {
+        self.client
+            .execute(
+                r##"
+const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+const luminance = (color) => {
+  const [r, g, b] = color.match(/[\d.]+/g).slice(0, 3).map(Number).map(channel);
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+const background = (e) => {
+  for (; e; e = e.parentElement) {
+    const c = getComputedStyle(e).backgroundColor;
+    const parts = c.match(/[\d.]+/g);
+    if (parts && (parts.length < 4 || Number(parts[3]) > 0)) return c;
+  }
+  return "rgb(255, 255, 255)";
+};
+const name = (e) => e.tagName + "#" + e.id + "." + e.className;
+const contrast = [];
+for (const e of document.querySelectorAll("body *")) {
+  if (!e.checkVisibility() || e.disabled) continue;
+  if (![...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+  const [a, b] = [luminance(getComputedStyle(e).color), luminance(background(e))];
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  if (ratio < 4.5) contrast.push(name(e) + " " + ratio.toFixed(2));
+}
+const unlabelled = [...document.querySelectorAll("input, select, textarea, button")]
+  .filter((e) => e.checkVisibility())
+  .filter((e) => !(e.labels?.length || e.getAttribute("aria-label") || (e.tagName === "BUTTON" && e.textContent.trim())))
+  .map(name);
+return { contrast, unlabelled };
+"##,
+                vec![],
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Presses Tab until the focus is on what `want` matches; the number of
+    /// presses it took.
+    async fn tab_to(&self, want: &str) -> usize {
+        for n in 1..=60 {
+            self.keys(TAB).await;
+            if self.focused().await == want {
+                return n;
+            }
+        }
+        panic!("Tab never reached {want}; last at {}", self.focused().await)
+    }
+
     async fn close(self) {
         let _ = self.client.clone().close().await;
+    }
+}
+
+const TAB: &str = "\u{e004}";
+const ENTER: &str = "\u{e007}";
+
+/// chromedriver's (non-W3C) read of the browser's console log.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
     }
 }
 
@@ -251,23 +395,44 @@ async fn a_tenant_signs_in_sees_its_runs_submits_follows_reads_evidence_and_canc
     assert!(browser.displayed("#signin").await);
     assert!(!browser.displayed("#runs").await);
 
-    // Signed in: the tenant's runs only.
-    browser.fill("#token", &site.a).await;
-    browser.click("#signin-form button[type=submit]").await;
+    // Signed in with the keyboard alone (the token field has the focus):
+    // the tenant's runs only.
+    assert_eq!(browser.focused().await, "INPUT#token");
+    browser.keys(&format!("{}{ENTER}", site.a)).await;
     let table = browser
         .until("#runs-table tbody", |t| t.contains(&failed))
         .await;
     assert!(!table.contains(&theirs), "another tenant's run: {table}");
 
-    // A failed run's verdict and its evidence.
+    // The failed run's page, reached by Tab and Enter from the table; the
+    // focus lands on its heading.
+    let start = Instant::now();
+    while site.state(&site.a, &failed) != "failed" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{failed} did not fail"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    site.say_gap(
+        &site.a,
+        &failed,
+        1,
+        "the log of container hello was interrupted",
+    );
+    let link = format!("A#[#/runs/{failed}]");
+    browser.client.refresh().await.unwrap();
     browser
-        .client
-        .goto(&format!("{base}/#/runs/{failed}"))
-        .await
-        .unwrap();
+        .until("#runs-table tbody", |t| t.contains(&failed))
+        .await;
+    let presses = browser.tab_to(&link).await;
+    assert!(presses < 15, "{presses} presses of Tab to the first run");
+    browser.keys(ENTER).await;
+    // Its verdict and its evidence.
     browser
         .until("#verdict-fields", |t| t.contains("Error"))
         .await;
+    assert_eq!(browser.focused().await, "H1#run-title");
     let shown = browser
         .client
         .execute(
@@ -288,7 +453,33 @@ async fn a_tenant_signs_in_sees_its_runs_submits_follows_reads_evidence_and_canc
     let evidence = browser.until("#evidence", |t| !t.is_empty()).await;
     assert!(evidence.contains("exitCode=3"), "{evidence}");
     browser.until("#log", |t| t.contains("failing")).await;
+    // Where lines may be missing, said in the log after the line before.
+    let log = browser
+        .until("#log", |t| t.contains("Lines may be missing"))
+        .await;
+    assert!(
+        log.find("failing")
+            < log.find("Lines may be missing here: the log of container hello was interrupted"),
+        "{log}"
+    );
+    // What each hook changed, in order.
+    let changes = browser
+        .until("#changes", |t| t.contains("restart-never"))
+        .await;
+    assert!(changes.starts_with("render hook"), "{changes}");
+    assert!(changes.contains("/spec/restartPolicy"), "{changes}");
     browser.screenshot("failed-run").await;
+    browser
+        .client
+        .execute(
+            "document.querySelector('#log-title').scrollIntoView(); return true",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.screenshot("failed-run-log").await;
+    let clean = json!({"contrast": [], "unlabelled": []});
+    assert_eq!(browser.inaccessible().await, clean, "the run's page");
 
     // Submitted from the form; its log arrives while it runs.
     browser
@@ -297,12 +488,43 @@ async fn a_tenant_signs_in_sees_its_runs_submits_follows_reads_evidence_and_canc
         .await
         .unwrap();
     browser.until("#submit-app", |t| t.contains("hello")).await;
+    // Each edit is checked as the API checks a submit: a timeout over the
+    // application's limit is refused with the API's words, on its field.
+    browser.fill("#submit-timeout", "7200").await;
+    browser.keys(TAB).await;
+    let problem = browser
+        .until("#submit-error", |t| t.contains("timeout"))
+        .await;
+    let (_, refused) = site.call(
+        &site.a,
+        "POST",
+        "/v1/runs?dryRun=true",
+        Some(json!({"application": "hello", "params": {"team": "platform"}, "timeout": 7200})),
+    );
+    assert_eq!(problem, refused["error"]["message"].as_str().unwrap());
+    let invalid = browser
+        .client
+        .execute(
+            "const t = document.querySelector('#submit-timeout');
+             return t.getAttribute('aria-invalid') + ' ' + t.getAttribute('aria-describedby')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(invalid, json!("true submit-timeout-hint submit-error"));
+    assert_eq!(browser.inaccessible().await, clean, "the form");
+    browser.fill("#submit-timeout", "").await;
     browser
         .fill(
             "#submit-command",
             "sh -c 'echo first; sleep 3; echo second'",
         )
         .await;
+    browser.keys(TAB).await;
+    browser
+        .until("#submit-check", |t| t == "The server accepts this run.")
+        .await;
+    assert_eq!(browser.text("#submit-error").await, "");
     browser.click("#submit-form button[type=submit]").await;
     browser.until("#log", |t| t.contains("first")).await;
     // Live: the first line shows while the run still has seconds to go.
@@ -352,6 +574,27 @@ async fn a_tenant_signs_in_sees_its_runs_submits_follows_reads_evidence_and_canc
         .until("#runs-table tbody", |t| t.contains(&long))
         .await;
     browser.screenshot("runs").await;
+    assert_eq!(browser.inaccessible().await, clean, "the runs page");
+    // And the check sees pale text and an unlabelled field.
+    browser
+        .client
+        .execute(
+            "const p = document.createElement('p'); p.id = 'pale'; p.textContent = 'pale';
+             p.style.color = '#bbbbbb'; document.querySelector('main').append(p);
+             const i = document.createElement('input'); i.id = 'nameless';
+             document.querySelector('main').append(i); return true",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let found = browser.inaccessible().await;
+    assert!(
+        found["contrast"][0]
+            .as_str()
+            .is_some_and(|c| c.starts_with("P#pale")),
+        "{found}"
+    );
+    assert_eq!(found["unlabelled"], json!(["INPUT#nameless."]));
 
     // On a phone's width the page fits: nothing scrolls sideways.
     browser.client.set_window_size(390, 844).await.unwrap();
@@ -373,6 +616,39 @@ async fn a_tenant_signs_in_sees_its_runs_submits_follows_reads_evidence_and_canc
         .await
         .unwrap();
     assert_eq!(wide, json!([]), "wider than a phone");
+
+    // The console stayed clean: no CSP violation, no script error. Only
+    // the API's 4xx answers the page handled (the bad token's 401, the
+    // refused timeout's 403) are there, as network entries.
+    let console: Vec<String> = browser
+        .console()
+        .await
+        .into_iter()
+        .filter(|m| !m.starts_with("\"network\""))
+        .collect();
+    assert_eq!(console, Vec::<String>::new());
+    // And the check sees a violation: an inline script is refused.
+    browser
+        .client
+        .execute(
+            "const s = document.createElement('script'); s.textContent = 'window.ran = 1'; document.body.append(s); return true",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let ran = browser
+        .client
+        .execute("return window.ran === undefined", vec![])
+        .await
+        .unwrap();
+    assert_eq!(ran, Value::Bool(true), "an inline script ran");
+    let console = browser.console().await;
+    assert!(
+        console
+            .iter()
+            .any(|m| m.contains("Content Security Policy")),
+        "{console:?}"
+    );
 
     // No secret in the page or in what the server wrote.
     let source = browser.client.source().await.unwrap();
@@ -471,4 +747,175 @@ fn a_tenant_reads_its_applications_and_its_own_runs_pod() {
     assert_eq!(apps["applications"][1]["namespaces"], json!(["shared"]));
     let (_, apps) = site.call(&site.a, "GET", "/v1/applications", None);
     assert_eq!(apps["applications"].as_array().unwrap().len(), 1, "{apps}");
+}
+
+/// What each hook changed is kept with the run and shown to its owner,
+/// with the values a hook put in hidden as the pod's are.
+#[test]
+fn a_runs_pod_comes_with_what_each_hook_changed_its_values_redacted() {
+    let site = Site::start();
+    let id = site.submit(&site.a, "sh -c 'echo hi'");
+    let (status, pod) = site.call(&site.a, "GET", &format!("/v1/runs/{id}/pod"), None);
+    assert_eq!(status, 200, "{pod}");
+    let changes = pod["changes"].as_array().expect("changes");
+    assert_eq!(changes[0]["kind"], "render", "{pod}");
+    assert_eq!(
+        changes[0]["changes"],
+        json!(["rendered the application's template"])
+    );
+    // The default mutate hooks each had their say, in order.
+    let hooks: Vec<&str> = changes[1..]
+        .iter()
+        .map(|c| c["hook"].as_str().unwrap())
+        .collect();
+    assert!(hooks.contains(&"restart-never"), "{hooks:?}");
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["changes"].to_string().contains("/spec/restartPolicy")),
+        "{pod}"
+    );
+
+    let id = site.submit_to(&site.b, json!({"application": "secret"}));
+    let (_, pod) = site.call(&site.b, "GET", &format!("/v1/runs/{id}/pod"), None);
+    let text = pod["changes"].to_string();
+    assert!(text.contains("add /spec/containers/0/env/1"), "{text}");
+    assert!(
+        text.contains("API_KEY") && text.contains("(redacted)"),
+        "{text}"
+    );
+    assert!(!pod.to_string().contains("sesame"), "{pod}");
+}
+
+/// `dryRun=true` answers what a submit would, hooks included, and queues
+/// nothing: the page's form checks itself with it.
+#[test]
+fn a_dry_run_answers_as_a_submit_would_and_queues_nothing() {
+    let site = Site::start();
+    let count = |site: &Site| {
+        let (_, runs) = site.call(&site.a, "GET", "/v1/runs", None);
+        runs["runs"].as_array().unwrap().len()
+    };
+    let dry = |site: &Site, token: &str, body: Value| {
+        site.call(token, "POST", "/v1/runs?dryRun=true", Some(body))
+    };
+    let (status, answer) = dry(
+        &site,
+        &site.a,
+        json!({"application": "hello", "command": "true"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["pod"]["kind"], "Pod");
+    assert!(
+        answer["changes"].as_array().is_some_and(|c| c.len() > 1),
+        "{answer}"
+    );
+    assert_eq!(count(&site), 0, "a dry run queued a run");
+
+    // The errors a submit gets, naming the field they are about.
+    for (body, status, code, field) in [
+        (
+            json!({"application": "hello", "params": {"nope": "x"}}),
+            400,
+            "bad-request",
+            "params.nope",
+        ),
+        (
+            json!({"application": "hello", "timeout": 7200}),
+            403,
+            "not-allowed",
+            "timeout",
+        ),
+        (
+            json!({"application": "hello", "image": "busybox:other"}),
+            403,
+            "not-allowed",
+            "image",
+        ),
+    ] {
+        let (got, answer) = dry(&site, &site.a, body.clone());
+        assert_eq!(got, status, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        assert_eq!(answer["error"]["field"], field, "{answer}");
+        let (got, submitted) = site.call(&site.a, "POST", "/v1/runs", Some(body));
+        assert_eq!((got, &submitted["error"]), (status, &answer["error"]));
+    }
+    let (status, _) = dry(&site, &site.a, json!({"application": "secret"}));
+    assert_eq!(status, 403, "another tenant's application");
+    let (status, _) = site.call(
+        &site.a,
+        "POST",
+        "/v1/runs?dryRun=maybe",
+        Some(json!({"application": "hello"})),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(count(&site), 0);
+
+    // A dry run takes no idempotency key: the submit after it is new.
+    let key = [("Idempotency-Key", "form-1")];
+    let body = json!({"application": "hello", "command": "true"}).to_string();
+    let (status, _) = site.server.call(
+        "POST",
+        "/v1/runs?dryRun=true",
+        Some(&body),
+        &[key[0], ("Authorization", &format!("Bearer {}", site.a))],
+    );
+    assert_eq!(status, 200);
+    let (status, run) = site.server.call(
+        "POST",
+        "/v1/runs",
+        Some(&body),
+        &[key[0], ("Authorization", &format!("Bearer {}", site.a))],
+    );
+    assert_eq!(status, 201, "{run}");
+}
+
+/// Where lines of a run's log may be missing is said with the run and in
+/// its followed log, in its place among the lines.
+#[test]
+fn a_gap_in_a_runs_log_is_said_where_it_is() {
+    let site = Site::start();
+    let id = site.submit(&site.a, "sh -c 'echo one; echo two'");
+    let start = Instant::now();
+    while site.state(&site.a, &id) != "succeeded" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "run {id} did not succeed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    site.say_gap(
+        &site.a,
+        &id,
+        1,
+        "the log of container hello was interrupted",
+    );
+    let (_, run) = site.call(&site.a, "GET", &format!("/v1/runs/{id}"), None);
+    assert_eq!(run["log"]["gapCount"], 1, "{run}");
+    assert_eq!(
+        run["log"]["gaps"],
+        json!([{"line": 1, "container": "hello", "message": "the log of container hello was interrupted"}])
+    );
+    // Lists say how many, not where.
+    let (_, runs) = site.call(&site.a, "GET", "/v1/runs", None);
+    assert_eq!(
+        runs["runs"][0]["log"],
+        json!({"bytes": 8, "truncated": false, "gapCount": 1})
+    );
+
+    let auth = format!("Bearer {}", site.a);
+    let follow = |offset: u32| {
+        let path = format!("/v1/runs/{id}/logs?follow=true&offset={offset}");
+        let (status, text) = site
+            .server
+            .call("GET", &path, None, &[("Authorization", &auth)]);
+        assert_eq!(status, 200);
+        text.lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(follow(0), ["line", "gap", "line", "end"]);
+    // A follower that resumes after the gap's place does not get it again.
+    assert_eq!(follow(2), ["end"]);
 }

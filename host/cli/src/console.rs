@@ -145,7 +145,7 @@ impl Sink for Console {
                     self.progress.clear();
                 }
             }
-            Notice::Warning(w) => {
+            Notice::Warning(w) | Notice::LogGap { message: w, .. } => {
                 self.progress.clear();
                 eprintln!("podrun: {w}");
             }

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
 use podrun::exit::Code;
+use podrun::hooks::text::{MESSAGE_LIMIT, shown};
 use podrun::result::RunResult;
 use serde_json::{Value, json};
 
@@ -163,8 +164,8 @@ impl Client {
     }
 }
 
-/// Reads server-sent events: `line` events to `line`, their ids to `last`;
-/// whether the `end` event came.
+/// Reads server-sent events: `line` events to `line`, their ids to `last`,
+/// `gap` events to stderr; whether the `end` event came.
 fn read_events(
     mut reader: BufReader<impl Read>,
     last: &mut Option<String>,
@@ -191,6 +192,13 @@ fn read_events(
                     }
                     if id.is_some() {
                         *last = id.take();
+                    }
+                }
+                // Said where it is, as a run on this machine says it.
+                "gap" => {
+                    if let Ok(v) = serde_json::from_str::<Value>(&data) {
+                        let message = v["message"].as_str().unwrap_or("lines may be missing");
+                        eprintln!("podrun: {}", shown(message, MESSAGE_LIMIT));
                     }
                 }
                 _ => {}

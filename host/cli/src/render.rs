@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use podrun::exit::Code;
 use podrun::hooks::log;
-use podrun::pipeline::{self, Prepared};
+use podrun::pipeline::{self, Explain, Prepared};
 
 use crate::Failure;
 use crate::args::{Format, RenderArgs};
@@ -14,7 +14,12 @@ use crate::run::{CommandForm, request};
 
 pub(crate) async fn render(cache_dir: Option<PathBuf>, args: RenderArgs) -> Result<Code, Failure> {
     let config = crate::load_config(&args.run.config)?;
-    let request = request(&args.run, CommandForm::Shell, args.explain)?;
+    let detail = if args.explain {
+        Explain::Full
+    } else {
+        Explain::No
+    };
+    let request = request(&args.run, CommandForm::Shell, detail)?;
     let hooks = crate::engine(cache_dir)?;
     let prepared = pipeline::prepare(&hooks, &config, &request).await?;
     show_hook_logs(&prepared);

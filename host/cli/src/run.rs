@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use podrun::exit::Code;
 use podrun::hooks::{Hook, Hooks, Kind};
 use podrun::lifecycle::{self, Io, Keep};
-use podrun::pipeline::Request;
+use podrun::pipeline::{Explain, Request};
 use podrun::result::RunResult;
 use podrun::runtime::Runtime;
 use podrun::runtime::kube::KubeRuntime;
@@ -26,7 +26,11 @@ pub(crate) enum CommandForm {
 }
 
 /// The library's request from the command line.
-pub(crate) fn request(run: &RunArgs, form: CommandForm, explain: bool) -> Result<Request, Failure> {
+pub(crate) fn request(
+    run: &RunArgs,
+    form: CommandForm,
+    explain: Explain,
+) -> Result<Request, Failure> {
     let arguments = match (&run.command, form) {
         (Some(command), CommandForm::Shell) => podrun::command::shell_words(command),
         (Some(command), CommandForm::FlowItems) => podrun::command::flow_items(command),
@@ -102,7 +106,7 @@ pub(crate) async fn application(
     } else {
         CommandForm::Shell
     };
-    let mut request = request(&args.run, form, false)?;
+    let mut request = request(&args.run, form, Explain::No)?;
     request.pending_timeout = args.exec.pending_timeout;
     if args.pod_runner_form
         && args.exec.runtime.is_none()

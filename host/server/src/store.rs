@@ -72,6 +72,19 @@ pub struct Run {
     pub callback_attempts: i64,
     /// The tenant that submitted it.
     pub tenant: Option<String>,
+    /// Places in its log where lines may be missing.
+    pub log_gaps: i64,
+}
+
+/// A place in a run's log where lines may be missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The number of the run's lines before it.
+    pub at: i64,
+    /// The container whose lines may be missing (`None`: any).
+    pub container: Option<String>,
+    /// What happened, for people.
+    pub message: String,
 }
 
 /// A callback to deliver.
@@ -112,6 +125,8 @@ pub struct NewRun<'a> {
     pub callback_url: Option<&'a str>,
     /// The tenant that submits it.
     pub tenant: Option<&'a str>,
+    /// What each hook changed, as JSON (values redacted).
+    pub changes: Option<&'a str>,
 }
 
 /// What a worker needs to run a run.
@@ -204,7 +219,7 @@ macro_rules! select_runs {
         concat!(
             "SELECT seq, id, application, state, body_hash, result, message, ",
             "cancel_requested, created_at, started_at, finished_at, log_bytes, log_truncated, ",
-            "owner, callback_state, callback_attempts, tenant ",
+            "owner, callback_state, callback_attempts, tenant, log_gaps ",
             "FROM runs ",
             $rest
         )
@@ -378,8 +393,8 @@ impl Store {
     pub async fn insert(&self, run: &NewRun<'_>) -> Result<Inserted, StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO runs (id, application, state, idempotency_key, body_hash, pod, context, stdin, \
-             created_at, callback_url, callback_state, tenant) \
-             VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             created_at, callback_url, callback_state, tenant, changes) \
+             VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(run.id)
@@ -393,6 +408,7 @@ impl Store {
         .bind(run.callback_url)
         .bind(run.callback_url.map(|_| "pending"))
         .bind(run.tenant)
+        .bind(run.changes)
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -690,19 +706,58 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The number of lines stored for each container of run `id`.
+    /// For each container of run `id`: the number of lines stored, the
+    /// first and the last.
     pub async fn lines_by_container(
         &self,
         id: &str,
-    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+    ) -> Result<std::collections::HashMap<String, (i64, Vec<u8>, Vec<u8>)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT container, COUNT(*) AS n FROM logs WHERE run_id = $1 GROUP BY container",
+            "SELECT container, COUNT(*) AS n, \
+             (SELECT line FROM logs AS l WHERE l.run_id = $1 AND l.container = logs.container \
+              ORDER BY seq LIMIT 1) AS first, \
+             (SELECT line FROM logs AS l WHERE l.run_id = $1 AND l.container = logs.container \
+              ORDER BY seq DESC LIMIT 1) AS last \
+             FROM logs WHERE run_id = $1 GROUP BY container",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("container")?, r.try_get("n")?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("container")?,
+                    (r.try_get("n")?, r.try_get("first")?, r.try_get("last")?),
+                ))
+            })
+            .collect()
+    }
+
+    /// What each hook changed in run `id`'s pod (JSON), if it was kept.
+    pub async fn changes(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT changes FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("changes")).transpose()?.flatten())
+    }
+
+    /// The places in run `id`'s log where lines may be missing, in order.
+    pub async fn gaps(&self, id: &str) -> Result<Vec<Gap>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at_line, container, message FROM log_gaps WHERE run_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Gap {
+                    at: r.try_get("at_line")?,
+                    container: r.try_get("container")?,
+                    message: r.try_get("message")?,
+                })
+            })
             .collect()
     }
 
@@ -725,6 +780,7 @@ impl Store {
         id: &str,
         first: i64,
         lines: &[(String, Vec<u8>)],
+        gaps: &[Gap],
         bytes: i64,
         truncated: bool,
     ) -> Result<bool, StoreError> {
@@ -732,16 +788,32 @@ impl Store {
         let written = async {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             let held = sqlx::query(
-                "UPDATE runs SET log_bytes = $1, log_truncated = $2 WHERE id = $3 AND owner = $4",
+                "UPDATE runs SET log_bytes = $1, log_truncated = $2, log_gaps = log_gaps + $5 \
+                 WHERE id = $3 AND owner = $4 RETURNING log_gaps",
             )
             .bind(bytes)
             .bind(i64::from(truncated))
             .bind(id)
             .bind(&*self.owner)
-            .execute(&mut *tx)
+            .bind(gaps.len() as i64)
+            .fetch_optional(&mut *tx)
             .await?;
-            if held.rows_affected() != 1 {
+            let Some(held) = held else {
                 return Ok(false);
+            };
+            let first_gap = held.try_get::<i64, _>("log_gaps")? - gaps.len() as i64;
+            for (n, gap) in gaps.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO log_gaps (run_id, seq, at_line, container, message) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .bind(first_gap + n as i64)
+                .bind(gap.at)
+                .bind(gap.container.as_deref())
+                .bind(&gap.message)
+                .execute(&mut *tx)
+                .await?;
             }
             for (n, (container, line)) in lines.iter().enumerate() {
                 sqlx::query(
@@ -893,6 +965,7 @@ fn run(row: &AnyRow) -> Result<Run, StoreError> {
         callback_state: row.try_get("callback_state")?,
         callback_attempts: row.try_get("callback_attempts")?,
         tenant: row.try_get("tenant")?,
+        log_gaps: row.try_get("log_gaps")?,
     })
 }
 
@@ -925,6 +998,7 @@ mod tests {
             stdin: None,
             callback_url: None,
             tenant: None,
+            changes: None,
         }
     }
 
@@ -1030,25 +1104,44 @@ mod tests {
             // Only the run's holder writes its log.
             assert!(
                 !store
-                    .append_logs("a", 0, &lines(3), 6, false)
+                    .append_logs("a", 0, &lines(3), &[], 6, false)
                     .await
                     .unwrap()
             );
             assert_eq!(store.claim(LEASE).await.unwrap().unwrap().id, "a");
             assert!(
                 store
-                    .append_logs("a", 0, &lines(3), 6, false)
+                    .append_logs("a", 0, &lines(3), &[], 6, false)
                     .await
                     .unwrap()
             );
             // A batch written again after a failure is not stored twice.
-            assert!(store.append_logs("a", 0, &lines(3), 6, true).await.unwrap());
+            // So is a gap said again with it.
+            let gap = Gap {
+                at: 3,
+                container: Some("c".into()),
+                message: "lines may be missing".into(),
+            };
+            for _ in 0..2 {
+                let gaps = std::slice::from_ref(&gap);
+                assert!(
+                    store
+                        .append_logs("a", 0, &lines(3), gaps, 6, true)
+                        .await
+                        .unwrap()
+                );
+            }
             let read = store.logs("a", 1, 10).await.unwrap();
             let text: Vec<&[u8]> = read.iter().map(|l| l.line.as_slice()).collect();
             assert_eq!(text, [b"1", b"2"]);
-            assert_eq!(store.lines_by_container("a").await.unwrap()["c"], 3);
+            assert_eq!(
+                store.lines_by_container("a").await.unwrap()["c"],
+                (3, b"0".to_vec(), b"2".to_vec())
+            );
+            assert_eq!(store.gaps("a").await.unwrap(), [gap]);
             let run = store.get("a").await.unwrap().unwrap();
             assert_eq!((run.log_bytes, run.log_truncated), (6, true));
+            assert!(run.log_gaps > 0);
             // Unfinished runs cannot be released.
             assert!(!store.release("a").await.unwrap());
             // A queued run's cancel ends it; a taken one's is only asked.
@@ -1109,7 +1202,7 @@ mod tests {
             // The old holder, back from a pause, is fenced off.
             assert!(a.renew(LEASE).await.unwrap().is_empty());
             assert!(
-                !a.append_logs("x", 0, &[("c".into(), b"late".to_vec())], 5, false)
+                !a.append_logs("x", 0, &[("c".into(), b"late".to_vec())], &[], 5, false)
                     .await
                     .unwrap()
             );

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
 use crate::Shared;
 use crate::state::State;
-use crate::store::Work;
+use crate::store::{Gap, Work};
 
 /// What a server keeps of each run it runs.
 #[derive(Clone)]
@@ -381,7 +381,10 @@ async fn run(
         Err(e) => return Ok(failed("HookFailed", e.to_string(), e.exit_code())),
     };
     let skip = match shared.store.lines_by_container(&work.id).await {
-        Ok(s) => s,
+        Ok(s) => s
+            .into_iter()
+            .map(|(container, (left, first, last))| (container, Resume::new(left, first, last)))
+            .collect(),
         Err(e) => return Err(GiveUp(format!("cannot read its log: {e}"))),
     };
     // A pod that may have been created is only ever followed: if it is
@@ -422,6 +425,7 @@ async fn run(
         cap: shared.log_bytes,
         truncated: work.log_truncated,
         skip,
+        gaps: 0,
         run_id: work.id.clone(),
         cancel_on_start,
     };
@@ -447,6 +451,7 @@ async fn run(
         io,
     )
     .await;
+    sink.finish();
     drop(sink);
     // Every line is stored before the run's end is: a client following
     // the log has all of it once it sees the run ended.
@@ -475,6 +480,8 @@ enum Msg {
     Line(String, Vec<u8>),
     /// The log reached its cap: what follows is not stored.
     Truncated,
+    /// Lines may be missing here.
+    Gap(Option<String>, String),
     Started,
 }
 
@@ -487,21 +494,125 @@ struct StoreSink {
     truncated: bool,
     /// Lines already stored per container: a resumed run's pod shows its
     /// log again from the start, and those are not stored twice.
-    skip: HashMap<String, i64>,
+    skip: HashMap<String, Resume>,
+    /// Gaps said so far.
+    gaps: usize,
     run_id: String,
     /// Cancelled once the pod is found (a cancel asked for while no
     /// server followed the run).
     cancel_on_start: Option<Cancel>,
 }
 
+/// Where a resumed run's stored log of one container ends. The pod shows
+/// its log again from the start, and as many lines as were stored are
+/// read before anything is stored; the last of them must be the last line
+/// stored. Where it is not (the kubelet rotated the log while no server
+/// followed it), the lines after the last stored one are stored, or, with
+/// no such line among them, all of them after a gap: a line may be stored
+/// twice then, but none is lost unsaid.
+struct Resume {
+    /// Lines still to read before the overlap is known.
+    left: i64,
+    /// The first line stored.
+    first: Vec<u8>,
+    /// The last line stored.
+    last: Vec<u8>,
+    /// The lines read so far.
+    read: Vec<Vec<u8>>,
+}
+
+/// What a resumed container's first lines turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+struct Overlap {
+    /// Lines not stored yet.
+    new: Vec<Vec<u8>>,
+    /// Whether the stored log's end was not found among them.
+    gap: bool,
+}
+
+impl Resume {
+    fn new(left: i64, first: Vec<u8>, last: Vec<u8>) -> Self {
+        Resume {
+            left,
+            first,
+            last,
+            read: Vec::new(),
+        }
+    }
+
+    /// Takes the pod's next line; the overlap once as many lines as were
+    /// stored have been read.
+    fn next(&mut self, line: &[u8]) -> Option<Overlap> {
+        self.left -= 1;
+        self.read.push(line.to_vec());
+        (self.left <= 0).then(|| self.settle())
+    }
+
+    /// The overlap with what was read so far (all of it, at the run's end).
+    fn settle(&mut self) -> Overlap {
+        self.left = 0;
+        let mut read = std::mem::take(&mut self.read);
+        match read.iter().rposition(|l| *l == self.last) {
+            Some(i) => Overlap {
+                new: read.split_off(i + 1),
+                gap: false,
+            },
+            None => Overlap {
+                new: read,
+                gap: true,
+            },
+        }
+    }
+}
+
+/// Gaps stored per run and server; more say nothing new.
+const MAX_GAPS: usize = 100;
+
 impl StoreSink {
     fn line(&mut self, container: &str, line: &[u8]) {
-        if let Some(n) = self.skip.get_mut(container)
-            && *n > 0
+        if let Some(resume) = self.skip.get_mut(container)
+            && resume.left > 0
         {
-            *n -= 1;
+            if let Some(overlap) = resume.next(line) {
+                self.resumed(container, overlap);
+            }
             return;
         }
+        self.store(container, line);
+    }
+
+    fn resumed(&mut self, container: &str, overlap: Overlap) {
+        if overlap.gap {
+            self.gap(
+                Some(container),
+                format!(
+                    "the log of container {container} did not continue the stored one where \
+                     following resumed (rotated meanwhile?); lines may be missing here"
+                ),
+            );
+        }
+        for line in overlap.new {
+            self.store(container, &line);
+        }
+    }
+
+    /// Settles the containers whose log ended before as many lines as were
+    /// stored had been read, and did not start as the stored one does (a
+    /// log read only in part, a sidecar's, does): what they read is not
+    /// dropped.
+    fn finish(&mut self) {
+        let open: Vec<(String, Overlap)> = self
+            .skip
+            .iter_mut()
+            .filter(|(_, r)| r.left > 0 && r.read.first().is_some_and(|l| *l != r.first))
+            .map(|(c, r)| (c.clone(), r.settle()))
+            .collect();
+        for (container, overlap) in open {
+            self.resumed(&container, overlap);
+        }
+    }
+
+    fn store(&mut self, container: &str, line: &[u8]) {
         if self.truncated {
             return;
         }
@@ -514,6 +625,17 @@ impl StoreSink {
         let _ = self
             .tx
             .send(Msg::Line(container.to_string(), line.to_vec()));
+    }
+
+    fn gap(&mut self, container: Option<&str>, message: String) {
+        tracing::warn!("run {}: {message}", self.run_id);
+        if self.truncated || self.gaps >= MAX_GAPS {
+            return;
+        }
+        self.gaps += 1;
+        let _ = self
+            .tx
+            .send(Msg::Gap(container.map(str::to_string), message));
     }
 }
 
@@ -534,6 +656,7 @@ impl Sink for StoreSink {
                 }
             }
             Notice::Warning(w) => tracing::warn!("run {}: {w}", self.run_id),
+            Notice::LogGap { container, message } => self.gap(container, message.to_string()),
             Notice::Prepared(_) | Notice::Status { .. } | Notice::Observed { .. } => {}
         }
     }
@@ -549,6 +672,7 @@ async fn write(
     mut rx: mpsc::UnboundedReceiver<Msg>,
 ) {
     let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut gaps: Vec<Gap> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut started = false;
         let mut msg = Some(first);
@@ -559,6 +683,11 @@ async fn write(
                     batch.push((container, line));
                 }
                 Msg::Truncated => truncated = true,
+                Msg::Gap(container, message) => gaps.push(Gap {
+                    at: next + batch.len() as i64,
+                    container,
+                    message,
+                }),
                 Msg::Started => started = true,
             }
             msg = if batch.len() < 1000 {
@@ -568,10 +697,10 @@ async fn write(
             };
         }
         let mut wait = Duration::from_millis(100);
-        while !batch.is_empty() || truncated {
+        while !batch.is_empty() || !gaps.is_empty() || truncated {
             match shared
                 .store
-                .append_logs(&id, next, &batch, bytes, truncated)
+                .append_logs(&id, next, &batch, &gaps, bytes, truncated)
                 .await
             {
                 Ok(true) => break,
@@ -590,6 +719,7 @@ async fn write(
         }
         next += batch.len() as i64;
         batch.clear();
+        gaps.clear();
         if started {
             while let Err(e) = shared.store.running(&id).await {
                 tracing::warn!("cannot store that run {id} runs: {e}; retrying");
@@ -597,5 +727,74 @@ async fn write(
             }
         }
         shared.changed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<Vec<u8>> {
+        text.split(' ').map(|l| l.as_bytes().to_vec()).collect()
+    }
+
+    fn read(resume: &mut Resume, text: &str) -> Option<Overlap> {
+        let mut overlap = None;
+        for line in lines(text) {
+            assert!(overlap.is_none(), "read past the overlap");
+            overlap = resume.next(&line);
+        }
+        overlap
+    }
+
+    #[test]
+    fn a_resumed_log_that_continues_the_stored_one_stores_nothing_twice() {
+        // Stored: a b c.
+        let mut resume = Resume::new(3, b"a".to_vec(), b"c".to_vec());
+        let overlap = read(&mut resume, "a b c");
+        assert_eq!(
+            overlap,
+            Some(Overlap {
+                new: vec![],
+                gap: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_rotated_log_keeps_what_follows_the_last_stored_line_or_says_a_gap() {
+        // Stored: a b c; the kubelet kept only the log from b on.
+        let mut resume = Resume::new(3, b"a".to_vec(), b"c".to_vec());
+        let overlap = read(&mut resume, "b c d");
+        assert_eq!(
+            overlap,
+            Some(Overlap {
+                new: lines("d"),
+                gap: false
+            })
+        );
+        // Kept only from e on: c is not there, so all of it, after a gap.
+        let mut resume = Resume::new(3, b"a".to_vec(), b"c".to_vec());
+        let overlap = read(&mut resume, "e f g");
+        assert_eq!(
+            overlap,
+            Some(Overlap {
+                new: lines("e f g"),
+                gap: true
+            })
+        );
+    }
+
+    #[test]
+    fn a_log_shorter_than_the_stored_one_is_settled_with_what_was_read() {
+        let mut resume = Resume::new(3, b"a".to_vec(), b"c".to_vec());
+        assert_eq!(read(&mut resume, "x"), None);
+        assert_eq!(
+            resume.settle(),
+            Overlap {
+                new: lines("x"),
+                gap: true
+            }
+        );
     }
 }

@@ -27,10 +27,11 @@ function el(tag, attrs = {}, ...children) {
 class Unauthorized extends Error {}
 
 class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, field) {
     super(message);
     this.status = status;
     this.code = code;
+    this.field = field;
   }
 }
 
@@ -47,14 +48,16 @@ async function api(path, options = {}) {
   if (!response.ok) {
     let code = "error";
     let message = `${response.status} ${response.statusText}`;
+    let field;
     try {
       const body = await response.json();
       code = body.error.code;
       message = body.error.message;
+      field = body.error.field;
     } catch (_) {
       // Not an API error body: the status says it.
     }
-    throw new ApiError(response.status, code, message);
+    throw new ApiError(response.status, code, message, field);
   }
   return response;
 }
@@ -204,6 +207,7 @@ async function showRun(id) {
   $("#log-notice").hidden = true;
   $("#verdict").hidden = true;
   $("#pod").textContent = "";
+  $("#changes").replaceChildren();
   delete $("#again").dataset.request;
   const controller = new AbortController();
   let timer;
@@ -235,6 +239,7 @@ async function showRun(id) {
     .then((pod) => {
       if (!live) return;
       $("#pod").textContent = JSON.stringify(pod.pod, null, 2);
+      renderChanges(pod.changes || []);
       $("#again").dataset.request = JSON.stringify(pod.request);
     })
     .catch(() => {});
@@ -282,10 +287,29 @@ function renderRun(run) {
       ),
     );
   }
-  if (run.log?.truncated) {
+  const notices = [];
+  if (run.log?.truncated) notices.push("The log reached its size cap: later lines were not kept.");
+  if (run.state === "lost") notices.push("The run was lost: lines it printed at the end may be missing.");
+  if (notices.length) {
     $("#log-notice").hidden = false;
-    $("#log-notice").textContent = "The log reached its size cap: later lines were not kept.";
+    $("#log-notice").textContent = notices.join(" ");
   }
+}
+
+/// What each hook changed in the pod, in order (`podrun render --explain`).
+function renderChanges(steps) {
+  $("#changes").replaceChildren(
+    ...steps.map((step) =>
+      el(
+        "li",
+        {},
+        el("span", { class: "hook" }, `${step.kind} hook ${step.hook}`),
+        step.changes.length
+          ? el("ul", {}, ...step.changes.map((change) => el("li", {}, el("code", {}, change))))
+          : el("span", { class: "hint" }, ": no change"),
+      ),
+    ),
+  );
 }
 
 /// Reads the run's log as server-sent events (fetch, not EventSource: the
@@ -311,6 +335,8 @@ async function followLog(id, signal) {
             appendLine(JSON.parse(event.data));
             offset = Number(event.id) + 1;
             failures = 0;
+          } else if (event.type === "gap") {
+            appendGap(JSON.parse(event.data));
           } else if (event.type === "end") {
             return;
           }
@@ -358,6 +384,16 @@ function appendLine({ container, line }) {
   if (atEnd) log.scrollTop = log.scrollHeight;
 }
 
+/// Where lines may be missing: said in the log, where it is. A gap sent
+/// again after a reconnect is shown once.
+function appendGap({ line, message }) {
+  const key = `${line}\n${message}`;
+  for (const gap of document.querySelectorAll("#log .gap")) if (gap.dataset.key === key) return;
+  const row = el("span", { class: "gap", role: "note" }, `Lines may be missing here: ${message}`, "\n");
+  row.dataset.key = key;
+  $("#log").append(row);
+}
+
 /// Whether a log row matches the search, its container's name included.
 function matches(row, search) {
   return search === "" || row.textContent.includes(search);
@@ -389,7 +425,8 @@ async function showSubmit(request) {
   select.replaceChildren(...apps.map((a) => el("option", { value: a.name }, a.name)));
   if (request?.application) select.value = request.application;
   renderFields(request);
-  $("#submit-error").textContent = "";
+  showProblem($("#submit-form"), null);
+  $("#submit-check").textContent = "";
   notice(request ? "The form holds that run's command and parameters; its stdin and callback are not copied." : "");
   select.onchange = () => renderFields();
 }
@@ -400,13 +437,13 @@ function shellJoin(words) {
 }
 
 function field(label, name, attrs = {}, hint) {
-  const id = `submit-${name}`;
+  const id = `submit-${name.replace(/[^\w-]/g, "_")}`;
   return el(
     "div",
     { class: "field" },
     el("label", { for: id }, label),
-    el("input", { id, name, spellcheck: "false", ...attrs }),
-    hint ? el("p", { class: "hint" }, hint) : null,
+    el("input", { id, name, spellcheck: "false", "aria-describedby": hint ? `${id}-hint` : null, ...attrs }),
+    hint ? el("p", { class: "hint", id: `${id}-hint` }, hint) : null,
   );
 }
 
@@ -446,9 +483,8 @@ function newKey() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-async function submit(event) {
-  event.preventDefault();
-  const form = event.target;
+/// The request the form holds, as `POST /v1/runs` takes it.
+function formBody(form) {
   const body = { application: form.application.value };
   const params = {};
   for (const input of form.querySelectorAll("input")) {
@@ -459,6 +495,49 @@ async function submit(event) {
     else body[input.name] = value;
   }
   if (Object.keys(params).length) body.params = params;
+  return body;
+}
+
+/// Shows the API's answer on the form: its message, and the field it is
+/// about marked invalid (`params.NAME` is the input `param.NAME`).
+function showProblem(form, error) {
+  $("#submit-error").textContent = error ? error.message : "";
+  const name = error?.field?.startsWith("params.") ? `param.${error.field.slice(7)}` : error?.field;
+  for (const input of form.querySelectorAll("input, select")) {
+    const bad = error !== null && input.name === name;
+    if (bad) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+    const hint = input.id ? document.getElementById(`${input.id}-hint`) : null;
+    const described = [hint?.id, bad && "submit-error"].filter(Boolean).join(" ");
+    if (described) input.setAttribute("aria-describedby", described);
+    else input.removeAttribute("aria-describedby");
+  }
+}
+
+/// Checks the form as a submit would, hooks included (`dryRun=true`):
+/// the API's own validation, before anything is queued.
+let checking = 0;
+async function check(form) {
+  const mine = ++checking;
+  $("#submit-check").textContent = "";
+  try {
+    await json("/v1/runs?dryRun=true", { method: "POST", json: formBody(form) });
+    if (mine !== checking) return;
+    showProblem(form, null);
+    $("#submit-check").textContent = "The server accepts this run.";
+  } catch (e) {
+    if (mine !== checking) return;
+    if (e instanceof Unauthorized) return signIn("The token was not accepted.");
+    // Over the tenant's rate: the submit itself will say so.
+    if (e instanceof ApiError && e.status !== 429) showProblem(form, e);
+  }
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const form = event.target;
+  const body = formBody(form);
+  checking += 1;
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   try {
@@ -466,7 +545,8 @@ async function submit(event) {
     location.hash = `#/runs/${encodeURIComponent(run.id)}`;
   } catch (e) {
     if (e instanceof Unauthorized) return signIn("The token was not accepted.");
-    $("#submit-error").textContent = e.message;
+    showProblem(form, e);
+    $("#submit-check").textContent = "";
   } finally {
     button.disabled = false;
   }
@@ -560,6 +640,8 @@ function start() {
   });
   $("#log-search").addEventListener("input", filterLog);
   $("#submit-form").addEventListener("submit", submit);
+  // Each finished edit is checked as a submit would be.
+  $("#submit-form").addEventListener("change", (event) => check(event.currentTarget));
   window.addEventListener("hashchange", route);
   route();
 }

@@ -94,6 +94,14 @@ pub enum Notice<'a> {
     },
     /// Something went wrong beside the run; it goes on.
     Warning(&'a str),
+    /// Lines of the log may be missing here (see
+    /// [`crate::runtime::Event::LogGap`]); in order with the lines.
+    LogGap {
+        /// The container whose lines may be missing (`None`: any).
+        container: Option<&'a str>,
+        /// What happened, for people.
+        message: &'a str,
+    },
 }
 
 /// Where a run's output and notices go.
@@ -238,6 +246,10 @@ pub async fn run(
                 }
                 Some(Event::Log { container, line }) => sink.log(&container, &line),
                 Some(Event::Warning(w)) => sink.notice(Notice::Warning(&w)),
+                Some(Event::LogGap { container, message }) => sink.notice(Notice::LogGap {
+                    container: container.as_deref(),
+                    message: &message,
+                }),
                 Some(Event::Gone) => {
                     if verdict.is_none() && interrupted_by.is_none() && !gone {
                         gone = true;

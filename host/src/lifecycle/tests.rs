@@ -82,20 +82,26 @@ fn log(after_ms: u64, line: &str) -> (Duration, Recorded) {
 struct Seen {
     logs: Vec<String>,
     notices: Vec<String>,
+    /// Lines and gaps, in the order they came.
+    order: Vec<String>,
 }
 
 impl Sink for Seen {
     fn log(&mut self, container: &str, line: &[u8]) {
-        self.logs.push(format!(
-            "{container}: {}",
-            String::from_utf8_lossy(line).trim_end()
-        ));
+        let line = format!("{container}: {}", String::from_utf8_lossy(line).trim_end());
+        self.order.push(line.clone());
+        self.logs.push(line);
     }
 
     fn notice(&mut self, notice: Notice<'_>) {
         match notice {
             Notice::Started { name, .. } => self.notices.push(format!("started {name}")),
             Notice::Warning(w) => self.notices.push(format!("warning {w}")),
+            Notice::LogGap { container, message } => {
+                let gap = format!("gap {} {message}", container.unwrap_or("-"));
+                self.order.push(gap.clone());
+                self.notices.push(gap);
+            }
             Notice::Prepared(_) | Notice::Status { .. } | Notice::Observed { .. } => {}
         }
     }
@@ -353,13 +359,37 @@ async fn a_sidecar_that_lingers_does_not_hold_the_run() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_runtime_warning_reaches_the_sink_and_a_refused_start_is_an_error() {
+async fn a_runtime_warning_and_a_log_gap_reach_the_sink_in_order_and_a_refused_start_is_an_error() {
     let replay = ReplayRuntime::new(vec![
-        (Duration::ZERO, Recorded::Warning("the log was cut".into())),
+        (
+            Duration::ZERO,
+            Recorded::Warning("the watch keeps failing".into()),
+        ),
+        log(1, "before"),
+        (
+            Duration::from_millis(2),
+            Recorded::LogGap("main".into(), "lines may be missing".into()),
+        ),
+        log(3, "after"),
         status(10, recorded("success")),
     ]);
     let out = play(&replay, &context(), Keep::Never, Cancel::new()).await;
-    assert_eq!(out.seen.notices, ["started p", "warning the log was cut"]);
+    assert_eq!(
+        out.seen.notices,
+        [
+            "started p",
+            "warning the watch keeps failing",
+            "gap main lines may be missing"
+        ]
+    );
+    assert_eq!(
+        out.seen.order,
+        [
+            "main: before",
+            "gap main lines may be missing",
+            "main: after"
+        ]
+    );
 
     let refusing = ReplayRuntime::new(Vec::new()).refusing("no room");
     let classifiers = default_classifier().await;

@@ -37,8 +37,8 @@ pub struct Request {
     /// How long the pod may stay pending, in seconds, overriding the
     /// config's.
     pub pending_timeout: Option<u64>,
-    /// Record what each hook changed.
-    pub explain: bool,
+    /// Whether to record what each hook changed.
+    pub explain: Explain,
     /// The tenant the run is for: its permissions and hooks apply.
     pub tenant: Option<String>,
     /// The container image, overriding the config's (a runtime parameter
@@ -50,6 +50,21 @@ pub struct Request {
     /// Cpu and memory over the config's (a runtime parameter the
     /// application must allow, within its bounds).
     pub resources: Option<ResourceRequest>,
+}
+
+/// Whether the pipeline records what each hook changed, and how much of
+/// it: a server shows the changes to callers who may not see the values
+/// the config's and the operator's hooks put in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Explain {
+    /// Nothing (the fast path).
+    #[default]
+    No,
+    /// Each change with its value (`podrun render --explain`).
+    Full,
+    /// Each change, with what [`crate::timeline::redact`] hides in a pod
+    /// hidden in the values too.
+    Redacted,
 }
 
 /// Cpu and memory a caller asks for, each replacing the config's.
@@ -110,6 +125,14 @@ pub enum PipelineError {
         /// Why, naming it.
         message: String,
     },
+    /// A parameter (`params`) is unknown or missing.
+    #[error("{message}")]
+    Parameter {
+        /// The parameter's name.
+        name: String,
+        /// Why, naming it.
+        message: String,
+    },
     /// The template could not be read.
     #[error("cannot read the template {template}: {message}")]
     Template {
@@ -143,6 +166,7 @@ impl PipelineError {
             PipelineError::Config(e) => e.exit_code(),
             PipelineError::Hook(e) => e.exit_code(),
             PipelineError::Request(_)
+            | PipelineError::Parameter { .. }
             | PipelineError::NotAllowed { .. }
             | PipelineError::Template { .. }
             | PipelineError::Render { .. }
@@ -236,10 +260,11 @@ pub async fn prepare(
         hook: render_hook.name().to_string(),
         kind: Kind::Render,
         elapsed: called.elapsed,
-        changes: if request.explain {
-            vec![format!("rendered {}", template.source)]
-        } else {
-            Vec::new()
+        changes: match request.explain {
+            Explain::No => Vec::new(),
+            Explain::Full => vec![format!("rendered {}", template.source)],
+            // A template's address may hold a token.
+            Explain::Redacted => vec!["rendered the application's template".into()],
         },
         logs: called.logs,
     });
@@ -253,7 +278,8 @@ pub async fn prepare(
             // No hook before the operator's can pass for another tenant.
             access::label_tenant(&mut object, tenant);
         }
-        let before = (request.explain || *phase == Phase::Validate).then(|| object.clone());
+        let before =
+            (request.explain != Explain::No || *phase == Phase::Validate).then(|| object.clone());
         let called = apply(hook, &context, &mut object).await?;
         if *phase == Phase::Validate && before.as_ref() != Some(&object) {
             return Err(HookError::Output {
@@ -272,8 +298,8 @@ pub async fn prepare(
             kind: Kind::Mutate,
             elapsed: called.elapsed,
             changes: match (request.explain, before) {
-                (true, Some(b)) => describe(&b, &object),
-                _ => Vec::new(),
+                (Explain::No, _) | (_, None) => Vec::new(),
+                (explain, Some(b)) => describe(&b, &object, explain == Explain::Redacted),
             },
             logs: called.logs,
         });
@@ -395,15 +421,18 @@ fn application_context(
     for (name, _) in &request.params {
         if !app.parameters.iter().any(|p| &p.name == name) {
             let allowed: Vec<&str> = app.parameters.iter().map(|p| p.name.as_str()).collect();
-            return Err(PipelineError::Request(format!(
-                "application {} does not accept the parameter {name:?} (it accepts: {})",
-                app.name.value,
-                if allowed.is_empty() {
-                    "none".to_string()
-                } else {
-                    allowed.join(", ")
-                }
-            )));
+            return Err(PipelineError::Parameter {
+                name: name.clone(),
+                message: format!(
+                    "application {} does not accept the parameter {name:?} (it accepts: {})",
+                    app.name.value,
+                    if allowed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ),
+            });
         }
     }
     for p in &app.parameters {
@@ -414,10 +443,13 @@ fn application_context(
                 value: v.clone(),
             }),
             (None, None) => {
-                return Err(PipelineError::Request(format!(
-                    "application {} needs the parameter {:?}: pass --param {}=VALUE",
-                    app.name.value, p.name, p.name
-                )));
+                return Err(PipelineError::Parameter {
+                    name: p.name.clone(),
+                    message: format!(
+                        "application {} needs the parameter {:?}: pass --param {}=VALUE",
+                        app.name.value, p.name, p.name
+                    ),
+                });
             }
         }
     }
@@ -593,15 +625,34 @@ fn validate(object: &Value) -> Result<(), String> {
 }
 
 /// One line per change between two objects, as JSON Patch operations.
-fn describe(before: &Value, after: &Value) -> Vec<String> {
+fn describe(before: &Value, after: &Value, redacted: bool) -> Vec<String> {
     let patch = json_patch::diff(before, after);
+    // A value is shown as it is in the redacted pod; one not there at all
+    // (bookkeeping redact drops) is not shown.
+    let hidden = redacted.then(|| {
+        let mut pod = after.clone();
+        crate::timeline::redact(&mut pod);
+        pod
+    });
+    let value = |path: &json_patch::jsonptr::PointerBuf, value: &Value| match &hidden {
+        None => value.to_string(),
+        Some(pod) => pod
+            .pointer(path.as_str())
+            .map_or_else(|| crate::timeline::REDACTED.to_string(), Value::to_string),
+    };
     patch
         .0
         .iter()
         .map(|op| match op {
-            json_patch::PatchOperation::Add(o) => format!("add {} = {}", o.path, o.value),
-            json_patch::PatchOperation::Replace(o) => format!("replace {} = {}", o.path, o.value),
+            json_patch::PatchOperation::Add(o) => {
+                format!("add {} = {}", o.path, value(&o.path, &o.value))
+            }
+            json_patch::PatchOperation::Replace(o) => {
+                format!("replace {} = {}", o.path, value(&o.path, &o.value))
+            }
             json_patch::PatchOperation::Remove(o) => format!("remove {}", o.path),
+            // diff makes only the three above.
+            _ if redacted => "a change (not shown)".to_string(),
             other => other.to_string(),
         })
         .map(|line| shown(&line, MESSAGE_LIMIT))

@@ -65,9 +65,18 @@ pub enum Event {
         /// The bytes, newline included when there was one.
         line: Vec<u8>,
     },
-    /// Something went wrong beside the run (a log stream given up, a
-    /// delete that failed); the run goes on.
+    /// Something went wrong beside the run (a delete that failed, a watch
+    /// that keeps failing); the run goes on.
     Warning(String),
+    /// Lines of the log may be missing here: a stream given up, or one
+    /// resumed where it could not be shown to overlap. Said in the log's
+    /// order, after the lines before the gap.
+    LogGap {
+        /// The container whose lines may be missing (`None`: any).
+        container: Option<String>,
+        /// What happened, for people.
+        message: String,
+    },
     /// Every container has stopped and every log line has been sent.
     Finished,
 }

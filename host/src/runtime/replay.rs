@@ -27,6 +27,8 @@ pub enum Recorded {
     Gone,
     /// A warning from the runtime.
     Warning(String),
+    /// A possible gap in a container's log.
+    LogGap(String, String),
     /// Every container stopped: the stream ends here.
     Finished,
 }
@@ -159,6 +161,10 @@ async fn play(
             Recorded::Log(container, line) => Event::Log { container, line },
             Recorded::Gone => Event::Gone,
             Recorded::Warning(w) => Event::Warning(w),
+            Recorded::LogGap(container, message) => Event::LogGap {
+                container: Some(container),
+                message,
+            },
             Recorded::Finished => Event::Finished,
         });
     };

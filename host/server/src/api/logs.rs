@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
 use super::auth::Caller;
+use super::view::GapView;
 use super::{ApiError, App, ErrorBody, find};
 use crate::Shared;
 use crate::state::State;
+use crate::store::Gap;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -37,7 +39,9 @@ const LOG_PAGE: i64 = 1000;
 
 /// A run's stored log, as text; or, with `follow=true`, server-sent
 /// events: `line` events (`{"container", "line"}`, the event id is the
-/// line's offset) and an `end` event with the final state.
+/// line's offset), `gap` events where lines may be missing (`{"line",
+/// "container", "message"}`, no id) and an `end` event with the final
+/// state.
 #[utoipa::path(get, path = "/v1/runs/{id}/logs", tag = "runs",
     params(("id" = String, Path, description = "The run id"), LogQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "The last line a reconnecting follower got")),
@@ -109,63 +113,122 @@ struct LineEvent<'a> {
     line: std::borrow::Cow<'a, str>,
 }
 
-/// The log as server-sent events from `offset` (each event's id is its
-/// line's offset), then an `end` event once the run has ended and every
-/// line is sent.
+/// Where a follower is.
+struct Following {
+    shared: Arc<Shared>,
+    id: String,
+    /// The next line to send.
+    offset: i64,
+    changes: tokio::sync::watch::Receiver<u64>,
+    /// Gaps known and not yet sent, in order.
+    gaps: std::collections::VecDeque<Gap>,
+    /// Gaps read from the store so far (sent, skipped or pending).
+    gaps_read: i64,
+    /// The line the follower started at: gaps before it are not its.
+    from: i64,
+    ended: bool,
+}
+
+impl Following {
+    /// `gap` events for the gaps that lie before line `before`.
+    fn gaps_before(&mut self, before: i64, events: &mut Vec<Result<Event, Infallible>>) {
+        while self.gaps.front().is_some_and(|g| g.at <= before) {
+            let Some(gap) = self.gaps.pop_front() else {
+                break;
+            };
+            if gap.at < self.from {
+                continue;
+            }
+            let data = serde_json::to_string(&GapView::from(gap)).unwrap_or_default();
+            events.push(Ok(Event::default().event("gap").data(data)));
+        }
+    }
+}
+
+/// The log as server-sent events from `offset` (each `line` event's id is
+/// its line's offset), `gap` events where lines may be missing, then an
+/// `end` event once the run has ended and every line is sent.
 fn follow(
     shared: Arc<Shared>,
     id: String,
     offset: i64,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let changes = shared.changes.subscribe();
-    futures::stream::unfold(
-        (shared, id, offset, changes, false),
-        |(shared, id, mut offset, mut changes, ended)| async move {
-            if ended {
-                return None;
+    let following = Following {
+        shared,
+        id,
+        offset,
+        changes,
+        gaps: Default::default(),
+        gaps_read: 0,
+        from: offset,
+        ended: false,
+    };
+    futures::stream::unfold(following, |mut f| async move {
+        if f.ended {
+            return None;
+        }
+        loop {
+            // Marked before reading: a change after the read wakes us.
+            f.changes.borrow_and_update();
+            let run = f.shared.store.get(&f.id).await;
+            let finished = match &run {
+                Ok(Some(run)) => run.state.is_final().then_some(run.state),
+                Ok(None) => Some(State::Lost),
+                Err(_) => None,
+            };
+            // Gaps are stored with the lines before them: read now, each
+            // lies at or before the lines read next.
+            if let Ok(Some(run)) = &run
+                && run.log_gaps > f.gaps_read
+                && let Ok(gaps) = f.shared.store.gaps(&f.id).await
+            {
+                let known = usize::try_from(f.gaps_read).unwrap_or(usize::MAX);
+                f.gaps_read = gaps.len() as i64;
+                f.gaps.extend(gaps.into_iter().skip(known));
             }
-            loop {
-                // Marked before reading: a change after the read wakes us.
-                changes.borrow_and_update();
-                let finished = match shared.store.get(&id).await {
-                    Ok(Some(run)) => run.state.is_final().then_some(run.state),
-                    Ok(None) => Some(State::Lost),
-                    Err(_) => None,
-                };
-                match shared.store.logs(&id, offset, LOG_PAGE).await {
-                    Ok(lines) if !lines.is_empty() => {
-                        let mut events = Vec::with_capacity(lines.len());
-                        for l in &lines {
-                            let data = serde_json::to_string(&LineEvent {
-                                container: &l.container,
-                                line: String::from_utf8_lossy(&l.line),
-                            })
-                            .unwrap_or_default();
-                            events.push(Ok(Event::default()
-                                .id(l.seq.to_string())
-                                .event("line")
-                                .data(data)));
-                            offset = l.seq + 1;
-                        }
-                        let batch = futures::stream::iter(events);
-                        return Some((batch, (shared, id, offset, changes, false)));
+            let mut events = Vec::new();
+            match f.shared.store.logs(&f.id, f.offset, LOG_PAGE).await {
+                Ok(lines) if !lines.is_empty() => {
+                    events.reserve(lines.len());
+                    for l in &lines {
+                        f.gaps_before(l.seq, &mut events);
+                        let data = serde_json::to_string(&LineEvent {
+                            container: &l.container,
+                            line: String::from_utf8_lossy(&l.line),
+                        })
+                        .unwrap_or_default();
+                        events.push(Ok(Event::default()
+                            .id(l.seq.to_string())
+                            .event("line")
+                            .data(data)));
+                        f.offset = l.seq + 1;
                     }
-                    // The state was read before the lines: a run seen ended
-                    // has no line after the ones just read.
-                    Ok(_) if finished.is_some() => {
-                        let state = finished.map(State::as_str).unwrap_or("lost");
-                        let end = Event::default()
-                            .event("end")
-                            .data(serde_json::json!({"state": state}).to_string());
-                        let batch = futures::stream::iter(vec![Ok(end)]);
-                        return Some((batch, (shared, id, offset, changes, true)));
-                    }
-                    _ => {}
+                    f.gaps_before(f.offset, &mut events);
+                    return Some((futures::stream::iter(events), f));
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
+                // The state was read before the lines: a run seen ended
+                // has no line after the ones just read.
+                Ok(_) if finished.is_some() => {
+                    f.gaps_before(i64::MAX, &mut events);
+                    let state = finished.map(State::as_str).unwrap_or("lost");
+                    events.push(Ok(Event::default()
+                        .event("end")
+                        .data(serde_json::json!({"state": state}).to_string())));
+                    f.ended = true;
+                    return Some((futures::stream::iter(events), f));
+                }
+                Ok(_) => {
+                    f.gaps_before(f.offset, &mut events);
+                    if !events.is_empty() {
+                        return Some((futures::stream::iter(events), f));
+                    }
+                }
+                Err(_) => {}
             }
-        },
-    )
+            let _ = tokio::time::timeout(Duration::from_secs(1), f.changes.changed()).await;
+        }
+    })
     .flatten()
 }
 

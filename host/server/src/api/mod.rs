@@ -105,6 +105,10 @@ struct ErrorDetail {
     code: String,
     /// For people.
     message: String,
+    /// The request's field it is about, when it is about one (`params.NAME`,
+    /// `namespace`, `timeout`, `image`…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
 }
 
 /// An error answer: `{"error": {"code": …, "message": …}}`.
@@ -113,6 +117,7 @@ pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    field: Option<String>,
 }
 
 impl ApiError {
@@ -121,6 +126,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
+        }
+    }
+
+    /// The same error, about the request's `field`.
+    pub(crate) fn on(self, field: impl Into<String>) -> Self {
+        ApiError {
+            field: Some(field.into()),
+            ..self
         }
     }
 
@@ -160,6 +174,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.into(),
                 message: self.message,
+                field: self.field,
             },
         };
         (self.status, Json(body)).into_response()

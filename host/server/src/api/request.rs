@@ -1,13 +1,14 @@
-//! What a run was asked for: the pod podrun made of it (redacted) and the
-//! request's command, parameters, namespace, timeout and image, for the
-//! page's pod view and its "submit again".
+//! What a run was asked for: the pod podrun made of it (redacted), what
+//! each hook changed, and the request's command, parameters, namespace,
+//! timeout and image, for the page's pod view and its "submit again".
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Extension, Path, State as Shared_};
 use podrun::context::RunContext;
-use serde::Serialize;
+use podrun::pipeline::Prepared;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Caller;
@@ -20,8 +21,35 @@ pub(crate) struct RunRequest {
     /// secrets redacted (environment values, commands, probe headers).
     #[schema(value_type = Object)]
     pod: serde_json::Value,
+    /// What each hook changed, in order (values redacted as the pod's).
+    changes: Vec<HookChanges>,
     /// The run's request, as `POST /v1/runs` takes it.
     request: Again,
+}
+
+/// One hook's part in making the pod: `podrun render --explain`'s lines.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct HookChanges {
+    /// The hook.
+    hook: String,
+    /// `render` or `mutate`.
+    kind: String,
+    /// One line per change (`add /path = value`, `replace …`, `remove …`).
+    changes: Vec<String>,
+}
+
+impl HookChanges {
+    pub(crate) fn of(prepared: &Prepared) -> Vec<HookChanges> {
+        prepared
+            .steps
+            .iter()
+            .map(|step| HookChanges {
+                hook: step.hook.clone(),
+                kind: step.kind.to_string(),
+                changes: step.changes.clone(),
+            })
+            .collect()
+    }
 }
 
 /// A request to submit the same run again.
@@ -71,8 +99,14 @@ pub(crate) async fn pod(
     podrun::timeline::redact(&mut pod);
     let context: RunContext =
         serde_json::from_str(&work.context).map_err(|e| stored("context", e))?;
+    // Runs stored before changes were kept have none.
+    let changes = match shared.store.changes(&id).await? {
+        Some(json) => serde_json::from_str(&json).map_err(|e| stored("changes", e))?,
+        None => Vec::new(),
+    };
     Ok(Json(RunRequest {
         pod,
+        changes,
         request: Again {
             application: work.application,
             args: context.arguments,

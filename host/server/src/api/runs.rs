@@ -11,12 +11,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use podrun::cancel::Reason;
 use podrun::exit::Code;
-use podrun::pipeline::{PipelineError, Request};
+use podrun::pipeline::{Explain, PipelineError, Request};
 use podrun::result::RunResult;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, too_many};
+use super::request::HookChanges;
 use super::view::{RunView, view};
 use super::{ApiError, App, ErrorBody, find};
 use crate::Shared;
@@ -130,13 +131,36 @@ fn replay(existing: Run, hash: &str) -> Result<Response, ApiError> {
     Ok((StatusCode::OK, Json(view(existing))).into_response())
 }
 
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SubmitQuery {
+    /// Check the run as a submit would (hooks included) and answer the
+    /// pod it would make, queueing nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// What a dry run would have made.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DryRun {
+    /// The pod, redacted as `GET /v1/runs/{id}/pod` shows it.
+    #[schema(value_type = Object)]
+    pod: serde_json::Value,
+    /// What each hook changed.
+    changes: Vec<HookChanges>,
+}
+
 /// Submit a run: its render and mutate hooks run now, so a denial or a
-/// broken hook is the answer and nothing is queued.
+/// broken hook is the answer and nothing is queued. With `dryRun=true`,
+/// only the answer: the pod the run would make, or the same error a
+/// submit would get.
 #[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = Submit,
-    params(("Idempotency-Key" = Option<String>, Header, description = "A retried submit with the same key and body answers the first run; with another body, 422")),
+    params(SubmitQuery, ("Idempotency-Key" = Option<String>, Header, description = "A retried submit with the same key and body answers the first run; with another body, 422")),
     responses(
         (status = 201, description = "Queued", body = RunView),
-        (status = 200, description = "Submitted before with this key", body = RunView),
+        (status = 200, description = "Submitted before with this key (a dry run: the pod it would make, as DryRun)", body = RunView),
         (status = 400, description = "A bad request", body = ErrorBody),
         (status = 401, description = "No token, or not a tenant's", body = ErrorBody),
         (status = 403, description = "Denied by a policy hook; a parameter, application, namespace or callback host the caller may not use", body = ErrorBody),
@@ -151,8 +175,10 @@ pub(crate) async fn submit(
     Shared_(shared): App,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
     body: Result<Json<Submit>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query?;
     let tenant = caller.tenant.as_ref().and_then(|t| shared.config.tenant(t));
     if let (Some(name), Some(per_minute)) =
         (&caller.tenant, tenant.and_then(|t| t.submits_per_minute))
@@ -160,24 +186,31 @@ pub(crate) async fn submit(
     {
         return Ok(too_many(wait));
     }
+    if query.dry_run {
+        return queue(&shared, &caller, None, body).await;
+    }
     let start = std::time::Instant::now();
-    let answer = queue(&shared, &caller, headers, body).await;
-    shared.metrics.submitted(start.elapsed());
-    answer
-}
-
-async fn queue(
-    shared: &Arc<Shared>,
-    caller: &Caller,
-    headers: HeaderMap,
-    body: Result<Json<Submit>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(body) = body?;
     // A tenant's keys are its own: another's cannot find its runs by them.
     let key = idempotency_key(&headers)?.map(|k| match &caller.tenant {
         Some(t) => format!("{t}\n{k}"),
         None => k,
     });
+    let answer = queue(&shared, &caller, Some(key), body).await;
+    shared.metrics.submitted(start.elapsed());
+    answer
+}
+
+/// Prepares the run and queues it; `key` is `None` for a dry run (which
+/// queues nothing) and holds the idempotency key otherwise.
+async fn queue(
+    shared: &Arc<Shared>,
+    caller: &Caller,
+    key: Option<Option<String>>,
+    body: Result<Json<Submit>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let dry_run = key.is_none();
+    let key = key.flatten();
     let hash = blake3::hash(&serde_json::to_vec(&body).unwrap_or_default())
         .to_hex()
         .to_string();
@@ -244,6 +277,7 @@ async fn queue(
                 limits: (&r.limits).into(),
             }),
         tenant: caller.tenant.as_deref().map(str::to_string),
+        explain: Explain::Redacted,
         ..Request::default()
     };
     // Render and mutate now: a denial or a broken hook is the submitter's
@@ -252,8 +286,15 @@ async fn queue(
     let prepared = podrun::pipeline::prepare(&shared.hooks, &shared.config, &request).await;
     shared.metrics.prepared(hooks.elapsed());
     let prepared = prepared.map_err(prepare_error)?;
+    let changes = HookChanges::of(&prepared);
+    if dry_run {
+        let mut pod = serde_json::to_value(&prepared.pod).unwrap_or_default();
+        podrun::timeline::redact(&mut pod);
+        return Ok(Json(DryRun { pod, changes }).into_response());
+    }
     let pod = serde_json::to_string(&prepared.pod).unwrap_or_default();
     let context = serde_json::to_string(&prepared.context).unwrap_or_default();
+    let changes = serde_json::to_string(&changes).unwrap_or_default();
     let new = NewRun {
         id: &prepared.run_id,
         application: &body.application,
@@ -264,6 +305,7 @@ async fn queue(
         stdin: body.stdin.as_deref().map(str::as_bytes),
         callback_url: body.callback_url.as_deref(),
         tenant: caller.tenant.as_deref(),
+        changes: Some(&changes),
     };
     let run = match shared.store.insert(&new).await? {
         Inserted::Created(run) => run,
@@ -282,8 +324,14 @@ async fn queue(
 
 fn prepare_error(e: PipelineError) -> ApiError {
     let message = e.to_string();
-    if let PipelineError::NotAllowed { .. } = e {
-        return ApiError::new(StatusCode::FORBIDDEN, "not-allowed", message);
+    match &e {
+        PipelineError::NotAllowed { parameter, .. } => {
+            return ApiError::new(StatusCode::FORBIDDEN, "not-allowed", message).on(*parameter);
+        }
+        PipelineError::Parameter { name, .. } => {
+            return ApiError::bad(message).on(format!("params.{name}"));
+        }
+        _ => {}
     }
     match e.exit_code() {
         Code::Denied => ApiError::new(StatusCode::FORBIDDEN, "denied", message),
@@ -305,7 +353,11 @@ pub(crate) async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
     let run = find(&shared, &caller, &id).await?;
-    Ok(Json(view(run)))
+    let gaps = match run.log_gaps {
+        0 => Vec::new(),
+        _ => shared.store.gaps(&id).await?,
+    };
+    Ok(Json(view(run).with_gaps(gaps)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

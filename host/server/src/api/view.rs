@@ -4,7 +4,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::state::State;
-use crate::store::Run;
+use crate::store::{Gap, Run};
 
 /// A run as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,6 +53,42 @@ struct LogInfo {
     bytes: i64,
     /// Whether the log reached the size cap and the rest was not kept.
     truncated: bool,
+    /// Places where lines may be missing (a log stream given up, or one
+    /// that could not be shown to continue where it was cut).
+    gap_count: i64,
+    /// Those places (given for one run, not in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gaps: Option<Vec<GapView>>,
+}
+
+/// A place in a run's log where lines may be missing.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GapView {
+    /// The number of lines before it: it lies before line `line` (from 0).
+    line: i64,
+    /// The container whose lines may be missing, when it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<String>,
+    message: String,
+}
+
+impl From<Gap> for GapView {
+    fn from(gap: Gap) -> Self {
+        GapView {
+            line: gap.at,
+            container: gap.container,
+            message: gap.message,
+        }
+    }
+}
+
+impl RunView {
+    /// The view with the places where its log may miss lines.
+    pub(crate) fn with_gaps(mut self, gaps: Vec<Gap>) -> Self {
+        self.log.gaps = Some(gaps.into_iter().map(GapView::from).collect());
+        self
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -93,6 +129,8 @@ pub(crate) fn view(run: Run) -> RunView {
         log: LogInfo {
             bytes: run.log_bytes,
             truncated: run.log_truncated,
+            gap_count: run.log_gaps,
+            gaps: None,
         },
         callback: run.callback_state.map(|state| CallbackInfo {
             state,

@@ -614,10 +614,13 @@ impl Follower {
         {
             let now = self.progress.load(Ordering::Relaxed);
             if now == seen {
-                let _ = self.events.send(Event::Warning(format!(
-                    "the last logs of pod {} did not arrive; giving up on them",
-                    self.name
-                )));
+                let _ = self.events.send(Event::LogGap {
+                    container: None,
+                    message: format!(
+                        "the last logs of pod {} did not arrive; giving up on them",
+                        self.name
+                    ),
+                });
                 logs.abort();
                 break;
             }
@@ -892,9 +895,12 @@ async fn follow(
                     if let Some((seen, _)) = unverified.take()
                         && printed
                     {
-                        let _ = events.send(Event::Warning(format!(
-                            "the log of container {container} was interrupted; lines after {seen} may be missing"
-                        )));
+                        let _ = events.send(Event::LogGap {
+                            container: Some(container.to_string()),
+                            message: format!(
+                                "the log of container {container} was interrupted; lines after {seen} may be missing"
+                            ),
+                        });
                     }
                 };
                 loop {
@@ -991,10 +997,13 @@ async fn follow(
                     return;
                 }
                 if attempts > 20 {
-                    let _ = events.send(Event::Warning(format!(
-                        "gave up reading the log of container {container}: {}",
-                        describe(&e)
-                    )));
+                    let _ = events.send(Event::LogGap {
+                        container: Some(container.to_string()),
+                        message: format!(
+                            "gave up reading the log of container {container}: {}",
+                            describe(&e)
+                        ),
+                    });
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(250 * u64::from(attempts.min(8)))).await;
