@@ -889,6 +889,51 @@ fn a_server_killed_mid_run_follows_the_pod_again_and_finishes_it_once() {
 
 #[test]
 #[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
+fn a_log_rotated_while_no_server_watched_is_stored_on_after_a_gap_said_in_its_place() {
+    use crate::server::{Server, scratch};
+    let (scratch, store) = scratch();
+    let kubeconfig = kubeconfig();
+    let mut server = Server::start_on(&scratch, &store, Some(&kubeconfig), &["--lease", "2"]);
+    // 12 MB of output passes the kubelet's 10 MiB log size, and it rotates
+    // the log within its 10 s check: the pod's log then starts after it.
+    let id = server.submit(serde_json::json!({
+        "application": "worker",
+        "args": ["sh", "-c", "echo begin; sleep 3; head -c 12000000 /dev/zero | tr '\\0' x | fold -w 1000; sleep 25; echo end"],
+    }));
+    server.wait(&id, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+    std::thread::sleep(Duration::from_secs(22));
+
+    let server = Server::start_on(&scratch, &store, Some(&kubeconfig), &["--lease", "2"]);
+    let r = server.ended(&id);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    let (_, log) = server.call("GET", &format!("/v1/runs/{id}/logs"), None, &[]);
+    assert_eq!(
+        log, "begin\nend\n",
+        "what the rotated log still held, nothing twice"
+    );
+    let gaps = &r["log"]["gaps"];
+    assert_eq!(gaps[0]["line"], 1, "{r}");
+    assert_eq!(gaps[0]["container"], "worker", "{r}");
+    assert!(
+        gaps[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not continue"),
+        "{r}"
+    );
+    let (_, events) = server.call("GET", &format!("/v1/runs/{id}/logs?follow=true"), None, &[]);
+    let kinds: Vec<&str> = events
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(kinds, ["line", "gap", "line", "end"], "{events}");
+}
+
+#[test]
+#[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
 fn a_run_whose_pod_went_while_no_server_watched_ends_lost_and_never_runs_twice() {
     use crate::server::{Server, scratch};
     let (scratch, store) = scratch();

@@ -32,7 +32,7 @@ fn config(a: &str, b: &str) -> String {
     image: busybox:local
   namespace: shared
   hooks:
-    mutate: [{{script: add-key.rhai}}]
+    mutate: [{{script: add-key.rhai}}, {{script: drop-note.rhai}}]
 tenants:
 - name: team-a
   tokens: ["{a}"]
@@ -42,6 +42,7 @@ tenants:
   tokens: ["{b}"]
   applications: [hello, secret]
   local-runtime: true
+  submits-per-minute: 2
 "#
     )
 }
@@ -66,7 +67,13 @@ impl Site {
         // A hook that puts a secret of its own into the pod.
         std::fs::write(
             scratch.path().join("add-key.rhai"),
-            "fn mutate(object, ctx) {\n    object.spec.containers[0].env.push(#{name: \"API_KEY\", value: \"sesame-from-a-hook\"});\n    object\n}\n",
+            "fn mutate(object, ctx) {\n    object.spec.containers[0].env.push(#{name: \"API_KEY\", value: \"sesame-from-a-hook\"});\n    object.metadata.annotations = #{note: \"token-for-the-next-hook\"};\n    object\n}\n",
+        )
+        .unwrap();
+        // And one that takes out what the first left for it.
+        std::fs::write(
+            scratch.path().join("drop-note.rhai"),
+            "fn mutate(object, ctx) {\n    object.metadata.annotations.remove(\"note\");\n    object\n}\n",
         )
         .unwrap();
         let store = format!("sqlite:{}", scratch.path().join("runs.db").display());
@@ -379,7 +386,7 @@ async fn a_tenant_signs_in_sees_its_runs_submits_follows_reads_evidence_and_canc
     let site = Site::start();
     let base = site.server.url("");
     let theirs = site.submit(&site.b, "echo from team b");
-    let failed = site.submit(&site.a, "sh -c 'echo failing; exit 3'");
+    let failed = site.submit(&site.a, "sh -c 'echo failing; echo after-the-gap; exit 3'");
     let browser = Browser::start().await;
 
     // A bad token: the sign-in form again, with a message.
@@ -455,11 +462,14 @@ async fn a_tenant_signs_in_sees_its_runs_submits_follows_reads_evidence_and_canc
     browser.until("#log", |t| t.contains("failing")).await;
     // Where lines may be missing, said in the log after the line before.
     let log = browser
-        .until("#log", |t| t.contains("Lines may be missing"))
+        .until("#log", |t| {
+            t.contains("Lines may be missing") && t.contains("after-the-gap")
+        })
         .await;
+    let at = |text: &str| log.find(text).unwrap_or_else(|| panic!("{text} in {log}"));
     assert!(
-        log.find("failing")
-            < log.find("Lines may be missing here: the log of container hello was interrupted"),
+        at("failing") < at("Lines may be missing here: the log of container hello was interrupted")
+            && at("Lines may be missing") < at("after-the-gap"),
         "{log}"
     );
     // What each hook changed, in order.
@@ -785,6 +795,15 @@ fn a_runs_pod_comes_with_what_each_hook_changed_its_values_redacted() {
         "{text}"
     );
     assert!(!pod.to_string().contains("sesame"), "{pod}");
+    // A value a later hook took out is not shown either.
+    assert!(
+        text.contains("add /metadata/annotations (not so in the final pod)"),
+        "{text}"
+    );
+    assert!(
+        !pod.to_string().contains("token-for-the-next-hook"),
+        "{pod}"
+    );
 }
 
 /// `dryRun=true` answers what a submit would, hooks included, and queues
@@ -850,6 +869,24 @@ fn a_dry_run_answers_as_a_submit_would_and_queues_nothing() {
     );
     assert_eq!(status, 400);
     assert_eq!(count(&site), 0);
+
+    // Dry runs have a budget of their own: using it up leaves the submits.
+    for n in 0..20 {
+        let (status, answer) = dry(&site, &site.b, json!({"application": "hello"}));
+        assert_eq!(status, 200, "dry run {n}: {answer}");
+    }
+    let (status, answer) = dry(&site, &site.b, json!({"application": "hello"}));
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (429, &json!("rate-limited"))
+    );
+    let (status, run) = site.call(
+        &site.b,
+        "POST",
+        "/v1/runs",
+        Some(json!({"application": "hello"})),
+    );
+    assert_eq!(status, 201, "{run}");
 
     // A dry run takes no idempotency key: the submit after it is new.
     let key = [("Idempotency-Key", "form-1")];

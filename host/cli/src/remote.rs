@@ -2,6 +2,7 @@
 //! which owns the pod; podrun follows its log and exits with exactly the
 //! code a local run would, so a scheduler keeps its contract.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
@@ -121,6 +122,7 @@ impl Client {
     pub(crate) fn follow(&self, id: &str, mut line: impl FnMut(&str, &str)) -> Result<(), Failed> {
         let url = format!("{}/v1/runs/{id}/logs?follow=true", self.base);
         let mut last: Option<String> = None;
+        let mut gaps = HashSet::new();
         let mut failures = 0;
         loop {
             let mut request = self.auth(self.agent.get(&url));
@@ -147,7 +149,7 @@ impl Client {
             };
             let reader = BufReader::new(response.into_body().into_reader());
             let before = last.clone();
-            if read_events(reader, &mut last, &mut line) {
+            if read_events(reader, &mut last, &mut gaps, &mut line) {
                 return Ok(());
             }
             // Cut before the end: resume after the last line seen. Only
@@ -165,10 +167,11 @@ impl Client {
 }
 
 /// Reads server-sent events: `line` events to `line`, their ids to `last`,
-/// `gap` events to stderr; whether the `end` event came.
+/// `gap` events not in `gaps` to stderr; whether the `end` event came.
 fn read_events(
     mut reader: BufReader<impl Read>,
     last: &mut Option<String>,
+    gaps: &mut HashSet<(Option<i64>, String)>,
     line: &mut impl FnMut(&str, &str),
 ) -> bool {
     let (mut id, mut event, mut data) = (None, String::new(), String::new());
@@ -194,9 +197,12 @@ fn read_events(
                         *last = id.take();
                     }
                 }
-                // Said where it is, as a run on this machine says it.
+                // Said where it is, as a run on this machine says it; once,
+                // though a reconnect at its place sends it again.
                 "gap" => {
-                    if let Ok(v) = serde_json::from_str::<Value>(&data) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&data)
+                        && gaps.insert((v["line"].as_i64(), v["message"].to_string()))
+                    {
                         let message = v["message"].as_str().unwrap_or("lines may be missing");
                         eprintln!("podrun: {}", shown(message, MESSAGE_LIMIT));
                     }

@@ -381,6 +381,8 @@ async fn run(
         Err(e) => return Ok(failed("HookFailed", e.to_string(), e.exit_code())),
     };
     let skip = match shared.store.lines_by_container(&work.id).await {
+        // A log already cut stores nothing more: nothing to match.
+        Ok(_) if work.log_truncated => HashMap::new(),
         Ok(s) => s
             .into_iter()
             .map(|(container, (left, first, last))| (container, Resume::new(left, first, last)))
@@ -504,12 +506,16 @@ struct StoreSink {
 }
 
 /// Where a resumed run's stored log of one container ends. The pod shows
-/// its log again from the start, and as many lines as were stored are
-/// read before anything is stored; the last of them must be the last line
-/// stored. Where it is not (the kubelet rotated the log while no server
-/// followed it), the lines after the last stored one are stored, or, with
-/// no such line among them, all of them after a gap: a line may be stored
-/// twice then, but none is lost unsaid.
+/// its log again from the start (the kubelet's current file), and what was
+/// stored must be told from what was not:
+/// - a log that starts with the first stored line is the one stored: as
+///   many lines as were stored are passed over, and the last of them must
+///   be the last one stored, or a gap is said there;
+/// - one that starts elsewhere was rotated while no server followed it:
+///   lines are kept until the first copy of the last stored line, and those
+///   after it are new. Without that line among them (within as many lines
+///   as were stored, and [`RESUME_BUFFER`] bytes), what was kept is stored
+///   after a gap: a line may be stored twice then, but none is lost unsaid.
 struct Resume {
     /// Lines still to read before the overlap is known.
     left: i64,
@@ -517,9 +523,17 @@ struct Resume {
     first: Vec<u8>,
     /// The last line stored.
     last: Vec<u8>,
-    /// The lines read so far.
-    read: Vec<Vec<u8>>,
+    /// Whether the pod's log starts as the stored one does, once a line of
+    /// it has been read.
+    same_start: Option<bool>,
+    /// A rotated log's lines kept while the overlap is not known.
+    kept: Vec<Vec<u8>>,
+    kept_bytes: usize,
 }
+
+/// The most a rotated log's resumed container keeps while looking for
+/// where the stored log ended.
+const RESUME_BUFFER: usize = 256 * 1024;
 
 /// What a resumed container's first lines turned out to be.
 #[derive(Debug, PartialEq, Eq)]
@@ -536,31 +550,42 @@ impl Resume {
             left,
             first,
             last,
-            read: Vec::new(),
+            same_start: None,
+            kept: Vec::new(),
+            kept_bytes: 0,
         }
     }
 
-    /// Takes the pod's next line; the overlap once as many lines as were
-    /// stored have been read.
+    /// Takes the pod's next line; the overlap once it is known.
     fn next(&mut self, line: &[u8]) -> Option<Overlap> {
         self.left -= 1;
-        self.read.push(line.to_vec());
-        (self.left <= 0).then(|| self.settle())
+        let same = *self.same_start.get_or_insert_with(|| line == self.first);
+        if same {
+            return (self.left <= 0).then(|| Overlap {
+                new: Vec::new(),
+                gap: line != self.last,
+            });
+        }
+        if line == self.last {
+            self.left = 0;
+            self.kept.clear();
+            return Some(Overlap {
+                new: Vec::new(),
+                gap: false,
+            });
+        }
+        self.kept_bytes += line.len();
+        self.kept.push(line.to_vec());
+        (self.left <= 0 || self.kept_bytes > RESUME_BUFFER).then(|| self.settle())
     }
 
-    /// The overlap with what was read so far (all of it, at the run's end).
+    /// A rotated log's overlap not found: what was kept, after a gap.
     fn settle(&mut self) -> Overlap {
         self.left = 0;
-        let mut read = std::mem::take(&mut self.read);
-        match read.iter().rposition(|l| *l == self.last) {
-            Some(i) => Overlap {
-                new: read.split_off(i + 1),
-                gap: false,
-            },
-            None => Overlap {
-                new: read,
-                gap: true,
-            },
+        self.kept_bytes = 0;
+        Overlap {
+            new: std::mem::take(&mut self.kept),
+            gap: true,
         }
     }
 }
@@ -596,15 +621,14 @@ impl StoreSink {
         }
     }
 
-    /// Settles the containers whose log ended before as many lines as were
-    /// stored had been read, and did not start as the stored one does (a
-    /// log read only in part, a sidecar's, does): what they read is not
-    /// dropped.
+    /// Settles the rotated logs that ended before their overlap was known:
+    /// what they kept is not dropped. (A log that starts as the stored one
+    /// and ends early was read only in part, as a sidecar's is.)
     fn finish(&mut self) {
         let open: Vec<(String, Overlap)> = self
             .skip
             .iter_mut()
-            .filter(|(_, r)| r.left > 0 && r.read.first().is_some_and(|l| *l != r.first))
+            .filter(|(_, r)| r.left > 0 && r.same_start == Some(false))
             .map(|(c, r)| (c.clone(), r.settle()))
             .collect();
         for (container, overlap) in open {
@@ -738,57 +762,75 @@ mod tests {
         text.split(' ').map(|l| l.as_bytes().to_vec()).collect()
     }
 
-    fn read(resume: &mut Resume, text: &str) -> Option<Overlap> {
-        let mut overlap = None;
-        for line in lines(text) {
-            assert!(overlap.is_none(), "read past the overlap");
-            overlap = resume.next(&line);
+    /// Stored: a b c.
+    fn stored() -> Resume {
+        Resume::new(3, b"a".to_vec(), b"c".to_vec())
+    }
+
+    /// Reads `text`'s lines; the overlap and the line it came at (from 1).
+    fn read(resume: &mut Resume, text: &str) -> Option<(Overlap, usize)> {
+        for (n, line) in lines(text).iter().enumerate() {
+            if let Some(overlap) = resume.next(line) {
+                return Some((overlap, n + 1));
+            }
         }
-        overlap
+        None
+    }
+
+    fn found(new: &str) -> Overlap {
+        Overlap {
+            new: if new.is_empty() { vec![] } else { lines(new) },
+            gap: false,
+        }
     }
 
     #[test]
     fn a_resumed_log_that_continues_the_stored_one_stores_nothing_twice() {
-        // Stored: a b c.
-        let mut resume = Resume::new(3, b"a".to_vec(), b"c".to_vec());
-        let overlap = read(&mut resume, "a b c");
+        assert_eq!(read(&mut stored(), "a b c d"), Some((found(""), 3)));
+        // The same start with another end: a gap there, nothing kept.
+        let overlap = read(&mut stored(), "a b x d");
         assert_eq!(
             overlap,
-            Some(Overlap {
-                new: vec![],
-                gap: false
-            })
+            Some((
+                Overlap {
+                    new: vec![],
+                    gap: true
+                },
+                3
+            ))
         );
     }
 
     #[test]
-    fn a_rotated_log_keeps_what_follows_the_last_stored_line_or_says_a_gap() {
-        // Stored: a b c; the kubelet kept only the log from b on.
-        let mut resume = Resume::new(3, b"a".to_vec(), b"c".to_vec());
-        let overlap = read(&mut resume, "b c d");
-        assert_eq!(
-            overlap,
-            Some(Overlap {
-                new: lines("d"),
-                gap: false
-            })
-        );
+    fn a_rotated_log_goes_on_after_the_first_copy_of_the_last_stored_line() {
+        // The kubelet kept the log from b on: c ends what was stored, even
+        // when the container prints c again later.
+        assert_eq!(read(&mut stored(), "b c d c"), Some((found(""), 2)));
         // Kept only from e on: c is not there, so all of it, after a gap.
-        let mut resume = Resume::new(3, b"a".to_vec(), b"c".to_vec());
-        let overlap = read(&mut resume, "e f g");
-        assert_eq!(
-            overlap,
-            Some(Overlap {
-                new: lines("e f g"),
-                gap: true
-            })
-        );
+        let overlap = read(&mut stored(), "e f g h");
+        let all = Overlap {
+            new: lines("e f g"),
+            gap: true,
+        };
+        assert_eq!(overlap, Some((all, 3)));
     }
 
     #[test]
-    fn a_log_shorter_than_the_stored_one_is_settled_with_what_was_read() {
-        let mut resume = Resume::new(3, b"a".to_vec(), b"c".to_vec());
+    fn a_rotated_log_keeps_a_bounded_amount_and_is_settled_at_the_end() {
+        let mut resume = Resume::new(i64::MAX, b"a".to_vec(), b"c".to_vec());
+        let line = vec![b'x'; 64 * 1024];
+        let mut overlap = None;
+        let mut n = 0;
+        while overlap.is_none() {
+            overlap = resume.next(&line);
+            n += 1;
+        }
+        assert_eq!(n, RESUME_BUFFER / line.len() + 1, "kept past the buffer");
+        assert!(overlap.unwrap().gap);
+        // A short rotated log that ends first: what it kept, after a gap.
+        let mut resume = stored();
         assert_eq!(read(&mut resume, "x"), None);
+        assert_eq!(resume.same_start, Some(false));
         assert_eq!(
             resume.settle(),
             Overlap {

@@ -436,8 +436,8 @@ function shellJoin(words) {
   return words.map((w) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replaceAll("'", `'\\''`)}'`)).join(" ");
 }
 
-function field(label, name, attrs = {}, hint) {
-  const id = `submit-${name.replace(/[^\w-]/g, "_")}`;
+/// A labelled input; `id` is given for names that are not fit for one.
+function field(label, name, attrs = {}, hint, id = `submit-${name}`) {
   return el(
     "div",
     { class: "field" },
@@ -456,11 +456,11 @@ function renderFields(again) {
     const value = again?.args?.length ? shellJoin(again.args) : "";
     fields.push(field("Command", "command", { value, placeholder: "sh -c 'echo hello'" }, "Split as a shell splits it."));
   }
-  for (const p of app.parameters) {
+  app.parameters.forEach((p, i) => {
     const value = again?.params?.[p.name] ?? p.default ?? "";
     const required = p.default === undefined;
-    fields.push(field(`Parameter ${p.name}`, `param.${p.name}`, { value, required }, required ? "Required." : null));
-  }
+    fields.push(field(`Parameter ${p.name}`, `param.${p.name}`, { value, required }, required ? "Required." : null, `submit-param-${i}`));
+  });
   if (app.namespace) {
     const attrs = { value: again?.namespace ?? "" };
     if (app.namespaces?.length) {

@@ -273,6 +273,9 @@ pub async fn prepare(
     }
     access::label_tenant(&mut object, tenant);
 
+    // Redacted changes wait for the final pod: a value is shown only where
+    // that pod shows the same (a hook's passing value is not the caller's).
+    let mut redacted: Vec<(usize, Vec<Change>)> = Vec::new();
     for (phase, hook) in &mutate_hooks {
         if *phase == Phase::Policy || *phase == Phase::Validate {
             // No hook before the operator's can pass for another tenant.
@@ -298,11 +301,37 @@ pub async fn prepare(
             kind: Kind::Mutate,
             elapsed: called.elapsed,
             changes: match (request.explain, before) {
-                (Explain::No, _) | (_, None) => Vec::new(),
-                (explain, Some(b)) => describe(&b, &object, explain == Explain::Redacted),
+                (Explain::Full, Some(b)) => changes(&b, &object, false)
+                    .into_iter()
+                    .map(|c| c.line)
+                    .collect(),
+                (Explain::Redacted, Some(b)) => {
+                    redacted.push((steps.len(), changes(&b, &object, true)));
+                    Vec::new()
+                }
+                _ => Vec::new(),
             },
             logs: called.logs,
         });
+    }
+    if !redacted.is_empty() {
+        let mut last = object.clone();
+        crate::timeline::redact(&mut last);
+        for (step, changes) in redacted {
+            steps[step].changes = changes
+                .into_iter()
+                .map(|c| match c.shows {
+                    Some((path, value)) if last.pointer(&path) != Some(&value) => {
+                        let op = c.line.split(' ').next().unwrap_or_default();
+                        shown(
+                            &format!("{op} {path} (not so in the final pod)"),
+                            MESSAGE_LIMIT,
+                        )
+                    }
+                    _ => c.line,
+                })
+                .collect();
+        }
     }
 
     access::check_final(&mut object, tenant, &granted)?;
@@ -625,37 +654,54 @@ fn validate(object: &Value) -> Result<(), String> {
 }
 
 /// One line per change between two objects, as JSON Patch operations.
-fn describe(before: &Value, after: &Value, redacted: bool) -> Vec<String> {
-    let patch = json_patch::diff(before, after);
-    // A value is shown as it is in the redacted pod; one not there at all
-    // (bookkeeping redact drops) is not shown.
+/// One change a hook made, as `--explain` shows it.
+struct Change {
+    /// The path and the value it shows, if it shows one.
+    shows: Option<(String, Value)>,
+    line: String,
+}
+
+/// What a hook changed, one line each; with `redacted`, values as
+/// [`crate::timeline::redact`] leaves them in the hook's result (a value
+/// redact drops whole is not shown).
+fn changes(before: &Value, after: &Value, redacted: bool) -> Vec<Change> {
     let hidden = redacted.then(|| {
         let mut pod = after.clone();
         crate::timeline::redact(&mut pod);
         pod
     });
-    let value = |path: &json_patch::jsonptr::PointerBuf, value: &Value| match &hidden {
-        None => value.to_string(),
+    let value = |path: &str, value: &Value| match &hidden {
+        None => value.clone(),
         Some(pod) => pod
-            .pointer(path.as_str())
-            .map_or_else(|| crate::timeline::REDACTED.to_string(), Value::to_string),
+            .pointer(path)
+            .cloned()
+            .unwrap_or_else(|| Value::from(crate::timeline::REDACTED)),
     };
-    patch
+    json_patch::diff(before, after)
         .0
         .iter()
-        .map(|op| match op {
-            json_patch::PatchOperation::Add(o) => {
-                format!("add {} = {}", o.path, value(&o.path, &o.value))
+        .map(|op| {
+            let (shows, line) = match op {
+                json_patch::PatchOperation::Add(o) => {
+                    let (path, value) = (o.path.to_string(), value(o.path.as_str(), &o.value));
+                    let line = format!("add {path} = {value}");
+                    (Some((path, value)), line)
+                }
+                json_patch::PatchOperation::Replace(o) => {
+                    let (path, value) = (o.path.to_string(), value(o.path.as_str(), &o.value));
+                    let line = format!("replace {path} = {value}");
+                    (Some((path, value)), line)
+                }
+                json_patch::PatchOperation::Remove(o) => (None, format!("remove {}", o.path)),
+                // diff makes only the three above.
+                _ if redacted => (None, "a change (not shown)".to_string()),
+                other => (None, other.to_string()),
+            };
+            Change {
+                shows,
+                line: shown(&line, MESSAGE_LIMIT),
             }
-            json_patch::PatchOperation::Replace(o) => {
-                format!("replace {} = {}", o.path, value(&o.path, &o.value))
-            }
-            json_patch::PatchOperation::Remove(o) => format!("remove {}", o.path),
-            // diff makes only the three above.
-            _ if redacted => "a change (not shown)".to_string(),
-            other => other.to_string(),
         })
-        .map(|line| shown(&line, MESSAGE_LIMIT))
         .collect()
 }
 

@@ -120,16 +120,27 @@ struct Following {
     /// The next line to send.
     offset: i64,
     changes: tokio::sync::watch::Receiver<u64>,
-    /// Gaps known and not yet sent, in order.
+    /// Gaps read and not yet sent, in order.
     gaps: std::collections::VecDeque<Gap>,
-    /// Gaps read from the store so far (sent, skipped or pending).
-    gaps_read: i64,
+    /// The number of the next gap to read.
+    next_gap: i64,
     /// The line the follower started at: gaps before it are not its.
     from: i64,
     ended: bool,
 }
 
 impl Following {
+    /// Reads the gaps stored since the last read. Each is stored with the
+    /// lines before it, so once those lines have been read, so can it be.
+    async fn read_gaps(&mut self) {
+        if let Ok(gaps) = self.shared.store.gaps_from(&self.id, self.next_gap).await {
+            for (seq, gap) in gaps {
+                self.next_gap = seq + 1;
+                self.gaps.push_back(gap);
+            }
+        }
+    }
+
     /// `gap` events for the gaps that lie before line `before`.
     fn gaps_before(&mut self, before: i64, events: &mut Vec<Result<Event, Infallible>>) {
         while self.gaps.front().is_some_and(|g| g.at <= before) {
@@ -160,7 +171,7 @@ fn follow(
         offset,
         changes,
         gaps: Default::default(),
-        gaps_read: 0,
+        next_gap: 0,
         from: offset,
         ended: false,
     };
@@ -171,25 +182,16 @@ fn follow(
         loop {
             // Marked before reading: a change after the read wakes us.
             f.changes.borrow_and_update();
-            let run = f.shared.store.get(&f.id).await;
-            let finished = match &run {
+            let finished = match f.shared.store.get(&f.id).await {
                 Ok(Some(run)) => run.state.is_final().then_some(run.state),
                 Ok(None) => Some(State::Lost),
                 Err(_) => None,
             };
-            // Gaps are stored with the lines before them: read now, each
-            // lies at or before the lines read next.
-            if let Ok(Some(run)) = &run
-                && run.log_gaps > f.gaps_read
-                && let Ok(gaps) = f.shared.store.gaps(&f.id).await
-            {
-                let known = usize::try_from(f.gaps_read).unwrap_or(usize::MAX);
-                f.gaps_read = gaps.len() as i64;
-                f.gaps.extend(gaps.into_iter().skip(known));
-            }
             let mut events = Vec::new();
             match f.shared.store.logs(&f.id, f.offset, LOG_PAGE).await {
                 Ok(lines) if !lines.is_empty() => {
+                    // Read after the lines: every gap among them is in.
+                    f.read_gaps().await;
                     events.reserve(lines.len());
                     for l in &lines {
                         f.gaps_before(l.seq, &mut events);
@@ -210,6 +212,7 @@ fn follow(
                 // The state was read before the lines: a run seen ended
                 // has no line after the ones just read.
                 Ok(_) if finished.is_some() => {
+                    f.read_gaps().await;
                     f.gaps_before(i64::MAX, &mut events);
                     let state = finished.map(State::as_str).unwrap_or("lost");
                     events.push(Ok(Event::default()
@@ -218,13 +221,7 @@ fn follow(
                     f.ended = true;
                     return Some((futures::stream::iter(events), f));
                 }
-                Ok(_) => {
-                    f.gaps_before(f.offset, &mut events);
-                    if !events.is_empty() {
-                        return Some((futures::stream::iter(events), f));
-                    }
-                }
-                Err(_) => {}
+                _ => {}
             }
             let _ = tokio::time::timeout(Duration::from_secs(1), f.changes.changed()).await;
         }

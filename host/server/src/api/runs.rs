@@ -26,6 +26,8 @@ use crate::store::{Filter, Inserted, NewRun, Run};
 
 /// The longest idempotency key accepted.
 const MAX_KEY: usize = 255;
+/// A tenant's dry runs a minute, per submit it may make.
+const DRY_RUNS_PER_SUBMIT: u32 = 10;
 /// Runs in one page of a list, at most.
 const MAX_PAGE: i64 = 500;
 
@@ -182,9 +184,21 @@ pub(crate) async fn submit(
     let tenant = caller.tenant.as_ref().and_then(|t| shared.config.tenant(t));
     if let (Some(name), Some(per_minute)) =
         (&caller.tenant, tenant.and_then(|t| t.submits_per_minute))
-        && let Err(wait) = shared.rates.take(name, per_minute.get())
     {
-        return Ok(too_many(wait));
+        // Dry runs (a form checking its edits) have a budget of their own,
+        // so that checking never uses up the submits.
+        let taken = if query.dry_run {
+            let bucket: Arc<str> = format!("{name}\ndry runs").into();
+            shared.rates.take(
+                &bucket,
+                per_minute.get().saturating_mul(DRY_RUNS_PER_SUBMIT),
+            )
+        } else {
+            shared.rates.take(name, per_minute.get())
+        };
+        if let Err(wait) = taken {
+            return Ok(too_many(wait));
+        }
     }
     if query.dry_run {
         return queue(&shared, &caller, None, body).await;
@@ -326,7 +340,14 @@ fn prepare_error(e: PipelineError) -> ApiError {
     let message = e.to_string();
     match &e {
         PipelineError::NotAllowed { parameter, .. } => {
-            return ApiError::new(StatusCode::FORBIDDEN, "not-allowed", message).on(*parameter);
+            // The config's names, as the request's fields are spelled.
+            let refused = ApiError::new(StatusCode::FORBIDDEN, "not-allowed", message);
+            return match *parameter {
+                "pod-override" => refused.on("podOverride"),
+                // Not a field: the server's.
+                "runtime" => refused,
+                field => refused.on(field),
+            };
         }
         PipelineError::Parameter { name, .. } => {
             return ApiError::bad(message).on(format!("params.{name}"));
