@@ -26,6 +26,8 @@ fn config(a: &str, b: &str) -> String {
   parameters: [{{name: team, default: platform}}]
   runtime-parameters:
     max-timeout: 1h
+    max-resources: {{cpu: 1, memory: 1Gi}}
+    pod-override: [metadata.annotations]
 - name: secret
   template: templates/secret.tmpl
   container:
@@ -524,6 +526,30 @@ async fn a_tenant_signs_in_sees_its_runs_submits_follows_reads_evidence_and_canc
     assert_eq!(invalid, json!("true submit-timeout-hint submit-error"));
     assert_eq!(browser.inaccessible().await, clean, "the form");
     browser.fill("#submit-timeout", "").await;
+    // Resources past the bound, on their field; an override that is not
+    // JSON is said before anything is sent.
+    let memory = "[name='resources.limits.memory']";
+    browser.fill(memory, "2Gi").await;
+    browser.keys(TAB).await;
+    browser
+        .until("#submit-error", |t| t.contains("resources.limits.memory"))
+        .await;
+    let invalid = browser
+        .client
+        .execute(
+            "return document.querySelector(\"[name='resources.limits.memory']\").getAttribute('aria-invalid')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(invalid, json!("true"));
+    browser.fill(memory, "").await;
+    browser.fill("#submit-podOverride", "{not json").await;
+    browser.keys(TAB).await;
+    browser
+        .until("#submit-error", |t| t.starts_with("podOverride: not JSON"))
+        .await;
+    browser.fill("#submit-podOverride", "").await;
     browser
         .fill(
             "#submit-command",
@@ -542,6 +568,12 @@ async fn a_tenant_signs_in_sees_its_runs_submits_follows_reads_evidence_and_canc
     assert_ne!(browser.text("#run-state").await, "succeeded");
     browser.until("#log", |t| t.contains("second")).await;
     browser.until("#run-state", |t| t == "succeeded").await;
+    // Its timeline: each step with its time.
+    let timeline = browser.text("#run-timeline").await;
+    for step in ["queued", "starting", "running", "succeeded"] {
+        assert!(timeline.contains(step), "{step} in {timeline}");
+    }
+    assert!(!timeline.contains("not yet"), "{timeline}");
 
     // What a run prints is shown as text, never run as markup.
     let markup = site.submit(&site.a, "echo '<img src=x onerror=window.pwned=1>'");
@@ -729,7 +761,9 @@ fn a_tenant_reads_its_applications_and_its_own_runs_pod() {
         apps["applications"][0],
         json!({"name": "hello", "parameters": [{"name": "team", "default": "platform"}],
             "command": true, "namespace": true, "namespaces": ["shared"], "timeout": true,
-            "maxTimeoutSeconds": 3600, "image": false})
+            "maxTimeoutSeconds": 3600, "image": false,
+            "resources": {"maxCpuMillis": 1000, "maxMemoryBytes": 1073741824},
+            "podOverride": [["metadata.annotations"]]})
     );
     let id = site.submit(&site.a, "sh -c 'echo hi'");
     let (status, pod) = site.call(&site.a, "GET", &format!("/v1/runs/{id}/pod"), None);

@@ -57,6 +57,8 @@ pub struct Run {
     pub created_at: i64,
     /// When a worker took it.
     pub started_at: Option<i64>,
+    /// When its pod was started (created, or found): `running`.
+    pub running_at: Option<i64>,
     /// When it ended.
     pub finished_at: Option<i64>,
     /// Bytes of log stored.
@@ -218,7 +220,7 @@ macro_rules! select_runs {
     ($rest:literal) => {
         concat!(
             "SELECT seq, id, application, state, body_hash, result, message, ",
-            "cancel_requested, created_at, started_at, finished_at, log_bytes, log_truncated, ",
+            "cancel_requested, created_at, started_at, running_at, finished_at, log_bytes, log_truncated, ",
             "owner, callback_state, callback_attempts, tenant, log_gaps ",
             "FROM runs ",
             $rest
@@ -654,10 +656,12 @@ impl Store {
     /// run back.
     pub async fn running(&self, id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE runs SET state = 'running' WHERE id = $1 AND state = 'starting' AND owner = $2",
+            "UPDATE runs SET state = 'running', running_at = $3 \
+             WHERE id = $1 AND state = 'starting' AND owner = $2",
         )
         .bind(id)
         .bind(&*self.owner)
+        .bind(now())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -986,6 +990,7 @@ fn run(row: &AnyRow) -> Result<Run, StoreError> {
         cancel_requested: flag(row, "cancel_requested")?,
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
+        running_at: row.try_get("running_at")?,
         finished_at: row.try_get("finished_at")?,
         log_bytes: row.try_get("log_bytes")?,
         log_truncated: flag(row, "log_truncated")?,

@@ -252,7 +252,8 @@ function renderRun(run) {
   $("#run-app").textContent = `of ${run.application}`;
   const steps = [
     ["queued", run.createdAt],
-    ["started", run.startedAt],
+    ["starting", run.startedAt],
+    ["running", run.runningAt],
     [ENDED.has(run.state) ? run.state : "ended", run.finishedAt],
   ];
   $("#run-timeline").replaceChildren(
@@ -427,7 +428,7 @@ async function showSubmit(request) {
   renderFields(request);
   showProblem($("#submit-form"), null);
   $("#submit-check").textContent = "";
-  notice(request ? "The form holds that run's command and parameters; its stdin and callback are not copied." : "");
+  notice(request ? "The form holds that run's command and parameters; its stdin, callback, resources and pod override are not copied." : "");
   select.onchange = () => renderFields();
 }
 
@@ -474,6 +475,30 @@ function renderFields(again) {
     fields.push(field("Timeout (seconds)", "timeout", { type: "number", min: 1, max: app.maxTimeoutSeconds, value: again?.timeout ?? "" }, hint));
   }
   if (app.image) fields.push(field("Image", "image", { value: again?.image ?? "" }));
+  if (app.resources) {
+    const { maxCpuMillis: cpu, maxMemoryBytes: memory } = app.resources;
+    for (const kind of ["requests", "limits"]) {
+      const hint = cpu === undefined ? null : `At most ${cpu}m.`;
+      fields.push(field(`CPU ${kind === "requests" ? "request" : "limit"}`, `resources.${kind}.cpu`, { placeholder: "500m" }, hint));
+    }
+    for (const kind of ["requests", "limits"]) {
+      const hint = memory === undefined ? null : `At most ${memory} bytes.`;
+      fields.push(field(`Memory ${kind === "requests" ? "request" : "limit"}`, `resources.${kind}.memory`, { placeholder: "256Mi" }, hint));
+    }
+  }
+  if (app.podOverride?.length) {
+    const id = "submit-podOverride";
+    const open = app.podOverride.map((list) => list.join(", ")).join("; and within those: ");
+    fields.push(
+      el(
+        "div",
+        { class: "field" },
+        el("label", { for: id }, "Pod override (JSON merge patch)"),
+        el("textarea", { id, name: "podOverride", rows: 4, spellcheck: "false", placeholder: '{"spec": {}}', "aria-describedby": `${id}-hint` }),
+        el("p", { class: "hint", id: `${id}-hint` }, `It may change: ${open}.`),
+      ),
+    );
+  }
   $("#submit-fields").replaceChildren(...fields);
 }
 
@@ -483,18 +508,36 @@ function newKey() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/// The form's problem that the browser finds before the API could.
+class FormProblem extends Error {
+  constructor(field, message) {
+    super(message);
+    this.field = field;
+  }
+}
+
 /// The request the form holds, as `POST /v1/runs` takes it.
 function formBody(form) {
   const body = { application: form.application.value };
   const params = {};
-  for (const input of form.querySelectorAll("input")) {
+  const resources = {};
+  for (const input of form.querySelectorAll("input, textarea")) {
     const value = input.value.trim();
+    const [group, kind, name] = input.name.split(".");
     if (value === "") continue;
     else if (input.name.startsWith("param.")) params[input.name.slice(6)] = input.value;
     else if (input.name === "timeout") body.timeout = Number(value);
-    else body[input.name] = value;
+    else if (group === "resources") (resources[kind] ??= {})[name] = value;
+    else if (input.name === "podOverride") {
+      try {
+        body.podOverride = JSON.parse(value);
+      } catch (e) {
+        throw new FormProblem("podOverride", `podOverride: not JSON (${e.message})`);
+      }
+    } else body[input.name] = value;
   }
   if (Object.keys(params).length) body.params = params;
+  if (Object.keys(resources).length) body.resources = resources;
   return body;
 }
 
@@ -503,8 +546,8 @@ function formBody(form) {
 function showProblem(form, error) {
   $("#submit-error").textContent = error ? error.message : "";
   const name = error?.field?.startsWith("params.") ? `param.${error.field.slice(7)}` : error?.field;
-  for (const input of form.querySelectorAll("input, select")) {
-    const bad = error !== null && input.name === name;
+  for (const input of form.querySelectorAll("input, select, textarea")) {
+    const bad = Boolean(name) && (input.name === name || input.name.startsWith(`${name}.`));
     if (bad) input.setAttribute("aria-invalid", "true");
     else input.removeAttribute("aria-invalid");
     const hint = input.id ? document.getElementById(`${input.id}-hint`) : null;
@@ -521,7 +564,8 @@ async function check(form) {
   const mine = ++checking;
   $("#submit-check").textContent = "";
   try {
-    await json("/v1/runs?dryRun=true", { method: "POST", json: formBody(form) });
+    const body = formBody(form);
+    await json("/v1/runs?dryRun=true", { method: "POST", json: body });
     if (mine !== checking) return;
     showProblem(form, null);
     $("#submit-check").textContent = "The server accepts this run.";
@@ -529,18 +573,18 @@ async function check(form) {
     if (mine !== checking) return;
     if (e instanceof Unauthorized) return signIn("The token was not accepted.");
     // Over the tenant's rate: the submit itself will say so.
-    if (e instanceof ApiError && e.status !== 429) showProblem(form, e);
+    if (e instanceof FormProblem || (e instanceof ApiError && e.status !== 429)) showProblem(form, e);
   }
 }
 
 async function submit(event) {
   event.preventDefault();
   const form = event.target;
-  const body = formBody(form);
   checking += 1;
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   try {
+    const body = formBody(form);
     const run = await json("/v1/runs", { method: "POST", json: body, headers: { "Idempotency-Key": newKey() } });
     location.hash = `#/runs/${encodeURIComponent(run.id)}`;
   } catch (e) {

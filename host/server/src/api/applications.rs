@@ -37,6 +37,27 @@ pub(crate) struct ApplicationView {
     max_timeout_seconds: Option<u64>,
     /// Whether the caller may set the image.
     image: bool,
+    /// The most cpu and memory the caller may ask for (`resources`), when
+    /// it may ask at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<ResourceBounds>,
+    /// Where a pod override (`podOverride`) may change the pod: dotted
+    /// fields, one list per party (the application's, the tenant's); a
+    /// field is open when every list holds it or a field around it. Empty:
+    /// no override.
+    pod_override: Vec<Vec<String>>,
+}
+
+/// Upper bounds on what a caller may ask for.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ResourceBounds {
+    /// Millicores; none: no bound of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_cpu_millis: Option<u64>,
+    /// Bytes; none: no bound of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_memory_bytes: Option<u64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -86,6 +107,15 @@ pub(crate) async fn list(
                 timeout: allowed.timeout,
                 max_timeout_seconds: allowed.max_timeout,
                 image: allowed.image,
+                resources: allowed.resources.map(|b| ResourceBounds {
+                    max_cpu_millis: b.cpu_millis,
+                    max_memory_bytes: b.memory_bytes,
+                }),
+                pod_override: allowed
+                    .pod_override
+                    .iter()
+                    .map(|fields| fields.iter().map(|f| f.0.join(".")).collect())
+                    .collect(),
             }
         })
         .collect();

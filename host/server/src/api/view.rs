@@ -18,8 +18,12 @@ pub(crate) struct RunView {
     state: State,
     /// RFC 3339.
     created_at: String,
+    /// When a server took it (`starting`).
     #[serde(skip_serializing_if = "Option::is_none")]
     started_at: Option<String>,
+    /// When its pod was started (created, or found): `running`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    running_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     finished_at: Option<String>,
     cancel_requested: bool,
@@ -122,6 +126,7 @@ pub(crate) fn view(run: Run) -> RunView {
         state: run.state,
         created_at: time(run.created_at),
         started_at: run.started_at.map(time),
+        running_at: run.running_at.map(time),
         finished_at: run.finished_at.map(time),
         cancel_requested: run.cancel_requested,
         server: run.owner,

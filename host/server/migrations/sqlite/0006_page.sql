@@ -2,6 +2,10 @@
 -- pod's are (a JSON list), for the page's "what each hook changed".
 ALTER TABLE runs ADD COLUMN changes TEXT;
 
+-- When the run's pod was started, created or found (started_at: when a
+-- server took it).
+ALTER TABLE runs ADD COLUMN running_at INTEGER;
+
 -- How many places in the run's log may miss lines (log_gaps below).
 ALTER TABLE runs ADD COLUMN log_gaps INTEGER NOT NULL DEFAULT 0;
 
