@@ -877,6 +877,8 @@ fn a_server_killed_mid_run_follows_the_pod_again_and_finishes_it_once() {
         log, "begin\nend\n",
         "no line lost or repeated across the restart"
     );
+    // The log read again as stored: nothing to say.
+    assert_eq!(r["log"]["gapCount"], 0, "{r}");
     let start = Instant::now();
     while !pods_of_run(&id).is_empty() {
         assert!(
@@ -898,7 +900,7 @@ fn a_log_rotated_while_no_server_watched_is_stored_on_after_a_gap_said_in_its_pl
     // the log within its 10 s check: the pod's log then starts after it.
     let id = server.submit(serde_json::json!({
         "application": "worker",
-        "args": ["sh", "-c", "echo begin; sleep 3; head -c 12000000 /dev/zero | tr '\\0' x | fold -w 1000; sleep 25; echo end"],
+        "args": ["sh", "-c", "echo begin; sleep 5; head -c 12000000 /dev/zero | tr '\\0' x | fold -w 1000; sleep 25; echo end"],
     }));
     server.wait(&id, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
     server.child.kill().unwrap();
@@ -909,19 +911,20 @@ fn a_log_rotated_while_no_server_watched_is_stored_on_after_a_gap_said_in_its_pl
     let server = Server::start_on(&scratch, &store, Some(&kubeconfig), &["--lease", "2"]);
     let r = server.ended(&id);
     assert_eq!(r["state"], "succeeded", "{r}");
+    // What the rotated log still held (its last x lines, if the kubelet
+    // rotated it mid-write, and the end), after a gap.
     let (_, log) = server.call("GET", &format!("/v1/runs/{id}/logs"), None, &[]);
-    assert_eq!(
-        log, "begin\nend\n",
-        "what the rotated log still held, nothing twice"
+    let head = &log[..log.len().min(200)];
+    assert!(
+        log.starts_with("begin\n") && log.ends_with("\nend\n"),
+        "{head}"
     );
+    assert!(log.len() < 12_000_000, "the rotated-away lines came back");
     let gaps = &r["log"]["gaps"];
     assert_eq!(gaps[0]["line"], 1, "{r}");
     assert_eq!(gaps[0]["container"], "worker", "{r}");
     assert!(
-        gaps[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("did not continue"),
+        gaps[0]["message"].as_str().unwrap().contains("rotated"),
         "{r}"
     );
     let (_, events) = server.call("GET", &format!("/v1/runs/{id}/logs?follow=true"), None, &[]);
@@ -929,7 +932,13 @@ fn a_log_rotated_while_no_server_watched_is_stored_on_after_a_gap_said_in_its_pl
         .lines()
         .filter_map(|l| l.strip_prefix("event: "))
         .collect();
-    assert_eq!(kinds, ["line", "gap", "line", "end"], "{events}");
+    assert_eq!(
+        kinds[..2],
+        ["line", "gap"],
+        "{:?}",
+        &kinds[..kinds.len().min(10)]
+    );
+    assert_eq!(kinds[kinds.len() - 2..], ["line", "end"]);
 }
 
 #[test]

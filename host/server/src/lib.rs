@@ -15,6 +15,7 @@
 pub mod api;
 mod callback;
 mod metrics;
+mod resume;
 pub mod state;
 pub mod store;
 mod worker;

@@ -710,33 +710,6 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// For each container of run `id`: the number of lines stored, the
-    /// first and the last.
-    pub async fn lines_by_container(
-        &self,
-        id: &str,
-    ) -> Result<std::collections::HashMap<String, (i64, Vec<u8>, Vec<u8>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT container, COUNT(*) AS n, \
-             (SELECT line FROM logs AS l WHERE l.run_id = $1 AND l.container = logs.container \
-              ORDER BY seq LIMIT 1) AS first, \
-             (SELECT line FROM logs AS l WHERE l.run_id = $1 AND l.container = logs.container \
-              ORDER BY seq DESC LIMIT 1) AS last \
-             FROM logs WHERE run_id = $1 GROUP BY container",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("container")?,
-                    (r.try_get("n")?, r.try_get("first")?, r.try_get("last")?),
-                ))
-            })
-            .collect()
-    }
-
     /// What each hook changed in run `id`'s pod (JSON), if it was kept.
     pub async fn changes(&self, id: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT changes FROM runs WHERE id = $1")
@@ -1167,10 +1140,6 @@ mod tests {
             let read = store.logs("a", 1, 10).await.unwrap();
             let text: Vec<&[u8]> = read.iter().map(|l| l.line.as_slice()).collect();
             assert_eq!(text, [b"1", b"2"]);
-            assert_eq!(
-                store.lines_by_container("a").await.unwrap()["c"],
-                (3, b"0".to_vec(), b"2".to_vec())
-            );
             assert_eq!(store.gaps("a").await.unwrap(), [gap]);
             let run = store.get("a").await.unwrap().unwrap();
             assert_eq!((run.log_bytes, run.log_truncated), (6, true));

@@ -19,6 +19,7 @@ use podrun::runtime::kube::KubeError;
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
 use crate::Shared;
+use crate::resume::{self, Overlap, Resume};
 use crate::state::State;
 use crate::store::{Gap, Work};
 
@@ -380,14 +381,13 @@ async fn run(
         Err(e) if resumed => return Err(GiveUp(format!("its classifiers: {e}"))),
         Err(e) => return Ok(failed("HookFailed", e.to_string(), e.exit_code())),
     };
-    let skip = match shared.store.lines_by_container(&work.id).await {
-        // A log already cut stores nothing more: nothing to match.
-        Ok(_) if work.log_truncated => HashMap::new(),
-        Ok(s) => s
-            .into_iter()
-            .map(|(container, (left, first, last))| (container, Resume::new(left, first, last)))
-            .collect(),
-        Err(e) => return Err(GiveUp(format!("cannot read its log: {e}"))),
+    // A log already cut stores nothing more: nothing to match.
+    let skip = match work.log_truncated {
+        true => HashMap::new(),
+        false => match resume::stored(&shared.store, &work.id).await {
+            Ok(s) => s,
+            Err(e) => return Err(GiveUp(format!("cannot read its log: {e}"))),
+        },
     };
     // A pod that may have been created is only ever followed: if it is
     // gone, the run ends lost rather than running twice. The mark is
@@ -505,98 +505,13 @@ struct StoreSink {
     cancel_on_start: Option<Cancel>,
 }
 
-/// Where a resumed run's stored log of one container ends. The pod shows
-/// its log again from the start (the kubelet's current file), and what was
-/// stored must be told from what was not:
-/// - a log that starts with the first stored line is the one stored: as
-///   many lines as were stored are passed over, and the last of them must
-///   be the last one stored, or a gap is said there;
-/// - one that starts elsewhere was rotated while no server followed it:
-///   lines are kept until the first copy of the last stored line, and those
-///   after it are new. Without that line among them (within as many lines
-///   as were stored, and [`RESUME_BUFFER`] bytes), what was kept is stored
-///   after a gap: a line may be stored twice then, but none is lost unsaid.
-struct Resume {
-    /// Lines still to read before the overlap is known.
-    left: i64,
-    /// The first line stored.
-    first: Vec<u8>,
-    /// The last line stored.
-    last: Vec<u8>,
-    /// Whether the pod's log starts as the stored one does, once a line of
-    /// it has been read.
-    same_start: Option<bool>,
-    /// A rotated log's lines kept while the overlap is not known.
-    kept: Vec<Vec<u8>>,
-    kept_bytes: usize,
-}
-
-/// The most a rotated log's resumed container keeps while looking for
-/// where the stored log ended.
-const RESUME_BUFFER: usize = 256 * 1024;
-
-/// What a resumed container's first lines turned out to be.
-#[derive(Debug, PartialEq, Eq)]
-struct Overlap {
-    /// Lines not stored yet.
-    new: Vec<Vec<u8>>,
-    /// Whether the stored log's end was not found among them.
-    gap: bool,
-}
-
-impl Resume {
-    fn new(left: i64, first: Vec<u8>, last: Vec<u8>) -> Self {
-        Resume {
-            left,
-            first,
-            last,
-            same_start: None,
-            kept: Vec::new(),
-            kept_bytes: 0,
-        }
-    }
-
-    /// Takes the pod's next line; the overlap once it is known.
-    fn next(&mut self, line: &[u8]) -> Option<Overlap> {
-        self.left -= 1;
-        let same = *self.same_start.get_or_insert_with(|| line == self.first);
-        if same {
-            return (self.left <= 0).then(|| Overlap {
-                new: Vec::new(),
-                gap: line != self.last,
-            });
-        }
-        if line == self.last {
-            self.left = 0;
-            self.kept.clear();
-            return Some(Overlap {
-                new: Vec::new(),
-                gap: false,
-            });
-        }
-        self.kept_bytes += line.len();
-        self.kept.push(line.to_vec());
-        (self.left <= 0 || self.kept_bytes > RESUME_BUFFER).then(|| self.settle())
-    }
-
-    /// A rotated log's overlap not found: what was kept, after a gap.
-    fn settle(&mut self) -> Overlap {
-        self.left = 0;
-        self.kept_bytes = 0;
-        Overlap {
-            new: std::mem::take(&mut self.kept),
-            gap: true,
-        }
-    }
-}
-
 /// Gaps stored per run and server; more say nothing new.
 const MAX_GAPS: usize = 100;
 
 impl StoreSink {
     fn line(&mut self, container: &str, line: &[u8]) {
         if let Some(resume) = self.skip.get_mut(container)
-            && resume.left > 0
+            && resume.open()
         {
             if let Some(overlap) = resume.next(line) {
                 self.resumed(container, overlap);
@@ -607,13 +522,10 @@ impl StoreSink {
     }
 
     fn resumed(&mut self, container: &str, overlap: Overlap) {
-        if overlap.gap {
+        if let Some(why) = overlap.gap {
             self.gap(
                 Some(container),
-                format!(
-                    "the log of container {container} did not continue the stored one where \
-                     following resumed (rotated meanwhile?); lines may be missing here"
-                ),
+                format!("the log of container {container} {why}"),
             );
         }
         for line in overlap.new {
@@ -621,14 +533,13 @@ impl StoreSink {
         }
     }
 
-    /// Settles the rotated logs that ended before their overlap was known:
-    /// what they kept is not dropped. (A log that starts as the stored one
-    /// and ends early was read only in part, as a sidecar's is.)
+    /// Settles the logs that ended before their overlap was known: what
+    /// they kept is not dropped, and a gap is said.
     fn finish(&mut self) {
         let open: Vec<(String, Overlap)> = self
             .skip
             .iter_mut()
-            .filter(|(_, r)| r.left > 0 && r.same_start == Some(false))
+            .filter(|(_, r)| r.open())
             .map(|(c, r)| (c.clone(), r.settle()))
             .collect();
         for (container, overlap) in open {
@@ -751,92 +662,5 @@ async fn write(
             }
         }
         shared.changed();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lines(text: &str) -> Vec<Vec<u8>> {
-        text.split(' ').map(|l| l.as_bytes().to_vec()).collect()
-    }
-
-    /// Stored: a b c.
-    fn stored() -> Resume {
-        Resume::new(3, b"a".to_vec(), b"c".to_vec())
-    }
-
-    /// Reads `text`'s lines; the overlap and the line it came at (from 1).
-    fn read(resume: &mut Resume, text: &str) -> Option<(Overlap, usize)> {
-        for (n, line) in lines(text).iter().enumerate() {
-            if let Some(overlap) = resume.next(line) {
-                return Some((overlap, n + 1));
-            }
-        }
-        None
-    }
-
-    fn found(new: &str) -> Overlap {
-        Overlap {
-            new: if new.is_empty() { vec![] } else { lines(new) },
-            gap: false,
-        }
-    }
-
-    #[test]
-    fn a_resumed_log_that_continues_the_stored_one_stores_nothing_twice() {
-        assert_eq!(read(&mut stored(), "a b c d"), Some((found(""), 3)));
-        // The same start with another end: a gap there, nothing kept.
-        let overlap = read(&mut stored(), "a b x d");
-        assert_eq!(
-            overlap,
-            Some((
-                Overlap {
-                    new: vec![],
-                    gap: true
-                },
-                3
-            ))
-        );
-    }
-
-    #[test]
-    fn a_rotated_log_goes_on_after_the_first_copy_of_the_last_stored_line() {
-        // The kubelet kept the log from b on: c ends what was stored, even
-        // when the container prints c again later.
-        assert_eq!(read(&mut stored(), "b c d c"), Some((found(""), 2)));
-        // Kept only from e on: c is not there, so all of it, after a gap.
-        let overlap = read(&mut stored(), "e f g h");
-        let all = Overlap {
-            new: lines("e f g"),
-            gap: true,
-        };
-        assert_eq!(overlap, Some((all, 3)));
-    }
-
-    #[test]
-    fn a_rotated_log_keeps_a_bounded_amount_and_is_settled_at_the_end() {
-        let mut resume = Resume::new(i64::MAX, b"a".to_vec(), b"c".to_vec());
-        let line = vec![b'x'; 64 * 1024];
-        let mut overlap = None;
-        let mut n = 0;
-        while overlap.is_none() {
-            overlap = resume.next(&line);
-            n += 1;
-        }
-        assert_eq!(n, RESUME_BUFFER / line.len() + 1, "kept past the buffer");
-        assert!(overlap.unwrap().gap);
-        // A short rotated log that ends first: what it kept, after a gap.
-        let mut resume = stored();
-        assert_eq!(read(&mut resume, "x"), None);
-        assert_eq!(resume.same_start, Some(false));
-        assert_eq!(
-            resume.settle(),
-            Overlap {
-                new: lines("x"),
-                gap: true
-            }
-        );
     }
 }

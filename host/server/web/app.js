@@ -263,7 +263,7 @@ function renderRun(run) {
         { class: at ? "done" : "pending" },
         el("span", {}, name),
         " ",
-        at ? el("time", { datetime: at, title: at }, new Date(at).toLocaleString()) : "not yet",
+        at ? el("time", { datetime: at, title: at }, new Date(at).toLocaleString()) : ENDED.has(run.state) ? "—" : "not yet",
       ),
     ),
   );
@@ -475,16 +475,13 @@ function renderFields(again) {
     fields.push(field("Timeout (seconds)", "timeout", { type: "number", min: 1, max: app.maxTimeoutSeconds, value: again?.timeout ?? "" }, hint));
   }
   if (app.image) fields.push(field("Image", "image", { value: again?.image ?? "" }));
-  if (app.resources) {
-    const { maxCpuMillis: cpu, maxMemoryBytes: memory } = app.resources;
-    for (const kind of ["requests", "limits"]) {
-      const hint = cpu === undefined ? null : `At most ${cpu}m.`;
-      fields.push(field(`CPU ${kind === "requests" ? "request" : "limit"}`, `resources.${kind}.cpu`, { placeholder: "500m" }, hint));
-    }
-    for (const kind of ["requests", "limits"]) {
-      const hint = memory === undefined ? null : `At most ${memory} bytes.`;
-      fields.push(field(`Memory ${kind === "requests" ? "request" : "limit"}`, `resources.${kind}.memory`, { placeholder: "256Mi" }, hint));
-    }
+  // Only what may be asked for: a resource without a bound may not.
+  const { maxCpuMillis: cpu, maxMemoryBytes: memory } = app.resources ?? {};
+  for (const kind of cpu === undefined ? [] : ["requests", "limits"]) {
+    fields.push(field(`CPU ${kind === "requests" ? "request" : "limit"}`, `resources.${kind}.cpu`, { placeholder: "500m" }, `At most ${cpu}m.`));
+  }
+  for (const kind of memory === undefined ? [] : ["requests", "limits"]) {
+    fields.push(field(`Memory ${kind === "requests" ? "request" : "limit"}`, `resources.${kind}.memory`, { placeholder: "256Mi" }, `At most ${memory} bytes.`));
   }
   if (app.podOverride?.length) {
     const id = "submit-podOverride";

@@ -314,31 +314,20 @@ pub async fn prepare(
             logs: called.logs,
         });
     }
-    if !redacted.is_empty() {
-        let mut last = object.clone();
-        crate::timeline::redact(&mut last);
-        for (step, changes) in redacted {
-            steps[step].changes = changes
-                .into_iter()
-                .map(|c| match c.shows {
-                    Some((path, value)) if last.pointer(&path) != Some(&value) => {
-                        let op = c.line.split(' ').next().unwrap_or_default();
-                        shown(
-                            &format!("{op} {path} (not so in the final pod)"),
-                            MESSAGE_LIMIT,
-                        )
-                    }
-                    _ => c.line,
-                })
-                .collect();
-        }
-    }
-
     access::check_final(&mut object, tenant, &granted)?;
     let pod: Pod = serde_json::from_value(object).map_err(|e| HookError::Output {
         hook: "(final pod)".into(),
         message: e.to_string(),
     })?;
+    if !redacted.is_empty() {
+        // The pod as the caller sees it: typed (fields Kubernetes does not
+        // know are gone), redacted.
+        let mut last = serde_json::to_value(&pod).unwrap_or_default();
+        crate::timeline::redact(&mut last);
+        for (step, changes) in redacted {
+            steps[step].changes = changes.into_iter().map(|c| c.seen_against(&last)).collect();
+        }
+    }
     Ok(Prepared {
         run_id,
         pod,
@@ -656,9 +645,40 @@ fn validate(object: &Value) -> Result<(), String> {
 /// One line per change between two objects, as JSON Patch operations.
 /// One change a hook made, as `--explain` shows it.
 struct Change {
-    /// The path and the value it shows, if it shows one.
-    shows: Option<(String, Value)>,
+    /// `add`, `replace` or `remove`, the path and the value it set.
+    what: Option<(&'static str, String, Option<Value>)>,
     line: String,
+}
+
+impl Change {
+    /// The line as a caller who sees only `last` (the final pod, redacted)
+    /// may read it: a value only where that pod shows the same, and a path
+    /// only as far as that pod has it.
+    fn seen_against(self, last: &Value) -> String {
+        let Some((op, path, value)) = self.what else {
+            return self.line;
+        };
+        if value.is_some() && last.pointer(&path) == value.as_ref() {
+            return self.line;
+        }
+        let mut shown_path = path.as_str();
+        while last.pointer(shown_path).is_none() {
+            match shown_path.rfind('/') {
+                Some(end) => shown_path = &shown_path[..end],
+                None => break,
+            }
+        }
+        let cut = if shown_path.len() < path.len() {
+            "/…"
+        } else {
+            ""
+        };
+        let note = match value {
+            Some(_) => " (not so in the final pod)",
+            None => "",
+        };
+        shown(&format!("{op} {shown_path}{cut}{note}"), MESSAGE_LIMIT)
+    }
 }
 
 /// What a hook changed, one line each; with `redacted`, values as
@@ -681,24 +701,28 @@ fn changes(before: &Value, after: &Value, redacted: bool) -> Vec<Change> {
         .0
         .iter()
         .map(|op| {
-            let (shows, line) = match op {
+            let (what, line) = match op {
                 json_patch::PatchOperation::Add(o) => {
                     let (path, value) = (o.path.to_string(), value(o.path.as_str(), &o.value));
                     let line = format!("add {path} = {value}");
-                    (Some((path, value)), line)
+                    (Some(("add", path, Some(value))), line)
                 }
                 json_patch::PatchOperation::Replace(o) => {
                     let (path, value) = (o.path.to_string(), value(o.path.as_str(), &o.value));
                     let line = format!("replace {path} = {value}");
-                    (Some((path, value)), line)
+                    (Some(("replace", path, Some(value))), line)
                 }
-                json_patch::PatchOperation::Remove(o) => (None, format!("remove {}", o.path)),
+                json_patch::PatchOperation::Remove(o) => {
+                    let path = o.path.to_string();
+                    let line = format!("remove {path}");
+                    (Some(("remove", path, None)), line)
+                }
                 // diff makes only the three above.
                 _ if redacted => (None, "a change (not shown)".to_string()),
                 other => (None, other.to_string()),
             };
             Change {
-                shows,
+                what,
                 line: shown(&line, MESSAGE_LIMIT),
             }
         })
@@ -886,5 +910,40 @@ mod tests {
         assert!(plain.accept().is_err(), "the http URL was reached");
         done.store(true, Ordering::Relaxed);
         let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+    }
+
+    #[test]
+    fn a_redacted_change_shows_only_what_the_final_pod_shows() {
+        let before = serde_json::json!({"spec": {"containers": [{"name": "c", "env": []}]},
+            "metadata": {"annotations": {"keep": "1"}}});
+        let after = serde_json::json!({"spec": {"containers": [{"name": "c",
+            "env": [{"name": "KEY", "value": "sesame"}]}], "bogus": "hidden-in-an-unknown-field"},
+            "metadata": {"annotations": {"keep": "1", "note": "for-the-next-hook"}}});
+        // The final pod: the env var stays, the note and the unknown field
+        // are gone.
+        let mut last = serde_json::json!({"spec": {"containers": [{"name": "c",
+            "env": [{"name": "KEY", "value": "sesame"}]}]},
+            "metadata": {"annotations": {"keep": "1"}}});
+        crate::timeline::redact(&mut last);
+        let lines: Vec<String> = changes(&before, &after, true)
+            .into_iter()
+            .map(|c| c.seen_against(&last))
+            .collect();
+        let text = lines.join("\n");
+        assert!(
+            text.contains(r#"add /spec/containers/0/env/0 = {"name":"KEY","value":"(redacted)"}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("add /spec/… (not so in the final pod)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("add /metadata/annotations/… (not so in the final pod)"),
+            "{text}"
+        );
+        for secret in ["sesame", "hidden", "bogus", "for-the-next-hook", "note"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
     }
 }

@@ -52,10 +52,10 @@ pub(crate) struct ApplicationView {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ResourceBounds {
-    /// Millicores; none: no bound of its own.
+    /// Millicores; absent: cpu may not be asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     max_cpu_millis: Option<u64>,
-    /// Bytes; none: no bound of its own.
+    /// Bytes; absent: memory may not be asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     max_memory_bytes: Option<u64>,
 }

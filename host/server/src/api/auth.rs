@@ -148,7 +148,9 @@ pub(crate) fn too_many(wait: Duration) -> Response {
     let mut response = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate-limited",
-        format!("over this tenant's submits per minute: retry in {seconds} s"),
+        format!(
+            "over this tenant's submits-per-minute (dry runs: ten times it): retry in {seconds} s"
+        ),
     )
     .into_response();
     response

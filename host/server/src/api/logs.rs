@@ -130,14 +130,19 @@ struct Following {
 }
 
 impl Following {
-    /// Reads the gaps stored since the last read. Each is stored with the
-    /// lines before it, so once those lines have been read, so can it be.
-    async fn read_gaps(&mut self) {
-        if let Ok(gaps) = self.shared.store.gaps_from(&self.id, self.next_gap).await {
-            for (seq, gap) in gaps {
-                self.next_gap = seq + 1;
-                self.gaps.push_back(gap);
+    /// Reads the gaps stored since the last read; whether it could. Each
+    /// is stored with the lines before it, so once those lines have been
+    /// read, so can it be.
+    async fn read_gaps(&mut self) -> bool {
+        match self.shared.store.gaps_from(&self.id, self.next_gap).await {
+            Ok(gaps) => {
+                for (seq, gap) in gaps {
+                    self.next_gap = seq + 1;
+                    self.gaps.push_back(gap);
+                }
+                true
             }
+            Err(_) => false,
         }
     }
 
@@ -182,16 +187,19 @@ fn follow(
         loop {
             // Marked before reading: a change after the read wakes us.
             f.changes.borrow_and_update();
-            let finished = match f.shared.store.get(&f.id).await {
+            let run = f.shared.store.get(&f.id).await;
+            let finished = match &run {
                 Ok(Some(run)) => run.state.is_final().then_some(run.state),
                 Ok(None) => Some(State::Lost),
                 Err(_) => None,
             };
+            // Gaps stored (a count, read with the state) and not read yet.
+            let unread = matches!(&run, Ok(Some(run)) if run.log_gaps > f.next_gap);
             let mut events = Vec::new();
             match f.shared.store.logs(&f.id, f.offset, LOG_PAGE).await {
-                Ok(lines) if !lines.is_empty() => {
-                    // Read after the lines: every gap among them is in.
-                    f.read_gaps().await;
+                // Gaps are read after the lines, so that every gap among
+                // them is in; lines are not sent without their gaps.
+                Ok(lines) if !lines.is_empty() && f.read_gaps().await => {
                     events.reserve(lines.len());
                     for l in &lines {
                         f.gaps_before(l.seq, &mut events);
@@ -211,8 +219,7 @@ fn follow(
                 }
                 // The state was read before the lines: a run seen ended
                 // has no line after the ones just read.
-                Ok(_) if finished.is_some() => {
-                    f.read_gaps().await;
+                Ok(lines) if lines.is_empty() && finished.is_some() && f.read_gaps().await => {
                     f.gaps_before(i64::MAX, &mut events);
                     let state = finished.map(State::as_str).unwrap_or("lost");
                     events.push(Ok(Event::default()
@@ -220,6 +227,14 @@ fn follow(
                         .data(serde_json::json!({"state": state}).to_string())));
                     f.ended = true;
                     return Some((futures::stream::iter(events), f));
+                }
+                // Nothing new: a gap said since (a stream given up) is
+                // sent now, not with the next line.
+                Ok(lines) if lines.is_empty() && unread && f.read_gaps().await => {
+                    f.gaps_before(f.offset, &mut events);
+                    if !events.is_empty() {
+                        return Some((futures::stream::iter(events), f));
+                    }
                 }
                 _ => {}
             }
