@@ -227,6 +227,7 @@ fn summary(_: &mut Criterion) {
         us(m),
         verdict(us(m) <= 40.0)
     );
+    compare_restart_never(&cases.restart_never, &app, &pod);
     let m = timed(3000, || {
         drop(block(cases.deadline.mutate(&app, &pod)).unwrap())
     });
@@ -334,6 +335,39 @@ fn summary(_: &mut Criterion) {
             "kubectl create --dry-run=client: not measured ({e}); point KUBECONFIG at a cluster"
         ),
     }
+}
+
+/// With `PODRUN_BENCH_BASE_RESTART_NEVER` naming another build of
+/// restart-never (an earlier commit's, or one linked with another stack
+/// size), the two in interleaved rounds, and their ratio with its spread.
+fn compare_restart_never(ours: &Hook, app: &podrun::context::RunContext, pod: &types::Object) {
+    let Ok(path) = std::env::var("PODRUN_BENCH_BASE_RESTART_NEVER") else {
+        return;
+    };
+    let base = load(
+        &engine(),
+        Source::File(path.into()),
+        Kind::Mutate,
+        serde_json::json!({}),
+    );
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let x = timed(300, || drop(block(ours.mutate(app, pod)).unwrap()));
+        let y = timed(300, || drop(block(base.mutate(app, pod)).unwrap()));
+        ratios.push(x.as_secs_f64() / y.as_secs_f64());
+        a.push(us(x));
+        b.push(us(y));
+    }
+    let spread = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let ((am, al, ah), (bm, bl, bh), (rm, rl, rh)) = (spread(a), spread(b), spread(ratios));
+    println!("restart-never, 20 interleaved rounds of 300 calls (median, min-max):");
+    println!("  this build: {am:6.1} µs ({al:.1}-{ah:.1})");
+    println!("  base:       {bm:6.1} µs ({bl:.1}-{bh:.1})");
+    println!("  this/base:  {rm:6.2}    ({rl:.2}-{rh:.2})");
 }
 
 criterion_group!(benches, bench_calls, bench_cli, summary);

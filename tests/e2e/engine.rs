@@ -364,3 +364,41 @@ async fn many_runs_loading_one_hook_at_once_compile_it_once() {
     }
     assert_eq!(hooks.components_compiled(), 1);
 }
+
+/// The built-ins linked with a small stack (host/build.rs) still take the
+/// deepest object the JSON readers accept, and a classify call's largest
+/// observation, without running out of it.
+#[tokio::test]
+async fn the_small_stack_built_ins_take_the_deepest_pod() {
+    let mut deep = String::from("{}");
+    for _ in 0..120 {
+        deep = format!(r#"{{"x":{deep},"y":[1,2,3]}}"#);
+    }
+    let object = podrun::hooks::types::Object {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        json: format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p","labels":{{"a":"b"}}}},"spec":{{"containers":[{{"name":"c","image":"busybox","securityContext":{{}}}}],"deep":{deep}}}}}"#
+        ),
+    };
+    for (name, settings) in [
+        ("api-token", serde_json::json!({})),
+        ("deadline", serde_json::json!({})),
+        ("labels", serde_json::json!({})),
+        ("pod-security", serde_json::json!({})),
+        ("restart-never", serde_json::json!({})),
+        ("sequence", serde_json::json!({})),
+    ] {
+        let spec = Spec {
+            source: Source::Builtin(name),
+            kind: Kind::Mutate,
+            settings,
+            limits: Limits::default(),
+        };
+        let hook = support::hooks().load(&spec).await.unwrap();
+        match hook.mutate(&context(), &object).await {
+            Ok(_) | Err(HookError::Denied { .. }) => {}
+            Err(e) => panic!("{name}: {e:?}"),
+        }
+    }
+}
