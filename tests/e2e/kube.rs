@@ -849,22 +849,29 @@ fn a_classifier_sees_the_events_of_a_pod_stuck_without_status_changes() {
     assert_eq!(r.result["reason"], "VolumeMissing", "{}", r.result);
 }
 
+/// A server on the cluster with a `worker` run of `sh -c SCRIPT`, killed
+/// with -9 once the run has printed: its pod runs on without anyone
+/// watching it. The scratch directory, the store and the run's id.
+fn killed_mid_run(script: &str) -> (support::Scratch, String, String) {
+    use crate::server::{Server, scratch};
+    let (scratch, store) = scratch();
+    let mut server = Server::start_on(&scratch, &store, Some(&kubeconfig()), &["--lease", "2"]);
+    let id = server.submit(serde_json::json!({
+        "application": "worker",
+        "args": ["sh", "-c", script],
+    }));
+    server.wait(&id, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    (scratch, store, id)
+}
+
 #[test]
 #[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
 fn a_server_killed_mid_run_follows_the_pod_again_and_finishes_it_once() {
-    use crate::server::{Server, scratch};
-    let (scratch, store) = scratch();
+    use crate::server::Server;
+    let (scratch, store, id) = killed_mid_run("echo begin; sleep 6; echo end; exit 4");
     let kubeconfig = kubeconfig();
-    let mut server = Server::start_on(&scratch, &store, Some(&kubeconfig), &["--lease", "2"]);
-    let id = server.submit(serde_json::json!({
-        "application": "worker",
-        "args": ["sh", "-c", "echo begin; sleep 6; echo end; exit 4"],
-    }));
-    server.wait(&id, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
-    // kill -9: the pod runs on without anyone watching it.
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-    drop(server);
     assert_eq!(pods_of_run(&id).len(), 1, "the pod outlives the server");
 
     let server = Server::start_on(&scratch, &store, Some(&kubeconfig), &["--lease", "2"]);
@@ -892,20 +899,13 @@ fn a_server_killed_mid_run_follows_the_pod_again_and_finishes_it_once() {
 #[test]
 #[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
 fn a_log_rotated_while_no_server_watched_is_stored_on_after_a_gap_said_in_its_place() {
-    use crate::server::{Server, scratch};
-    let (scratch, store) = scratch();
-    let kubeconfig = kubeconfig();
-    let mut server = Server::start_on(&scratch, &store, Some(&kubeconfig), &["--lease", "2"]);
+    use crate::server::Server;
     // 12 MB of output passes the kubelet's 10 MiB log size, and it rotates
     // the log within its 10 s check: the pod's log then starts after it.
-    let id = server.submit(serde_json::json!({
-        "application": "worker",
-        "args": ["sh", "-c", "echo begin; sleep 5; head -c 12000000 /dev/zero | tr '\\0' x | fold -w 1000; sleep 25; echo end"],
-    }));
-    server.wait(&id, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-    drop(server);
+    let (scratch, store, id) = killed_mid_run(
+        "echo begin; sleep 5; head -c 12000000 /dev/zero | tr '\\0' x | fold -w 1000; sleep 25; echo end",
+    );
+    let kubeconfig = kubeconfig();
     std::thread::sleep(Duration::from_secs(22));
 
     let server = Server::start_on(&scratch, &store, Some(&kubeconfig), &["--lease", "2"]);
@@ -944,18 +944,9 @@ fn a_log_rotated_while_no_server_watched_is_stored_on_after_a_gap_said_in_its_pl
 #[test]
 #[ignore = "needs a cluster: PODRUN_E2E_KUBECONFIG"]
 fn a_run_whose_pod_went_while_no_server_watched_ends_lost_and_never_runs_twice() {
-    use crate::server::{Server, scratch};
-    let (scratch, store) = scratch();
+    use crate::server::Server;
+    let (scratch, store, id) = killed_mid_run("echo begin; sleep 60");
     let kubeconfig = kubeconfig();
-    let mut server = Server::start_on(&scratch, &store, Some(&kubeconfig), &["--lease", "2"]);
-    let id = server.submit(serde_json::json!({
-        "application": "worker",
-        "args": ["sh", "-c", "echo begin; sleep 60"],
-    }));
-    server.wait(&id, |r| r["state"] == "running" && r["log"]["bytes"] != 0);
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-    drop(server);
     let [name] = pods_of_run(&id).try_into().expect("one pod");
     let _ = StdCommand::new("kubectl")
         .env("KUBECONFIG", &kubeconfig)
