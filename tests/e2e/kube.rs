@@ -188,6 +188,24 @@ fn deadline_exceeded() {
         r.stderr
     );
     assert_eq!(r.stdout, "waiting\n");
+    // The pod fails before its log is read: a finished pod keeps saying
+    // its container runs, and the line must be read all the same.
+    let proxy = proxied(Faults {
+        delay_logs: Some(Duration::from_secs(3)),
+        ..Faults::default()
+    })
+    .unwrap();
+    let r = run_on(
+        &proxy.kubeconfig,
+        &manifest(&unique("deadline-late-log"), &body),
+        &[],
+    );
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (124, "waiting\n"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -35,6 +35,8 @@ pub struct Faults {
     pub gone_watches: usize,
     /// Cut every followed log stream after this many bytes.
     pub cut_logs_after_bytes: Option<usize>,
+    /// Hold every log request this long before passing it on.
+    pub delay_logs: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -175,7 +177,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         .unwrap_or_default();
     let creates_pod = req.method() == hyper::Method::POST && req.uri().path().ends_with("/pods");
     let watch = path.contains("watch=true") || path.contains("watch=1");
-    let follows_log = req.uri().path().ends_with("/log") && path.contains("follow=true");
+    let reads_log = req.uri().path().ends_with("/log");
+    let follows_log = reads_log && path.contains("follow=true");
     if watch && req.uri().path().ends_with("/pods") {
         state.pod_watches.lock().unwrap().push(path.clone());
     }
@@ -198,6 +201,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         return Ok(full(StatusCode::OK, format!("{event}\n")));
     }
 
+    if let (true, Some(delay)) = (reads_log, state.faults.delay_logs) {
+        tokio::time::sleep(delay).await;
+    }
     let response = match forward(&state, req).await {
         Ok(r) => r,
         Err(e) => {

@@ -750,10 +750,15 @@ fn started(pod: &Pod, name: &str) -> bool {
         .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
 }
 
-fn terminated(pod: &Pod, name: &str) -> bool {
-    status_of(pod, name)
-        .and_then(|s| s.state.as_ref())
-        .is_some_and(|st| st.terminated.is_some())
+/// Whether a container has ended or is being stopped for good. A pod that
+/// failed (its deadline passed, say) may keep saying its containers run
+/// while the kubelet kills them: the status of a finished pod is not
+/// updated again.
+fn ended(pod: &Pod, name: &str) -> bool {
+    pod_over(pod)
+        || status_of(pod, name)
+            .and_then(|s| s.state.as_ref())
+            .is_some_and(|st| st.terminated.is_some())
 }
 
 fn pod_over(pod: &Pod) -> bool {
@@ -844,11 +849,7 @@ async fn follow(
     // The start of a line whose stream ended before its newline.
     let mut head: Option<Vec<u8>> = None;
     loop {
-        let ended_before = never_seen
-            || pods
-                .borrow()
-                .as_ref()
-                .is_none_or(|p| terminated(p, container));
+        let ended_before = never_seen || pods.borrow().as_ref().is_none_or(|p| ended(p, container));
         let since = last.map(|(ts, _)| {
             // sinceTime has whole seconds: start at the second of the last
             // line and skip what was already printed.
@@ -907,14 +908,8 @@ async fn follow(
                     // Once the verdict is in, a container still running (a
                     // sidecar) is no longer followed; an ended one is read
                     // to its last line, however long that takes.
-                    let running = || {
-                        !pods
-                            .borrow()
-                            .as_ref()
-                            .is_some_and(|p| terminated(p, container))
-                    };
-                    let ended = !running();
-                    if *finishing.borrow() && !ended {
+                    let over = pods.borrow().as_ref().is_some_and(|p| ended(p, container));
+                    if *finishing.borrow() && !over {
                         return;
                     }
                     // The kubelet ends a followed stream only when it next
@@ -929,11 +924,11 @@ async fn follow(
                     let read = tokio::select! {
                         read = futures::AsyncBufReadExt::fill_buf(&mut stream) => read,
                         _ = finishing.changed(), if !*finishing.borrow() => continue,
-                        changed = pods.changed(), if lp.follow && !ended && pods_open => {
+                        changed = pods.changed(), if lp.follow && !over && pods_open => {
                             pods_open = changed.is_ok();
                             continue;
                         }
-                        _ = quiet, if lp.follow && ended => break,
+                        _ = quiet, if lp.follow && over => break,
                     };
                     last_data = Instant::now();
                     let chunk = match read {
@@ -1016,7 +1011,7 @@ async fn follow(
         }
         let ended_now = match pods.borrow().as_ref() {
             None => return,
-            Some(p) => terminated(p, container),
+            Some(p) => ended(p, container),
         };
         // The stream ended before the pod's status says the container did:
         // wait for the status (or a moment) before reading again.
