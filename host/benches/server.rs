@@ -20,9 +20,9 @@ const IN_FLIGHT: usize = 1000;
 const DURING: usize = 100;
 const ROUNDS: usize = 3;
 const CLIENTS: usize = 4;
-/// Long enough for the last of the 1,000 to be submitted while the first
-/// still run (the 20 s is not, at this machine's submit rate).
-const SLEEP: &str = "40";
+/// Each run's length: the last of the 1,000 is submitted while the first
+/// still run.
+const SLEEP: &str = "20";
 
 struct Server {
     child: Child,

@@ -178,8 +178,8 @@ pub(crate) fn parse_bytes(q: &str) -> Option<u64> {
     Some((n * factor).ceil() as u64)
 }
 
-/// What the child does between fork and exec, with every string prepared
-/// beforehand: after fork only async-signal-safe calls are allowed.
+/// What the child does between clone and exec, with every string prepared
+/// beforehand: in the child only async-signal-safe calls are allowed.
 pub(crate) struct ChildSetup {
     cgroup_procs: Option<std::fs::File>,
     mounts: Vec<(CString, CString, bool)>,
@@ -208,7 +208,18 @@ impl ChildSetup {
         })
     }
 
-    /// Runs in the child after fork. Order matters: join the cgroup and
+    /// No setup: the process starts as this one runs.
+    #[cfg(test)]
+    pub(crate) fn none() -> Self {
+        ChildSetup {
+            cgroup_procs: None,
+            mounts: Vec::new(),
+            chdir: None,
+            user: None,
+        }
+    }
+
+    /// Runs in the child between clone and exec. Order matters: join the cgroup and
     /// mount while still privileged, then enter the working directory (it
     /// may be a mount), then drop to the container's user.
     pub(crate) fn apply(&self) -> std::io::Result<()> {
@@ -260,10 +271,14 @@ impl ChildSetup {
             {
                 return Err(Error::last_os_error());
             }
+            // The system calls, not glibc's wrappers: those make every
+            // thread of the process change, through a signal to each, and
+            // the child of a CLONE_VM spawn shares the parent's threads'
+            // bookkeeping.
             if let Some((uid, gid)) = self.user
-                && (libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0)
+                && (libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
+                    || libc::syscall(libc::SYS_setgid, gid) != 0
+                    || libc::syscall(libc::SYS_setuid, uid) != 0)
             {
                 return Err(Error::last_os_error());
             }

@@ -10,6 +10,7 @@
 mod cgroup;
 pub(crate) mod launch;
 mod probe;
+mod spawn;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -467,7 +468,8 @@ impl Supervisor {
         }
         let slot = &mut self.slots[i];
         let started = now();
-        let spawned = ChildSetup::new(&launch, procs).and_then(|setup| spawn(&launch, setup));
+        let spawned = ChildSetup::new(&launch, procs)
+            .and_then(|setup| spawn::spawn(&launch.argv, &launch.env, launch.stdin, &setup));
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -490,7 +492,7 @@ impl Supervisor {
                 return;
             }
         };
-        let pid = child.id().unwrap_or(0);
+        let pid = child.pid;
         slot.pgid = Some(pid as i32);
         slot.terminating = false;
         slot.state = State::Running { since: started };
@@ -821,27 +823,6 @@ fn kill_group(s: &mut Slot, grace: Option<Duration>) {
             libc::kill(-pgid, libc::SIGKILL);
         },
     }
-}
-
-fn spawn(launch: &Launch, setup: ChildSetup) -> std::io::Result<tokio::process::Child> {
-    let mut cmd = tokio::process::Command::new(&launch.argv[0]);
-    cmd.args(&launch.argv[1..])
-        .env_clear()
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if launch.stdin {
-            std::process::Stdio::piped()
-        } else {
-            std::process::Stdio::null()
-        })
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0);
-    // SAFETY: `apply` makes only async-signal-safe calls on data prepared
-    // before fork.
-    unsafe {
-        cmd.pre_exec(move || setup.apply());
-    }
-    cmd.spawn()
 }
 
 /// One fresh directory per emptyDir volume, and the mount points the
