@@ -153,9 +153,22 @@ impl RunError {
 /// Starts `pod` on `runtime` and follows it until a classifier gives a
 /// final verdict or the run is cancelled. `context` is what the hooks are
 /// told about the run.
-pub async fn run(
+pub fn run(
     runtime: &dyn Runtime,
     pod: Pod,
+    context: &RunContext,
+    classifiers: &[Hook],
+    options: &Options,
+    io: Io<'_>,
+) -> impl Future<Output = Result<RunResult, RunError>> + Send {
+    // An async fn keeps its arguments for as long as it runs: the pod is
+    // passed on boxed.
+    follow(runtime, Box::new(pod), context, classifiers, options, io)
+}
+
+async fn follow(
+    runtime: &dyn Runtime,
+    pod: Box<Pod>,
     context: &RunContext,
     classifiers: &[Hook],
     options: &Options,
@@ -186,7 +199,7 @@ pub async fn run(
     let mut cancelled = cancel.subscribe();
     let started = runtime
         .start(Start {
-            pod,
+            pod: *pod,
             run_id: context.run_id.clone(),
             namespace: context.namespace.clone(),
             stdin,
@@ -209,7 +222,9 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     // A slow classifier call is not followed by a burst of catch-up calls.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut latest: Option<Pod> = None;
+    // Boxed, as the hook calls below: what a run holds while it waits
+    // is the size of this future, times the runs in flight.
+    let mut latest: Option<Box<Pod>> = None;
     let mut pod_events = String::from("[]");
     let mut verdict: Option<classify::Verdict> = None;
     let mut interrupted_by: Option<cancel::Reason> = None;
@@ -239,7 +254,7 @@ pub async fn run(
         tokio::select! {
             event = events.next() => match event {
                 Some(Event::Status(pod, recent)) => {
-                    latest = Some(*pod);
+                    latest = Some(pod);
                     pod_events = recent;
                     decide = true;
                     changed = true;
@@ -281,7 +296,14 @@ pub async fn run(
             && let Some(pod) = &latest
         {
             let elapsed = created.elapsed();
-            let decided = classify_with_hook(classifiers, context, pod, &pod_events, elapsed).await;
+            let decided = Box::pin(classify_with_hook(
+                classifiers,
+                context,
+                pod,
+                &pod_events,
+                elapsed,
+            ))
+            .await;
             if let Ok(found) = &decided {
                 sink.notice(Notice::Observed {
                     pod,
@@ -319,7 +341,15 @@ pub async fn run(
         && let Some(pod) = &latest
     {
         let elapsed = created.elapsed();
-        match classify_with_hook(classifiers, context, pod, &pod_events, elapsed).await {
+        match Box::pin(classify_with_hook(
+            classifiers,
+            context,
+            pod,
+            &pod_events,
+            elapsed,
+        ))
+        .await
+        {
             Ok(found) => {
                 sink.notice(Notice::Observed {
                     pod,
@@ -333,7 +363,7 @@ pub async fn run(
         }
     }
     base.timings.run_ms = start.elapsed().as_millis() as u64;
-    base.containers = result::containers(latest.as_ref());
+    base.containers = result::containers(latest.as_deref());
     Ok(conclude(base, interrupted_by, failure, gone, verdict))
 }
 

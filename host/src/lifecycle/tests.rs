@@ -119,7 +119,23 @@ async fn play(
     keep: Keep,
     cancel: Cancel,
 ) -> Outcome {
+    play_cancelled(runtime, context, keep, cancel, |_| async {}).await
+}
+
+/// As [`play`], with `canceller` started once the classifiers are
+/// loaded: loading takes real time, in which paused time may run ahead.
+async fn play_cancelled<F>(
+    runtime: &ReplayRuntime,
+    context: &RunContext,
+    keep: Keep,
+    cancel: Cancel,
+    canceller: impl FnOnce(Cancel) -> F,
+) -> Outcome
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let classifiers = default_classifier().await;
+    tokio::spawn(canceller(cancel.clone()));
     let mut seen = Seen::default();
     let io = Io {
         cancel,
@@ -241,13 +257,17 @@ async fn a_failed_run_keeps_its_pod_when_asked_and_passes_the_exit_code_on() {
 #[tokio::test(start_paused = true)]
 async fn a_cancel_during_creation_stops_the_pod_once_it_exists() {
     let replay = ReplayRuntime::new(vec![status(0, running())]).starting_in(Duration::from_secs(2));
-    let cancel = Cancel::new();
-    let later = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        later.cancel(Reason::Terminate);
-    });
-    let out = play(&replay, &context(), Keep::Never, cancel).await;
+    let out = play_cancelled(
+        &replay,
+        &context(),
+        Keep::Never,
+        Cancel::new(),
+        |later| async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            later.cancel(Reason::Terminate);
+        },
+    )
+    .await;
     assert_eq!(out.result.outcome, "interrupted", "{:?}", out.result);
     assert_eq!(out.result.reason, "SIGTERM");
     assert_eq!(out.result.exit_code, 143);
@@ -266,15 +286,19 @@ async fn a_cancel_during_creation_stops_the_pod_once_it_exists() {
 #[tokio::test(start_paused = true)]
 async fn a_second_cancel_kills_and_keep_always_deletes_nothing() {
     let replay = ReplayRuntime::new(vec![status(0, running())]).starting_in(Duration::from_secs(1));
-    let cancel = Cancel::new();
-    let later = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        later.cancel(Reason::Interrupt);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        later.kill(Reason::Interrupt);
-    });
-    let out = play(&replay, &context(), Keep::Always, cancel).await;
+    let out = play_cancelled(
+        &replay,
+        &context(),
+        Keep::Always,
+        Cancel::new(),
+        |later| async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            later.cancel(Reason::Interrupt);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            later.kill(Reason::Interrupt);
+        },
+    )
+    .await;
     assert_eq!(out.result.exit_code, 130, "{:?}", out.result);
     assert_eq!(
         out.calls,
@@ -416,4 +440,33 @@ impl RunResult {
     fn run_ms_at_least(&self, ms: u64) -> bool {
         self.timings.run_ms >= ms
     }
+}
+
+/// A server holds one of these futures per run in flight, for as long as
+/// the run runs: the pod and the hook calls are boxed, not kept inline.
+#[tokio::test]
+async fn a_run_in_flight_holds_a_small_future() {
+    let runtime = ReplayRuntime::new(Vec::new());
+    let context = context();
+    let classifiers = Vec::new();
+    let options = Options::default();
+    let mut seen = Seen::default();
+    let io = Io {
+        cancel: Cancel::new(),
+        stdin: None,
+        sink: &mut seen,
+    };
+    let fut = run(
+        &runtime,
+        pod(json!({})),
+        &context,
+        &classifiers,
+        &options,
+        io,
+    );
+    let size = std::mem::size_of_val(&fut);
+    assert!(
+        size <= 2 * 1024,
+        "lifecycle::run's future takes {size} bytes"
+    );
 }

@@ -110,7 +110,17 @@ pub(crate) fn prepare(
         (None, None) => None,
         // Only root can switch users; otherwise the process runs as podrun.
         _ if !root => None,
-        (u, g) => Some((u.unwrap_or(0) as u32, g.or(u).unwrap_or(0) as u32)),
+        (u, g) => {
+            // Out of range wraps to another id (2^32 is root): refused, as
+            // the API server refuses it.
+            let id = |v: i64, what: &str| {
+                u32::try_from(v).map_err(|_| format!("{what} {v} is not a valid id"))
+            };
+            Some((
+                id(u.unwrap_or(0), "runAsUser")?,
+                id(g.or(u).unwrap_or(0), "runAsGroup")?,
+            ))
+        }
     };
     let mut mounts = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
@@ -121,6 +131,18 @@ pub(crate) fn prepare(
             )
         })?;
         let dir = match m.sub_path.as_deref() {
+            // As the API server's validation: inside the volume only.
+            Some(sub)
+                if Path::new(sub).is_absolute()
+                    || Path::new(sub)
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir) =>
+            {
+                return Err(format!(
+                    "volume mount {}: subPath {sub:?} must be a relative path without '..'",
+                    m.name
+                ));
+            }
             Some(sub) if !sub.is_empty() => dir.join(sub),
             _ => dir.clone(),
         };
@@ -219,6 +241,20 @@ impl ChildSetup {
         }
     }
 
+    /// Only a change of user.
+    #[cfg(test)]
+    pub(crate) fn as_user(uid: u32, gid: u32) -> Self {
+        ChildSetup {
+            user: Some((uid, gid)),
+            ..ChildSetup::none()
+        }
+    }
+
+    /// Whether the process changes user before it execs.
+    pub(crate) fn switches_user(&self) -> bool {
+        self.user.is_some()
+    }
+
     /// Runs in the child between clone and exec. Order matters: join the cgroup and
     /// mount while still privileged, then enter the working directory (it
     /// may be a mount), then drop to the container's user.
@@ -314,5 +350,60 @@ mod tests {
         assert_eq!(parse_bytes("1.5Ki"), Some(1536));
         assert_eq!(parse_bytes("1e3"), Some(1000));
         assert_eq!(parse_bytes("lots"), None);
+    }
+}
+
+#[cfg(test)]
+mod spec_tests {
+    use super::*;
+
+    fn container(extra: serde_json::Value) -> (Pod, Container) {
+        let mut c = serde_json::json!({"name": "main", "command": ["true"]});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [c]}
+        }))
+        .unwrap();
+        let c = pod.spec.as_ref().unwrap().containers[0].clone();
+        (pod, c)
+    }
+
+    #[test]
+    fn a_user_id_out_of_range_is_refused_not_wrapped_to_root() {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        for id in [4294967296i64, -1] {
+            let (pod, c) = container(serde_json::json!({"securityContext": {"runAsUser": id}}));
+            let launch = prepare(&pod, &c, &[], false);
+            if root {
+                let e = launch.unwrap_err();
+                assert!(e.contains("not a valid id"), "{e}");
+            } else {
+                assert_eq!(launch.unwrap().user, None);
+            }
+        }
+        let (pod, c) = container(serde_json::json!({"securityContext": {"runAsUser": 1000}}));
+        let user = prepare(&pod, &c, &[], false).unwrap().user;
+        assert_eq!(user, root.then_some((1000, 1000)));
+    }
+
+    #[test]
+    fn a_sub_path_stays_inside_its_volume() {
+        let volumes = [("scratch".to_string(), PathBuf::from("/tmp/vol"))];
+        for sub in ["/etc", "../../etc", "a/../../b"] {
+            let (pod, c) = container(serde_json::json!({"volumeMounts": [
+                {"name": "scratch", "mountPath": "/data", "subPath": sub}
+            ]}));
+            let e = prepare(&pod, &c, &volumes, false).unwrap_err();
+            assert!(e.contains("relative path"), "{sub}: {e}");
+        }
+        let (pod, c) = container(serde_json::json!({"volumeMounts": [
+            {"name": "scratch", "mountPath": "/data", "subPath": "a/b"}
+        ]}));
+        let launch = prepare(&pod, &c, &volumes, false).unwrap();
+        assert_eq!(launch.mounts[0].0, PathBuf::from("/tmp/vol/a/b"));
     }
 }

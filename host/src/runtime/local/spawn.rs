@@ -13,7 +13,6 @@
 use std::ffi::{CString, c_int, c_void};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -34,12 +33,19 @@ pub(crate) struct Process {
 
 impl Process {
     /// Waits for the process to exit and reaps it.
+    /// Dropped before the end (or failing), the process is reaped by
+    /// `Drop` all the same.
     pub async fn wait(mut self) -> io::Result<ExitStatus> {
-        let pidfd = self.pidfd.take().expect("a process is waited for once");
+        let Some(pidfd) = self.pidfd.as_ref() else {
+            return Err(io::Error::other("the process was waited for already"));
+        };
         loop {
             let mut ready = pidfd.readable().await?;
             match reap(pidfd.get_ref(), libc::WNOHANG)? {
-                Some(status) => return Ok(status),
+                Some(status) => {
+                    self.pidfd = None;
+                    return Ok(status);
+                }
                 None => ready.clear_ready(),
             }
         }
@@ -130,38 +136,66 @@ pub(crate) fn spawn(
     let paths = candidates(program, search)?;
     let argv_p = pointers(&argv_c);
     let env_p = pointers(&env_c);
+    // execvp runs a file that is not a program (no #! line) with the shell:
+    // `/bin/sh FILE ARGS…`, FILE filled in by the child.
+    let mut script: Vec<*const libc::c_char> = vec![c"/bin/sh".as_ptr(), std::ptr::null()];
+    script.extend_from_slice(&argv_p[1..]);
 
+    // The parent's ends are made async before the clone: once the child
+    // runs, nothing may fail and leave it without an owner.
     let (child_in, parent_in) = if stdin {
         let (r, w) = pipe_pair()?;
-        (r, Some(w))
+        (r, Some(pipe::Sender::from_owned_fd(w)?))
     } else {
         let null = std::fs::File::open("/dev/null")?;
         (OwnedFd::from(null), None)
     };
     let (out_r, out_w) = pipe_pair()?;
     let (err_r, err_w) = pipe_pair()?;
+    let (stdout, stderr) = (
+        pipe::Receiver::from_owned_fd(out_r)?,
+        pipe::Receiver::from_owned_fd(err_r)?,
+    );
+    if setup.switches_user() && suid_dumpable() == Some(1) {
+        // The child changes user while it shares this process's memory:
+        // with fs.suid_dumpable=1, processes of that user could read and
+        // write this process through it until it execs.
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "running as another user needs fs.suid_dumpable 0 or 2 (it is 1)",
+        ));
+    }
     let stack = Stack::new()?;
     let plan = Plan {
         paths: &paths,
+        script: script.as_mut_ptr(),
         argv: argv_p.as_ptr(),
         env: env_p.as_ptr(),
         fds: [child_in.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
         setup,
         error: AtomicI32::new(0),
     };
+    // Changing user changes whether the process may be dumped or traced;
+    // the child's memory is this process's, so it is set back after.
+    // SAFETY: prctl with PR_GET_DUMPABLE only reads.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
     let mut pidfd: c_int = -1;
-    // Signals stay blocked until the child has reset their handlers: a
-    // handler of this process must never run on the child's stack.
-    // SAFETY: sigset_t is plain data, filled by sigfillset.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: valid sigsets; the clone's child runs `child_main` on its own
-    // stack with `plan`, both alive until clone returns (CLONE_VFORK: the
-    // child has exec'd or exited by then).
+    // Every signal stays blocked (glibc's own included, hence the system
+    // call) until the child has reset their handlers: a handler of this
+    // process must never run on the child's stack.
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: the kernel's 8-byte signal sets; the clone's child runs
+    // `child_main` on its own stack with `plan`, both alive until clone
+    // returns (CLONE_VFORK: the child has exec'd or exited by then).
     let pid = unsafe {
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &all as *const u64,
+            &mut old as *mut u64,
+            8,
+        );
         let pid = libc::clone(
             child_main,
             stack.top(),
@@ -170,9 +204,24 @@ pub(crate) fn spawn(
             &mut pidfd as *mut c_int,
         );
         let clone_error = io::Error::last_os_error();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &old as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8,
+        );
+        if dumpable >= 0 && libc::prctl(libc::PR_GET_DUMPABLE) != dumpable {
+            libc::prctl(libc::PR_SET_DUMPABLE, dumpable as libc::c_ulong);
+        }
         if pid < 0 {
-            return Err(clone_error);
+            return Err(match clone_error.raw_os_error() {
+                Some(libc::EINVAL | libc::ENOSYS) => io::Error::new(
+                    clone_error.kind(),
+                    format!("cannot start a process (it needs Linux 5.4 or later): {clone_error}"),
+                ),
+                _ => clone_error,
+            });
         }
         pid
     };
@@ -181,21 +230,51 @@ pub(crate) fn spawn(
     drop((child_in, out_w, err_w, stack));
     let error = plan.error.load(Ordering::SeqCst);
     if error != 0 {
-        reap(&pidfd, 0)?;
+        // It has exited: reaped now, its error is the answer either way.
+        let _ = reap(&pidfd, 0);
         return Err(io::Error::from_raw_os_error(error));
     }
+    // SAFETY: an OwnedFd keeps its descriptor open and the same until
+    // dropped.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
+    let pidfd = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            // Not followed, so not left running: killed and reaped here.
+            let (fd, e) = e.into_parts();
+            // SAFETY: a valid pidfd; no siginfo.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            let _ = reap(&fd, 0);
+            return Err(io::Error::other(format!(
+                "cannot wait for the process it started: {e}"
+            )));
+        }
+    };
     Ok(Process {
         pid: pid as u32,
-        stdin: parent_in.map(pipe::Sender::from_owned_fd).transpose()?,
-        stdout: Some(pipe::Receiver::from_owned_fd(out_r)?),
-        stderr: Some(pipe::Receiver::from_owned_fd(err_r)?),
-        // SAFETY: an OwnedFd keeps its descriptor open and the same until
-        // dropped.
-        pidfd: Some(unsafe {
-            AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
-                .map_err(io::Error::from)?
-        }),
+        stdin: parent_in,
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+        pidfd: Some(pidfd),
     })
+}
+
+/// fs.suid_dumpable, if it can be read.
+fn suid_dumpable() -> Option<u8> {
+    std::fs::read_to_string("/proc/sys/fs/suid_dumpable")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn cstring(bytes: &[u8]) -> io::Result<CString> {
@@ -218,7 +297,9 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
 
 /// The files `program` may be, in order, as execvp searches them: itself
 /// when it names a path, else each directory of PATH (glibc's default when
-/// unset).
+/// unset). Bounded as execvp is: a name longer than a file name can be is
+/// refused, and a directory too long for a path is skipped, so that a
+/// hostile PATH and command cannot make thousands of long strings.
 fn candidates(program: &str, search: Option<&str>) -> io::Result<Vec<CString>> {
     if program.is_empty() {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
@@ -226,16 +307,27 @@ fn candidates(program: &str, search: Option<&str>) -> io::Result<Vec<CString>> {
     if program.contains('/') {
         return Ok(vec![cstring(program.as_bytes())?]);
     }
-    search
-        .unwrap_or("/bin:/usr/bin")
-        .split(':')
-        .map(|dir| {
-            let dir = if dir.is_empty() { "." } else { dir };
-            let path = std::path::Path::new(dir).join(program);
-            cstring(path.as_os_str().as_bytes())
-        })
-        .collect()
+    if program.len() > NAME_MAX {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    let mut paths = Vec::new();
+    for dir in search.unwrap_or("/bin:/usr/bin").split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        if dir.len() + 1 + program.len() >= libc::PATH_MAX as usize {
+            continue;
+        }
+        if paths.len() == MAX_SEARCHED {
+            break;
+        }
+        paths.push(cstring(format!("{dir}/{program}").as_bytes())?);
+    }
+    Ok(paths)
 }
+
+/// The longest file name.
+const NAME_MAX: usize = 255;
+/// The most PATH directories tried.
+const MAX_SEARCHED: usize = 256;
 
 fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as c_int; 2];
@@ -250,6 +342,8 @@ fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// What the child needs, all prepared before the clone.
 struct Plan<'a> {
     paths: &'a [CString],
+    /// `/bin/sh`, a slot for the file, and the arguments after the first.
+    script: *mut *const libc::c_char,
     argv: *const *const libc::c_char,
     env: *const *const libc::c_char,
     /// What becomes descriptors 0, 1 and 2.
@@ -280,8 +374,11 @@ impl Plan<'_> {
         // SAFETY: the calls below take only the prepared data.
         unsafe {
             // Caught signals go back to their defaults (their handlers are
-            // this process's); SIGPIPE too, which Rust ignores.
-            for sig in 1..libc::SIGRTMAX() {
+            // this process's); SIGPIPE too, which Rust ignores. glibc's
+            // own two (32 and 33) cannot be changed this way; they stay
+            // blocked until exec, and their handlers ignore a signal not
+            // sent by this process's threads.
+            for sig in 1..=libc::SIGRTMAX() {
                 if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                     continue;
                 }
@@ -307,24 +404,50 @@ impl Plan<'_> {
                     return errno();
                 }
             }
+            // Nothing else of this process's reaches the container, even a
+            // descriptor it inherited without close-on-exec (Linux 5.11;
+            // older kernels keep only those that are close-on-exec out).
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             if libc::setpgid(0, 0) != 0 {
                 return errno();
             }
             if let Err(e) = self.setup.apply() {
                 return e.raw_os_error().unwrap_or(libc::EIO);
             }
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            // execvp's search: a file that is not there (or not a
-            // directory on the way) sends it on; one that may not be run
-            // is remembered; anything else stops it.
+            let none: u64 = 0;
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &none as *const u64,
+                std::ptr::null_mut::<u64>(),
+                8,
+            );
+            // execvp's search: a file that is not there (or not reachable
+            // on the way) sends it on; one that may not be run is
+            // remembered; a file that is not a program is run by the
+            // shell; anything else stops it.
             let mut denied = false;
             for path in self.paths {
                 libc::execve(path.as_ptr(), self.argv, self.env);
                 match errno() {
-                    libc::ENOENT | libc::ENOTDIR => {}
+                    libc::ENOENT
+                    | libc::ENOTDIR
+                    | libc::ESTALE
+                    | libc::ENODEV
+                    | libc::ETIMEDOUT => {}
                     libc::EACCES => denied = true,
+                    libc::ENOEXEC => {
+                        // The parent's list, written while the parent
+                        // waits and never read by it.
+                        *self.script.add(1) = path.as_ptr();
+                        libc::execve(c"/bin/sh".as_ptr(), self.script.cast_const(), self.env);
+                        return errno();
+                    }
                     other => return other,
                 }
             }
@@ -341,11 +464,12 @@ struct Stack {
 }
 
 const STACK: usize = 64 * 1024;
-const GUARD: usize = 4096;
 
 impl Stack {
     fn new() -> io::Result<Stack> {
-        let len = STACK + GUARD;
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let len = STACK.next_multiple_of(page) + page;
         // SAFETY: a fresh private anonymous mapping.
         let base = unsafe {
             libc::mmap(
@@ -362,7 +486,7 @@ impl Stack {
         }
         let stack = Stack { base, len };
         // SAFETY: the lowest page of the mapping just made.
-        if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(stack)
@@ -474,6 +598,56 @@ mod tests {
         unsafe { libc::kill(p.pid as i32, libc::SIGKILL) };
         let status = p.wait().await.unwrap();
         assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+
+    #[tokio::test]
+    async fn a_change_of_user_stays_in_the_child() {
+        // SAFETY: plain calls.
+        if unsafe { libc::geteuid() } != 0 || suid_dumpable() == Some(1) {
+            return;
+        }
+        let argv = ["sh", "-c", "id -u; id -g"].map(String::from);
+        let p = spawn(&argv, &env(), false, &ChildSetup::as_user(65534, 65533)).unwrap();
+        let (out, status) = output(p).await;
+        assert_eq!((out.as_str(), status.code()), ("65534\n65533\n", Some(0)));
+        // SAFETY: plain calls.
+        unsafe {
+            assert_eq!(libc::geteuid(), 0);
+            // The kernel marks the shared memory not dumpable when the
+            // child changes user; spawn sets it back.
+            assert_eq!(libc::prctl(libc::PR_GET_DUMPABLE), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_without_a_shebang_runs_with_the_shell_as_execvp_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("job");
+        std::fs::write(&file, "echo \"script $1\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut vars = env();
+        vars[0].1 = format!("/nowhere:{}", dir.path().display());
+        let p = spawn(&["job".into(), "one".into()], &vars, false, &plain()).unwrap();
+        let (out, status) = output(p).await;
+        assert_eq!((out.as_str(), status.code()), ("script one\n", Some(0)));
+    }
+
+    #[test]
+    fn a_hostile_path_and_name_are_bounded() {
+        let long = "x".repeat(300);
+        let e = candidates(&long, Some("/bin")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENAMETOOLONG));
+        let path = ":".repeat(100_000);
+        assert_eq!(
+            candidates(&"y".repeat(200), Some(&path)).unwrap().len(),
+            MAX_SEARCHED
+        );
+        let deep = format!("/{}:/bin", "d".repeat(5000));
+        assert_eq!(
+            candidates("ls", Some(&deep)).unwrap(),
+            vec![cstring(b"/bin/ls").unwrap()]
+        );
     }
 
     #[test]
