@@ -319,7 +319,7 @@ struct GiveUp(String);
 
 async fn run(
     shared: &Arc<Shared>,
-    work: Work,
+    mut work: Work,
     resumed: bool,
     handle: Handle,
 ) -> Result<RunResult, GiveUp> {
@@ -336,7 +336,12 @@ async fn run(
     // What is kept across the awaits below is kept for the whole run,
     // for every run in flight: the pod boxed, and the store's and the
     // hooks' futures boxed as they are awaited.
-    let pod: Box<Pod> = match serde_json::from_str(&work.pod) {
+    // The JSON is not needed once parsed: not kept for the whole run.
+    let (pod_json, context_json) = (
+        std::mem::take(&mut work.pod),
+        std::mem::take(&mut work.context),
+    );
+    let pod: Box<Pod> = match serde_json::from_str(&pod_json) {
         Ok(p) => p,
         Err(e) => {
             return Ok(failed(
@@ -346,7 +351,7 @@ async fn run(
             ));
         }
     };
-    let context: RunContext = match serde_json::from_str(&work.context) {
+    let context: RunContext = match serde_json::from_str(&context_json) {
         Ok(c) => c,
         Err(e) => {
             return Ok(failed(
@@ -356,6 +361,7 @@ async fn run(
             ));
         }
     };
+    drop((pod_json, context_json));
     // Servers sharing a store may run different runtimes: the one that
     // runs the run decides.
     if let Err(e) = podrun::pipeline::check_runtime(
