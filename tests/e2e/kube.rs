@@ -206,6 +206,37 @@ fn deadline_exceeded() {
         "{}",
         r.stderr
     );
+    // A line and half of one, and a container that ignores SIGTERM (sh as
+    // PID 1): read at once, not after the kill's grace period, and no gap
+    // said. The half line is in the log only once the container has
+    // ended (containerd holds it until then): it may come or not.
+    let half = format!(
+        "  activeDeadlineSeconds: 2\n  containers:\n{}",
+        container("main", "printf 'first\\nhalf'; sleep 60")
+    );
+    let yaml = manifest(&unique("deadline-half"), &half).replace(
+        "terminationGracePeriodSeconds: 1\n",
+        "terminationGracePeriodSeconds: 20\n",
+    );
+    let started = std::time::Instant::now();
+    let r = run(&yaml, &[]);
+    assert_eq!(r.code, 124, "{}", r.stderr);
+    assert!(
+        ["first\n", "first\nhalf"].contains(&r.stdout.as_str()),
+        "{:?} {}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("may be missing") && !r.stderr.contains("did not arrive"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

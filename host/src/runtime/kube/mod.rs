@@ -951,12 +951,18 @@ async fn follow(
                         }
                         None => {
                             let mut raw = Vec::new();
-                            match futures::AsyncBufReadExt::read_until(&mut stream, b'\n', &mut raw)
-                                .await
-                            {
+                            // Half a line may stay half while a container is
+                            // stopped: once the verdict is in, the rest is
+                            // read without following.
+                            let read = tokio::select! {
+                                read = futures::AsyncBufReadExt::read_until(&mut stream, b'\n', &mut raw) => Some(read),
+                                _ = finishing.wait_for(|f| *f), if lp.follow => None,
+                            };
+                            match read {
+                                None => break,
                                 // A line cut short by a dropped stream is read
                                 // again whole from the resumed one.
-                                Ok(_) if raw.ends_with(b"\n") || ended_before => {
+                                Some(Ok(_)) if raw.ends_with(b"\n") || ended_before => {
                                     take(&raw, &mut batch)
                                 }
                                 // Kept: a resumed stream that overlaps gives

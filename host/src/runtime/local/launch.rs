@@ -3,6 +3,7 @@
 //! emptyDir mounts in a private mount namespace, and a memory cgroup.
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,11 +18,22 @@ pub(crate) struct Launch {
     pub env: Vec<(String, String)>,
     pub working_dir: Option<PathBuf>,
     pub user: Option<(u32, u32)>,
-    /// (emptyDir directory, mount path, read-only)
-    pub mounts: Vec<(PathBuf, PathBuf, bool)>,
+    pub mounts: Vec<Mount>,
     pub memory_limit: Option<u64>,
     pub grace: Duration,
     pub stdin: bool,
+}
+
+/// An emptyDir mounted into a container.
+#[derive(Debug, Clone)]
+pub(crate) struct Mount {
+    /// The volume's directory.
+    pub volume: PathBuf,
+    /// The part of it mounted, relative; resolved inside the volume when
+    /// the container starts (an earlier container may have left links).
+    pub sub_path: Option<PathBuf>,
+    pub target: PathBuf,
+    pub read_only: bool,
 }
 
 /// Expands `$(VAR)` references the way Kubernetes does: a defined variable
@@ -106,21 +118,19 @@ pub(crate) fn prepare(
         .or(pod_security.and_then(|s| s.run_as_group));
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
+    // Out of range would wrap to another id (2^32 is root): refused, as
+    // the API server refuses it, whoever runs podrun.
+    let id =
+        |v: i64, what: &str| u32::try_from(v).map_err(|_| format!("{what} {v} is not a valid id"));
+    let (uid, gid) = (
+        uid.map(|u| id(u, "runAsUser")).transpose()?,
+        gid.map(|g| id(g, "runAsGroup")).transpose()?,
+    );
     let user = match (uid, gid) {
         (None, None) => None,
         // Only root can switch users; otherwise the process runs as podrun.
         _ if !root => None,
-        (u, g) => {
-            // Out of range wraps to another id (2^32 is root): refused, as
-            // the API server refuses it.
-            let id = |v: i64, what: &str| {
-                u32::try_from(v).map_err(|_| format!("{what} {v} is not a valid id"))
-            };
-            Some((
-                id(u.unwrap_or(0), "runAsUser")?,
-                id(g.or(u).unwrap_or(0), "runAsGroup")?,
-            ))
-        }
+        (u, g) => Some((u.unwrap_or(0), g.or(u).unwrap_or(0))),
     };
     let mut mounts = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
@@ -130,7 +140,7 @@ pub(crate) fn prepare(
                 m.name
             )
         })?;
-        let dir = match m.sub_path.as_deref() {
+        let sub_path = match m.sub_path.as_deref() {
             // As the API server's validation: inside the volume only.
             Some(sub)
                 if Path::new(sub).is_absolute()
@@ -143,14 +153,15 @@ pub(crate) fn prepare(
                     m.name
                 ));
             }
-            Some(sub) if !sub.is_empty() => dir.join(sub),
-            _ => dir.clone(),
+            Some(sub) if !sub.is_empty() => Some(PathBuf::from(sub)),
+            _ => None,
         };
-        mounts.push((
-            dir,
-            PathBuf::from(&m.mount_path),
-            m.read_only.unwrap_or(false),
-        ));
+        mounts.push(Mount {
+            volume: dir.clone(),
+            sub_path,
+            target: PathBuf::from(&m.mount_path),
+            read_only: m.read_only.unwrap_or(false),
+        });
     }
     let memory_limit = c
         .resources
@@ -205,8 +216,37 @@ pub(crate) fn parse_bytes(q: &str) -> Option<u64> {
 pub(crate) struct ChildSetup {
     cgroup_procs: Option<std::fs::File>,
     mounts: Vec<(CString, CString, bool)>,
+    /// The subPaths opened inside their volumes, mounted by descriptor.
+    _opened: Vec<OwnedFd>,
     chdir: Option<CString>,
     user: Option<(u32, u32)>,
+}
+
+/// Opens `sub` inside `volume` without following a link or leaving it: a
+/// container before this one may have put a link there to any path of the
+/// host, which root's bind mount would otherwise follow.
+fn open_inside(volume: &Path, sub: &Path) -> std::io::Result<OwnedFd> {
+    let root = std::fs::File::open(volume)?;
+    let sub = cstring(sub)?;
+    // SAFETY: open_how is plain data.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: a valid directory descriptor, path and open_how.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            sub.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 fn cstring(p: &Path) -> std::io::Result<CString> {
@@ -218,13 +258,31 @@ impl ChildSetup {
         launch: &Launch,
         cgroup_procs: Option<std::fs::File>,
     ) -> std::io::Result<Self> {
-        let mut mounts = Vec::new();
-        for (src, dst, ro) in &launch.mounts {
-            mounts.push((cstring(src)?, cstring(dst)?, *ro));
+        let (mut mounts, mut opened) = (Vec::new(), Vec::new());
+        for m in &launch.mounts {
+            let source = match &m.sub_path {
+                None => cstring(&m.volume)?,
+                Some(sub) => {
+                    let fd = open_inside(&m.volume, sub).map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!(
+                                "subPath {} (a link, or missing, in its volume): {e}",
+                                sub.display()
+                            ),
+                        )
+                    })?;
+                    let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                    opened.push(fd);
+                    cstring(Path::new(&source))?
+                }
+            };
+            mounts.push((source, cstring(&m.target)?, m.read_only));
         }
         Ok(ChildSetup {
             cgroup_procs,
             mounts,
+            _opened: opened,
             chdir: launch.working_dir.as_deref().map(cstring).transpose()?,
             user: launch.user,
         })
@@ -236,6 +294,7 @@ impl ChildSetup {
         ChildSetup {
             cgroup_procs: None,
             mounts: Vec::new(),
+            _opened: Vec::new(),
             chdir: None,
             user: None,
         }
@@ -263,11 +322,10 @@ impl ChildSetup {
         // SAFETY: only async-signal-safe libc calls on data prepared before
         // fork.
         unsafe {
-            if let Some(f) = &self.cgroup_procs {
-                use std::os::fd::AsRawFd;
-                if libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(Error::last_os_error());
-                }
+            if let Some(f) = &self.cgroup_procs
+                && libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1
+            {
+                return Err(Error::last_os_error());
             }
             if !self.mounts.is_empty() {
                 if libc::unshare(libc::CLONE_NEWNS) != 0 {
@@ -311,8 +369,18 @@ impl ChildSetup {
             // thread of the process change, through a signal to each, and
             // the child of a CLONE_VM spawn shares the parent's threads'
             // bookkeeping.
+            // Nor can the process gain privileges on the way: a setuid
+            // program under a mount the pod chose (/etc, say) would
+            // otherwise give another user root.
             if let Some((uid, gid)) = self.user
-                && (libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
+                && (libc::prctl(
+                    libc::PR_SET_NO_NEW_PRIVS,
+                    1 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                ) != 0
+                    || libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
                     || libc::syscall(libc::SYS_setgid, gid) != 0
                     || libc::syscall(libc::SYS_setuid, uid) != 0)
             {
@@ -376,13 +444,10 @@ mod spec_tests {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         for id in [4294967296i64, -1] {
-            let (pod, c) = container(serde_json::json!({"securityContext": {"runAsUser": id}}));
-            let launch = prepare(&pod, &c, &[], false);
-            if root {
-                let e = launch.unwrap_err();
-                assert!(e.contains("not a valid id"), "{e}");
-            } else {
-                assert_eq!(launch.unwrap().user, None);
+            for field in ["runAsUser", "runAsGroup"] {
+                let (pod, c) = container(serde_json::json!({"securityContext": {field: id}}));
+                let e = prepare(&pod, &c, &[], false).unwrap_err();
+                assert!(e.contains("not a valid id") && e.contains(field), "{e}");
             }
         }
         let (pod, c) = container(serde_json::json!({"securityContext": {"runAsUser": 1000}}));
@@ -404,6 +469,48 @@ mod spec_tests {
             {"name": "scratch", "mountPath": "/data", "subPath": "a/b"}
         ]}));
         let launch = prepare(&pod, &c, &volumes, false).unwrap();
-        assert_eq!(launch.mounts[0].0, PathBuf::from("/tmp/vol/a/b"));
+        let m = &launch.mounts[0];
+        assert_eq!(
+            (m.volume.as_path(), m.sub_path.as_deref()),
+            (Path::new("/tmp/vol"), Some(Path::new("a/b")))
+        );
+    }
+}
+
+#[cfg(test)]
+mod mount_tests {
+    use super::*;
+
+    #[test]
+    fn a_sub_path_is_opened_inside_its_volume_and_never_through_a_link() {
+        let volume = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(volume.path().join("data/inner")).unwrap();
+        std::os::unix::fs::symlink("/etc", volume.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("data", volume.path().join("data-link")).unwrap();
+        assert!(open_inside(volume.path(), Path::new("data/inner")).is_ok());
+        for planted in ["link", "link/passwd", "data-link/inner"] {
+            let e = open_inside(volume.path(), Path::new(planted)).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{planted}: {e}");
+        }
+        assert!(open_inside(volume.path(), Path::new("missing")).is_err());
+        // The setup refuses such a mount with the reason.
+        let launch = Launch {
+            name: "main".into(),
+            argv: vec!["true".into()],
+            env: Vec::new(),
+            working_dir: None,
+            user: None,
+            mounts: vec![Mount {
+                volume: volume.path().to_path_buf(),
+                sub_path: Some("link".into()),
+                target: "/data".into(),
+                read_only: false,
+            }],
+            memory_limit: None,
+            grace: Duration::from_secs(1),
+            stdin: false,
+        };
+        let e = ChildSetup::new(&launch, None).err().unwrap();
+        assert!(e.to_string().contains("subPath link"), "{e}");
     }
 }

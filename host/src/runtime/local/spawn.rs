@@ -175,10 +175,10 @@ pub(crate) fn spawn(
         setup,
         error: AtomicI32::new(0),
     };
-    // Changing user changes whether the process may be dumped or traced;
-    // the child's memory is this process's, so it is set back after.
-    // SAFETY: prctl with PR_GET_DUMPABLE only reads.
-    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
+    // Changing user makes the memory the child shares with this process
+    // not dumpable (the kernel's commit_creds): it is set back once no
+    // child that changes user is between clone and exec.
+    let _user_change = setup.switches_user().then(UserChange::begin);
     let mut pidfd: c_int = -1;
     // Every signal stays blocked (glibc's own included, hence the system
     // call) until the child has reset their handlers: a handler of this
@@ -189,13 +189,16 @@ pub(crate) fn spawn(
     // `child_main` on its own stack with `plan`, both alive until clone
     // returns (CLONE_VFORK: the child has exec'd or exited by then).
     let pid = unsafe {
-        libc::syscall(
+        if libc::syscall(
             libc::SYS_rt_sigprocmask,
             libc::SIG_BLOCK,
             &all as *const u64,
             &mut old as *mut u64,
-            8,
-        );
+            SIGSET_BYTES,
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
         let pid = libc::clone(
             child_main,
             stack.top(),
@@ -209,11 +212,8 @@ pub(crate) fn spawn(
             libc::SIG_SETMASK,
             &old as *const u64,
             std::ptr::null_mut::<u64>(),
-            8,
+            SIGSET_BYTES,
         );
-        if dumpable >= 0 && libc::prctl(libc::PR_GET_DUMPABLE) != dumpable {
-            libc::prctl(libc::PR_SET_DUMPABLE, dumpable as libc::c_ulong);
-        }
         if pid < 0 {
             return Err(match clone_error.raw_os_error() {
                 Some(libc::EINVAL | libc::ENOSYS) => io::Error::new(
@@ -253,6 +253,9 @@ pub(crate) fn spawn(
                     0,
                 )
             };
+            // Its process group too: it may have started others already.
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
             let _ = reap(&fd, 0);
             return Err(io::Error::other(format!(
                 "cannot wait for the process it started: {e}"
@@ -266,6 +269,43 @@ pub(crate) fn spawn(
         stderr: Some(stderr),
         pidfd: Some(pidfd),
     })
+}
+
+/// The size of the kernel's signal set, as rt_sigprocmask wants it.
+const SIGSET_BYTES: libc::size_t = 8;
+
+/// A spawn whose child changes user. The first of those in flight notes
+/// whether this process may be dumped; the last sets it back. A spawn
+/// that restored it while another's child, already another user, had yet
+/// to exec would let that user trace this process through it.
+struct UserChange;
+
+/// Spawns changing user in flight, and the dumpable flag before them.
+static USER_CHANGES: std::sync::Mutex<(usize, c_int)> = std::sync::Mutex::new((0, 0));
+
+impl UserChange {
+    fn begin() -> UserChange {
+        let mut changes = USER_CHANGES.lock().unwrap_or_else(|e| e.into_inner());
+        if changes.0 == 0 {
+            // SAFETY: PR_GET_DUMPABLE only reads.
+            changes.1 = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
+        }
+        changes.0 += 1;
+        UserChange
+    }
+}
+
+impl Drop for UserChange {
+    fn drop(&mut self) {
+        let mut changes = USER_CHANGES.lock().unwrap_or_else(|e| e.into_inner());
+        changes.0 -= 1;
+        // SAFETY: prctl on this process's own flag.
+        unsafe {
+            if changes.0 == 0 && changes.1 >= 0 && libc::prctl(libc::PR_GET_DUMPABLE) != changes.1 {
+                libc::prctl(libc::PR_SET_DUMPABLE, changes.1 as libc::c_ulong);
+            }
+        }
+    }
 }
 
 /// fs.suid_dumpable, if it can be read.
@@ -375,9 +415,8 @@ impl Plan<'_> {
         unsafe {
             // Caught signals go back to their defaults (their handlers are
             // this process's); SIGPIPE too, which Rust ignores. glibc's
-            // own two (32 and 33) cannot be changed this way; they stay
-            // blocked until exec, and their handlers ignore a signal not
-            // sent by this process's threads.
+            // own two (32 and 33) cannot be changed this way; their
+            // handlers ignore a signal not sent by this process's threads.
             for sig in 1..=libc::SIGRTMAX() {
                 if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                     continue;
@@ -425,7 +464,7 @@ impl Plan<'_> {
                 libc::SIG_SETMASK,
                 &none as *const u64,
                 std::ptr::null_mut::<u64>(),
-                8,
+                SIGSET_BYTES,
             );
             // execvp's search: a file that is not there (or not reachable
             // on the way) sends it on; one that may not be run is
@@ -606,10 +645,18 @@ mod tests {
         if unsafe { libc::geteuid() } != 0 || suid_dumpable() == Some(1) {
             return;
         }
-        let argv = ["sh", "-c", "id -u; id -g"].map(String::from);
+        let argv = [
+            "sh",
+            "-c",
+            "id -u; id -g; grep NoNewPrivs /proc/self/status",
+        ]
+        .map(String::from);
         let p = spawn(&argv, &env(), false, &ChildSetup::as_user(65534, 65533)).unwrap();
         let (out, status) = output(p).await;
-        assert_eq!((out.as_str(), status.code()), ("65534\n65533\n", Some(0)));
+        assert_eq!(
+            (out.as_str(), status.code()),
+            ("65534\n65533\nNoNewPrivs:\t1\n", Some(0))
+        );
         // SAFETY: plain calls.
         unsafe {
             assert_eq!(libc::geteuid(), 0);
