@@ -334,9 +334,8 @@ async fn run(
         ..RunResult::default()
     };
     // What is kept across the awaits below is kept for the whole run,
-    // for every run in flight: the pod boxed, and the store's and the
-    // hooks' futures boxed as they are awaited.
-    // The JSON is not needed once parsed: not kept for the whole run.
+    // for every run in flight: the pod boxed, the store's and the hooks'
+    // futures boxed as they are awaited, and the JSON dropped once parsed.
     let (pod_json, context_json) = (
         std::mem::take(&mut work.pod),
         std::mem::take(&mut work.context),
@@ -455,7 +454,7 @@ async fn run(
     };
     let ran = lifecycle::run(
         shared.runtime.as_ref(),
-        *pod,
+        pod,
         &context,
         &classifiers,
         &options,

@@ -155,15 +155,15 @@ impl RunError {
 /// told about the run.
 pub fn run(
     runtime: &dyn Runtime,
-    pod: Pod,
+    pod: impl Into<Box<Pod>>,
     context: &RunContext,
     classifiers: &[Hook],
     options: &Options,
     io: Io<'_>,
 ) -> impl Future<Output = Result<RunResult, RunError>> + Send {
     // An async fn keeps its arguments for as long as it runs: the pod is
-    // passed on boxed.
-    follow(runtime, Box::new(pod), context, classifiers, options, io)
+    // passed on boxed (a caller holding it boxed already passes the box).
+    follow(runtime, pod.into(), context, classifiers, options, io)
 }
 
 async fn follow(
