@@ -3,6 +3,7 @@
 //! final verdict ends the pod; a cancel stops it. What the run shows goes
 //! to a [`Sink`] the caller provides.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -224,7 +225,7 @@ async fn follow(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Boxed, as the hook calls below: what a run holds while it waits
     // is the size of this future, times the runs in flight.
-    let mut latest: Option<Box<Pod>> = None;
+    let mut latest: Option<Arc<Pod>> = None;
     let mut pod_events = String::from("[]");
     let mut verdict: Option<classify::Verdict> = None;
     let mut interrupted_by: Option<cancel::Reason> = None;

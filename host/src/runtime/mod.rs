@@ -11,6 +11,8 @@ pub mod kube;
 pub mod local;
 pub mod replay;
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
@@ -54,7 +56,8 @@ pub type Stdin = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 pub enum Event {
     /// The pod, with its status, after a change, and its recent events as
     /// a JSON list (oldest first).
-    Status(Box<Pod>, String),
+    /// Shared: the runtime keeps it to compare the next status with.
+    Status(Arc<Pod>, String),
     /// The pod was deleted by someone else.
     Gone,
     /// Whole lines of a container's output, one or more (or the last,

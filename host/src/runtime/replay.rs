@@ -157,7 +157,8 @@ async fn play(
 ) {
     let send = |r: &Recorded| {
         let _ = events.send(match r.clone() {
-            Recorded::Status(pod, recent) => Event::Status(pod, recent),
+            // A copy per run, as a runtime's own pod would be.
+            Recorded::Status(pod, recent) => Event::Status(Arc::from(pod), recent),
             Recorded::Log(container, line) => Event::Log { container, line },
             Recorded::Gone => Event::Gone,
             Recorded::Warning(w) => Event::Warning(w),

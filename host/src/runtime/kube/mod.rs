@@ -478,7 +478,7 @@ impl Follower {
         let (pod_tx, pod_rx) = watch::channel::<Option<Pod>>(Some(found.clone()));
         let _ = self
             .events
-            .send(Event::Status(Box::new(found), "[]".into()));
+            .send(Event::Status(Arc::new(found), "[]".into()));
         let (finishing, finishing_rx) = watch::channel(false);
         let logs = tokio::spawn(follow_logs(
             self.progress.clone(),
@@ -516,7 +516,7 @@ impl Follower {
         let mut refresh = tokio::time::interval(EVENTS_REFRESH);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.reset();
-        let mut latest: Option<Pod> = None;
+        let mut latest: Option<Arc<Pod>> = None;
         let mut done: Option<bool> = None;
         // Whether the pod was in the list of a (re)started watch: a pod
         // deleted while the watch was down shows only by its absence.
@@ -545,8 +545,9 @@ impl Follower {
                         } else {
                             "[]".into()
                         };
-                        latest = Some(pod.clone());
-                        let _ = self.events.send(Event::Status(Box::new(pod), events));
+                        let pod = Arc::new(pod);
+                        latest = Some(Arc::clone(&pod));
+                        let _ = self.events.send(Event::Status(pod, events));
                     }
                     Some(Ok(watcher::Event::Delete(_))) => {
                         let _ = pod_tx.send(None);
@@ -571,7 +572,7 @@ impl Follower {
                         && needs_explaining(pod, pending_for(pod, watching))
                     {
                         let events = self.recent_events().await;
-                        let _ = self.events.send(Event::Status(Box::new(pod.clone()), events));
+                        let _ = self.events.send(Event::Status(Arc::clone(pod), events));
                     }
                 }
                 msg = control.recv() => match msg {

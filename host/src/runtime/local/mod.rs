@@ -13,12 +13,13 @@ mod probe;
 mod spawn;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodStatus,
+    ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -117,8 +118,10 @@ enum State {
 }
 
 struct Slot {
-    spec: Container,
+    /// Where the container's spec is in the pod: its list (init
+    /// containers or containers) and its place in it.
     init: bool,
+    index: usize,
     /// A native sidecar: an init container that always restarts. It runs
     /// beside the containers and is stopped when they have ended.
     sidecar: bool,
@@ -137,7 +140,9 @@ struct Slot {
 }
 
 struct Supervisor {
-    pod: Pod,
+    /// The pod as last published, status included: shared with the
+    /// run that follows it, so a run in flight holds one copy.
+    pod: Arc<Pod>,
     slots: Vec<Slot>,
     policy: String,
     started_at: Time,
@@ -154,7 +159,6 @@ struct Supervisor {
     stdin_pending: Option<Stdin>,
     _volumes: Option<tempfile::TempDir>,
     created_mount_points: Vec<PathBuf>,
-    last_status: Option<PodStatus>,
     warned_memory: bool,
 }
 
@@ -178,13 +182,12 @@ impl Supervisor {
         control: UnboundedSender<Msg>,
         events: UnboundedSender<Event>,
     ) -> Self {
-        let spec = pod.spec.clone().unwrap_or_default();
         if pod.metadata.creation_timestamp.is_none() {
             pod.metadata.creation_timestamp = Some(now());
         }
         let mut created_mount_points = Vec::new();
         let (volumes_dir, volumes, volume_error) = prepare_volumes(&pod, &mut created_mount_points);
-        let make = |c: &Container, init: bool| {
+        let make = |(index, c): (usize, &Container), init: bool| {
             let launch = match &volume_error {
                 Some(e) => Err(e.clone()),
                 None => launch::prepare(&pod, c, &volumes, stdin.is_some()).and_then(|l| {
@@ -208,8 +211,8 @@ impl Supervisor {
                 },
             };
             Slot {
-                spec: c.clone(),
                 init,
+                index,
                 sidecar: init && c.restart_policy.as_deref() == Some("Always"),
                 launch,
                 state,
@@ -224,20 +227,25 @@ impl Supervisor {
                 cgroup: None,
             }
         };
-        let inits = spec.init_containers.iter().flatten().map(|c| make(c, true));
+        let no_spec = PodSpec::default();
+        let spec = pod.spec.as_ref().unwrap_or(&no_spec);
+        let inits = spec.init_containers.iter().flatten().enumerate();
         let slots: Vec<Slot> = inits
-            .chain(spec.containers.iter().map(|c| make(c, false)))
+            .map(|c| make(c, true))
+            .chain(spec.containers.iter().enumerate().map(|c| make(c, false)))
             .collect();
         let has_init = slots.iter().any(|s| s.init);
+        let deadline = spec
+            .active_deadline_seconds
+            .map(|s| Instant::now() + Duration::from_secs(s.max(0) as u64));
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
         Supervisor {
-            deadline: spec
-                .active_deadline_seconds
-                .map(|s| Instant::now() + Duration::from_secs(s.max(0) as u64)),
-            policy: spec
-                .restart_policy
-                .clone()
-                .unwrap_or_else(|| "Always".into()),
-            pod,
+            deadline,
+            policy,
+            pod: Arc::new(pod),
             slots,
             started_at: now(),
             init_stage: has_init.then_some(0),
@@ -250,7 +258,6 @@ impl Supervisor {
             stdin_pending: stdin,
             _volumes: volumes_dir,
             created_mount_points,
-            last_status: None,
             warned_memory: false,
         }
     }
@@ -347,7 +354,7 @@ impl Supervisor {
                     probe::Kind::Liveness if !healthy => {
                         tracing::info!(
                             "container {}: liveness probe failed: {message}; stopping it",
-                            s.spec.name
+                            container(&self.pod, s).name
                         );
                         let grace = s.launch.as_ref().map(|l| l.grace).unwrap_or_default();
                         kill_group(s, Some(grace));
@@ -496,7 +503,7 @@ impl Supervisor {
         slot.pgid = Some(pid as i32);
         slot.terminating = false;
         slot.state = State::Running { since: started };
-        slot.ready = slot.spec.readiness_probe.is_none();
+        slot.ready = container(&self.pod, slot).readiness_probe.is_none();
         let mut readers = Vec::new();
         let outputs: [Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>; 2] = [
             child.stdout.take().map(|o| Box::new(o) as _),
@@ -547,7 +554,7 @@ impl Supervisor {
         for kind in [probe::Kind::Liveness, probe::Kind::Readiness] {
             if let Ok(Some(task)) = probe::start(
                 kind,
-                &slot.spec,
+                container(&self.pod, slot),
                 &launch,
                 pid,
                 i,
@@ -617,7 +624,7 @@ impl Supervisor {
                     message: Some(format!(
                         "back-off {}s restarting failed container={}",
                         delay.as_secs(),
-                        slot.spec.name
+                        container(&self.pod, slot).name
                     )),
                 };
             }
@@ -710,7 +717,7 @@ impl Supervisor {
             self.slots
                 .iter()
                 .filter(|s| s.init == init)
-                .map(container_status)
+                .map(|s| container_status(&self.pod, s))
                 .collect()
         };
         let inits = statuses(true);
@@ -735,13 +742,17 @@ impl Supervisor {
 
     fn publish(&mut self) {
         let status = self.status();
-        if self.last_status.as_ref() == Some(&status) {
+        if self.pod.status.as_ref() == Some(&status) {
             return;
         }
-        self.last_status = Some(status.clone());
-        let mut pod = self.pod.clone();
-        pod.status = Some(status);
-        let _ = self.events.send(Event::Status(Box::new(pod), "[]".into()));
+        self.pod = Arc::new(Pod {
+            metadata: self.pod.metadata.clone(),
+            spec: self.pod.spec.clone(),
+            status: Some(status),
+        });
+        let _ = self
+            .events
+            .send(Event::Status(Arc::clone(&self.pod), "[]".into()));
     }
 }
 
@@ -753,7 +764,19 @@ fn warn_once(warned: &mut bool, events: &UnboundedSender<Event>, why: &str) {
     }
 }
 
-fn container_status(s: &Slot) -> ContainerStatus {
+/// The spec of the container in `slot`.
+fn container<'a>(pod: &'a Pod, slot: &Slot) -> &'a Container {
+    // Slots are made from this pod's spec: the container is there.
+    let spec = pod.spec.as_ref().expect("a pod with containers has a spec");
+    let list = match slot.init {
+        true => spec.init_containers.as_deref().unwrap_or_default(),
+        false => &spec.containers,
+    };
+    &list[slot.index]
+}
+
+fn container_status(pod: &Pod, s: &Slot) -> ContainerStatus {
+    let spec = container(pod, s);
     let state = |st: &State| match st {
         State::Waiting { reason, message } => ContainerState {
             waiting: Some(ContainerStateWaiting {
@@ -774,8 +797,8 @@ fn container_status(s: &Slot) -> ContainerStatus {
         },
     };
     ContainerStatus {
-        name: s.spec.name.clone(),
-        image: s.spec.image.clone().unwrap_or_default(),
+        name: spec.name.clone(),
+        image: spec.image.clone().unwrap_or_default(),
         image_id: String::new(),
         container_id: s.pgid.map(|p| format!("local://{p}")),
         ready: s.ready && s.pgid.is_some(),
@@ -924,23 +947,33 @@ fn prepare_volumes(
 /// The most a container's output is read at once.
 const READ_MAX: usize = 64 << 10;
 
+/// The buffer a container's output is first read into.
+const READ_FIRST: usize = 4 << 10;
+
 /// The longest piece of a line held before it is passed on without its
 /// end (output that never prints a newline).
 const LINE_MAX: usize = 1 << 20;
 
 /// Sends `out`'s output as it comes, whole lines at a time (one event per
-/// batch; a last line without its newline at the end). The buffer starts
-/// small and grows only while the output fills it: a thousand quiet
-/// containers cost a few kilobytes each, a loud one reads 64 KB at once.
+/// batch; a last line without its newline at the end). No buffer is held
+/// while the output is quiet: a read of nothing waits until there is
+/// something to read, and a buffer emptied by a read that drained the pipe
+/// is given back. It starts small and grows only while the output fills
+/// it: a thousand quiet containers cost nothing each, a loud one reads
+/// 64 KB at once.
 async fn read_lines(
     mut out: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     container: String,
     events: mpsc::UnboundedSender<Event>,
 ) {
     use tokio::io::AsyncReadExt;
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut buf: Vec<u8> = Vec::new();
     loop {
-        if buf.capacity() - buf.len() < 1024 {
+        if buf.capacity() == 0 {
+            // An error shows again on the read below.
+            let _ = out.read(&mut []).await;
+            buf.reserve(READ_FIRST);
+        } else if buf.capacity() - buf.len() < 1024 {
             buf.reserve(buf.capacity().min(READ_MAX));
         }
         let spare = buf.capacity() - buf.len();
@@ -969,12 +1002,70 @@ async fn read_lines(
         };
         let lines = buf[..end].to_vec();
         buf.drain(..end);
-        if buf.capacity() > 2 * READ_MAX && buf.len() < READ_MAX {
+        if buf.is_empty() && n < spare {
+            buf = Vec::new();
+        } else if buf.capacity() > 2 * READ_MAX && buf.len() < READ_MAX {
             buf.shrink_to(READ_MAX);
         }
         let _ = events.send(Event::Log {
             container: container.clone(),
             line: lines,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    use super::*;
+
+    /// Gives out `chunks` one per read and notes the room each read offered.
+    struct Chunks {
+        chunks: Vec<&'static [u8]>,
+        offered: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            self.offered.lock().unwrap().push(buf.remaining());
+            if buf.remaining() > 0 && !self.chunks.is_empty() {
+                let chunk = self.chunks.remove(0);
+                buf.put_slice(chunk);
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn quiet_output_holds_no_buffer_and_lines_stay_whole() {
+        let offered = Arc::new(Mutex::new(Vec::new()));
+        let out = Chunks {
+            chunks: vec![b"one\ntw", b"o\n", b"three"],
+            offered: offered.clone(),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        read_lines(Box::new(out), "main".into(), tx).await;
+        let mut lines = Vec::new();
+        while let Ok(Event::Log { container, line }) = rx.try_recv() {
+            assert_eq!(container, "main");
+            lines.push(String::from_utf8(line).unwrap());
+        }
+        assert_eq!(lines, ["one\n", "two\n", "three"]);
+        // Nothing was offered before the first output (a read of nothing
+        // waits for it); after "two\n" emptied the buffer it was given
+        // back, so the next read again waited with no room.
+        let offered = offered.lock().unwrap().clone();
+        assert_eq!(offered[0], 0, "{offered:?}");
+        assert!(offered[1] >= READ_FIRST, "{offered:?}");
+        assert_eq!(offered[3], 0, "{offered:?}");
     }
 }
