@@ -10,21 +10,25 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
 
-/// Built-in hooks that run in every run and need little stack: linked with
-/// 128 KiB of it instead of Rust's 1 MiB. The host zeroes the start of a
-/// hook's memory after each call (`KEEP_RESIDENT` in hooks/engine.rs), and
-/// the stack comes first in it, so a smaller stack is less to zero on every
-/// call. An overflow still traps: below the stack is no memory.
-const SMALL_STACK: &[&str] = &[
-    "api-token",
-    "deadline",
-    "default-classifier",
-    "labels",
-    "pod-security",
-    "restart-never",
-    "sequence",
+/// Built-in hooks that run in every run and need little stack, with the
+/// stack each is linked with instead of Rust's 1 MiB. The host zeroes the
+/// start of a hook's memory after each call (`KEEP_RESIDENT` in
+/// hooks/engine.rs), and the stack comes first in it, so a smaller stack is
+/// less to zero on every call. An overflow still traps: below the stack is
+/// no memory. go-template gets more: its template language allows 99
+/// nested blocks or parentheses, which need more than 128 KiB, and YAML
+/// nested far deeper than any pod (tests/e2e/engine.rs tries both, and
+/// that deeper still is a trap).
+const SMALL_STACK: &[(&str, u32)] = &[
+    ("api-token", 128 << 10),
+    ("deadline", 128 << 10),
+    ("default-classifier", 128 << 10),
+    ("go-template", 256 << 10),
+    ("labels", 128 << 10),
+    ("pod-security", 128 << 10),
+    ("restart-never", 128 << 10),
+    ("sequence", 128 << 10),
 ];
-const SMALL_STACK_BYTES: u32 = 128 * 1024;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -129,11 +133,13 @@ fn ensure_target() {
 }
 
 fn build_components(root: &Path, target_dir: &Path, packages: &[String]) {
-    let small: Vec<String> = SMALL_STACK
+    let small: Vec<(String, u32)> = SMALL_STACK
         .iter()
-        .map(|n| format!("podrun-hook-{n}"))
+        .map(|(n, bytes)| (format!("podrun-hook-{n}"), *bytes))
         .collect();
-    let rest: Vec<&String> = packages.iter().filter(|p| !small.contains(p)).collect();
+    let rest = packages
+        .iter()
+        .filter(|p| !small.iter().any(|(s, _)| s == *p));
     let mut cmd = guest_cargo(root, target_dir, "build");
     for p in rest {
         cmd.args(["-p", p]);
@@ -141,10 +147,10 @@ fn build_components(root: &Path, target_dir: &Path, packages: &[String]) {
     run(cmd);
     // A link argument for one package's own crate only: `cargo rustc`
     // (RUSTFLAGS would change every dependency's build too).
-    for p in &small {
+    for (p, bytes) in &small {
         let mut cmd = guest_cargo(root, target_dir, "rustc");
         cmd.args(["-p", p, "--lib", "--"])
-            .arg(format!("-Clink-arg=-zstack-size={SMALL_STACK_BYTES}"));
+            .arg(format!("-Clink-arg=-zstack-size={bytes}"));
         run(cmd);
     }
 }

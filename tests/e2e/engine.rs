@@ -402,3 +402,125 @@ async fn the_small_stack_built_ins_take_the_deepest_pod() {
         }
     }
 }
+
+/// go-template (linked with a small stack, host/build.rs) renders
+/// templates nested as deep as its template language allows, and what is
+/// deeper, or recursive, or renders YAML nested past reason, is the hook's
+/// clean error, never a crash of podrun.
+#[tokio::test]
+async fn go_template_takes_the_deepest_templates_and_refuses_deeper_ones() {
+    let spec = Spec {
+        source: Source::Builtin("go-template"),
+        kind: Kind::Render,
+        settings: serde_json::json!({}),
+        // Time enough to reach the end of the stack on a loaded machine.
+        limits: Limits {
+            deadline: Some(Duration::from_secs(10)),
+            ..Limits::default()
+        },
+    };
+    let hook = support::hooks().load(&spec).await.unwrap();
+    let render = |text: String| {
+        let hook = &hook;
+        async move {
+            let template = podrun::hooks::render::Template {
+                source: "deep.tmpl".into(),
+                text,
+            };
+            hook.render(&context(), &template).await.map(|c| c.value)
+        }
+    };
+    let pod = |label: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: deep\n  labels:\n    note: {label}\nspec:\n  containers:\n  - name: c\n    image: busybox\n{extra}"
+        )
+    };
+    let nested = |depth: usize, open: &str, inner: &str, close: &str| {
+        format!("{}{inner}{}", open.repeat(depth), close.repeat(depth))
+    };
+
+    // The template language's own limit: blocks and parentheses 99 deep.
+    let deepest = [
+        nested(99, "{{if true}}", &pod("v", ""), "{{end}}"),
+        nested(99, "{{with .}}", &pod("v", ""), "{{end}}"),
+        nested(49, "{{if true}}{{with .}}", &pod("v", ""), "{{end}}{{end}}"),
+        pod(
+            &format!("\"{{{{{}}}}}\"", nested(98, "(print ", "\"v\"", ")")),
+            "",
+        ),
+    ];
+    for text in deepest {
+        let rendered = render(text).await.unwrap_or_else(|e| panic!("{e}"));
+        let pod: serde_json::Value = serde_json::from_str(&rendered).unwrap();
+        assert_eq!(pod["metadata"]["labels"]["note"], "v", "{rendered}");
+    }
+    // Deeper than that, and endless recursion: the language's errors.
+    for (text, says) in [
+        (
+            nested(101, "{{if true}}", &pod("v", ""), "{{end}}"),
+            "depth",
+        ),
+        (
+            format!(
+                "{{{{define \"r\"}}}}{{{{template \"r\" .}}}}{{{{end}}}}{{{{template \"r\" .}}}}{}",
+                pod("v", "")
+            ),
+            "recursion",
+        ),
+        (
+            format!(
+                "{{{{define \"r\"}}}}{{{{with .}}}}{{{{if true}}}}{{{{template \"r\" .}}}}{{{{end}}}}{{{{end}}}}{{{{end}}}}{{{{template \"r\" .}}}}{}",
+                pod("v", "")
+            ),
+            "recursion",
+        ),
+    ] {
+        match render(text).await {
+            Err(HookError::Failed { message, .. }) => assert!(message.contains(says), "{message}"),
+            other => panic!("expected the template's error, got {other:?}"),
+        }
+    }
+    // `else if` chains are not counted as nesting: far longer ones than
+    // anyone writes render, and an endless one is the hook's error.
+    // (Only the branches taken count towards the run's depth limit, so
+    // the first is taken here: the whole chain is parsed, none of it run.)
+    let chain = |links: usize| {
+        format!(
+            "{{{{if true}}}}{}{}{{{{end}}}}",
+            pod("v", ""),
+            "{{else if false}}".repeat(links)
+        )
+    };
+    let rendered = render(chain(300)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(rendered.contains(r#""note":"v""#), "{rendered}");
+    let endless = render(chain(20_000)).await.unwrap_err();
+    assert!(
+        matches!(endless, HookError::Trap { .. } | HookError::Failed { .. }),
+        "{endless:?}"
+    );
+    // YAML nested as deep as its flow collections go (255 levels).
+    let flow = pod("v", &format!("  x: {}\n", nested(255, "[", "1", "]")));
+    let rendered = render(flow).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(rendered.contains("[[[[1]]]]"), "{rendered}");
+    // Block mappings far deeper than any Kubernetes object.
+    let mut block = String::new();
+    for i in 0..100 {
+        block.push_str(&" ".repeat(i + 4));
+        block.push_str(if i < 99 { "k:\n" } else { "k: 1\n" });
+    }
+    let rendered = render(pod("v", &format!("  x:\n{block}"))).await;
+    assert!(rendered.is_ok_and(|r| r.contains(r#"{"k":{"k":1}}"#)));
+    // Block nesting has no limit of its own: 2,000 levels render or end as
+    // an error of the hook (out of stack), never as a crash of podrun.
+    let mut block = String::new();
+    for i in 0..2_000 {
+        block.push_str(&" ".repeat(i + 2));
+        block.push_str("k:\n");
+    }
+    if let Err(e) = render(pod("v", &format!("  x:\n{block}"))).await {
+        assert!(
+            matches!(e, HookError::Trap { .. } | HookError::Failed { .. }),
+            "{e:?}"
+        );
+    }
+}
