@@ -185,6 +185,8 @@ impl Supervisor {
         if pod.metadata.creation_timestamp.is_none() {
             pod.metadata.creation_timestamp = Some(now());
         }
+        // The status is the runtime's to say: the first one is always sent.
+        pod.status = None;
         let mut created_mount_points = Vec::new();
         let (volumes_dir, volumes, volume_error) = prepare_volumes(&pod, &mut created_mount_points);
         let make = |(index, c): (usize, &Container), init: bool| {
@@ -972,9 +974,9 @@ async fn read_lines(
         if buf.capacity() == 0 {
             // An error shows again on the read below.
             let _ = out.read(&mut []).await;
-            buf.reserve(READ_FIRST);
+            buf.reserve_exact(READ_FIRST);
         } else if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(buf.capacity().min(READ_MAX));
+            buf.reserve_exact(buf.capacity().min(READ_MAX));
         }
         let spare = buf.capacity() - buf.len();
         let before = buf.len();
@@ -991,7 +993,7 @@ async fn read_lines(
             Ok(n) => n,
         };
         if n == spare && buf.capacity() < READ_MAX {
-            buf.reserve(buf.capacity());
+            buf.reserve_exact(buf.capacity());
         }
         // Only the bytes just read can hold a new newline; a line that
         // never ends is passed on in pieces of LINE_MAX, not held whole.
