@@ -223,8 +223,9 @@ async fn follow(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     // A slow classifier call is not followed by a burst of catch-up calls.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Boxed, as the hook calls below: what a run holds while it waits
-    // is the size of this future, times the runs in flight.
+    // Shared with the runtime, and the hook calls below boxed: what a
+    // run holds while it waits is this future and the pod, times the runs
+    // in flight.
     let mut latest: Option<Arc<Pod>> = None;
     let mut pod_events = String::from("[]");
     let mut verdict: Option<classify::Verdict> = None;

@@ -475,10 +475,11 @@ impl Follower {
         // The shared watch's events of another pod of the same name (an
         // earlier run's) are not this run's.
         let uid = found.metadata.uid.clone();
-        let (pod_tx, pod_rx) = watch::channel::<Option<Pod>>(Some(found.clone()));
-        let _ = self
-            .events
-            .send(Event::Status(Arc::new(found), "[]".into()));
+        // One copy of each pod seen, shared by the lifecycle and the log
+        // followers.
+        let found = Arc::new(found);
+        let (pod_tx, pod_rx) = watch::channel(Some(Arc::clone(&found)));
+        let _ = self.events.send(Event::Status(found, "[]".into()));
         let (finishing, finishing_rx) = watch::channel(false);
         let logs = tokio::spawn(follow_logs(
             self.progress.clone(),
@@ -537,7 +538,8 @@ impl Follower {
                         if listed.is_some() {
                             listed = Some(true);
                         }
-                        let _ = pod_tx.send(Some(pod.clone()));
+                        let pod = Arc::new(pod);
+                        let _ = pod_tx.send(Some(Arc::clone(&pod)));
                         let events = if needs_explaining(&pod, pending_for(&pod, watching)) {
                             // Fresh events: the next re-read is a full period away.
                             refresh.reset();
@@ -545,7 +547,6 @@ impl Follower {
                         } else {
                             "[]".into()
                         };
-                        let pod = Arc::new(pod);
                         latest = Some(Arc::clone(&pod));
                         let _ = self.events.send(Event::Status(pod, events));
                     }
@@ -775,7 +776,7 @@ async fn follow_logs(
     progress: Arc<AtomicU64>,
     api: Api<Pod>,
     name: String,
-    pods: watch::Receiver<Option<Pod>>,
+    pods: watch::Receiver<Option<Arc<Pod>>>,
     finishing: watch::Receiver<bool>,
     events: mpsc::UnboundedSender<Event>,
 ) {
@@ -817,7 +818,7 @@ async fn follow(
     api: &Api<Pod>,
     name: &str,
     container: &str,
-    mut pods: watch::Receiver<Option<Pod>>,
+    mut pods: watch::Receiver<Option<Arc<Pod>>>,
     mut finishing: watch::Receiver<bool>,
     events: &mpsc::UnboundedSender<Event>,
 ) {
@@ -1134,7 +1135,7 @@ fn print_new(
 async fn attach_stdin(
     api: Api<Pod>,
     name: String,
-    mut pods: watch::Receiver<Option<Pod>>,
+    mut pods: watch::Receiver<Option<Arc<Pod>>>,
     mut source: Stdin,
     events: mpsc::UnboundedSender<Event>,
 ) {
