@@ -197,7 +197,13 @@ pub struct Limits {
 /// The runs' database.
 #[derive(Clone)]
 pub struct Store {
+    /// Reads. On SQLite its connections are read-only.
     pool: AnyPool,
+    /// Writes. On SQLite one connection: writers wait their turn in the
+    /// pool's queue instead of in SQLite's busy handler, which sleeps
+    /// 1, 2, 5, 10… ms between tries and made a submit wait tens of ms
+    /// behind a run's log batch. On Postgres the same pool as reads.
+    writer: AnyPool,
     dialect: Dialect,
     /// This server's name in the runs it holds a lease on.
     owner: Arc<str>,
@@ -303,35 +309,49 @@ impl Store {
         let (dialect, url) = match sqlite {
             Some(path) if !path.is_empty() => (
                 Dialect::Sqlite,
-                format!("sqlite://{}?mode=rwc", utf8_percent_encode(path, PATH)),
+                format!("sqlite://{}", utf8_percent_encode(path, PATH)),
             ),
             None if address.starts_with("postgres://") || address.starts_with("postgresql://") => {
                 (Dialect::Postgres, address.to_string())
             }
             _ => return Err(StoreError::Address(address.to_string())),
         };
-        let options = AnyConnectOptions::from_str(&url)?;
         // A store that does not answer fails a request in seconds (503),
         // not after sqlx's 30 s default.
-        let pool = AnyPoolOptions::new()
-            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 8 })
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await?;
-        match dialect {
+        let pool = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(5))
+        };
+        let (pool, writer) = match dialect {
             Dialect::Sqlite => {
+                let writer = pool(1)
+                    .connect_with(AnyConnectOptions::from_str(&format!("{url}?mode=rwc"))?)
+                    .await?;
                 // Readers never wait for the writer; kept by the file.
                 sqlx::query("PRAGMA journal_mode = WAL")
-                    .execute(&pool)
+                    .execute(&writer)
                     .await?;
-                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+                // Read-only, so a write sent the wrong way fails at once.
+                let readers = pool(4)
+                    .connect_with(AnyConnectOptions::from_str(&format!("{url}?mode=ro"))?)
+                    .await?;
+                (readers, writer)
             }
-            // Postgres' migrator holds a lock: replicas starting together
-            // apply each migration once.
-            Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
-        }
+            Dialect::Postgres => {
+                let pool = pool(8)
+                    .connect_with(AnyConnectOptions::from_str(&url)?)
+                    .await?;
+                // Postgres' migrator holds a lock: replicas starting
+                // together apply each migration once.
+                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+                (pool.clone(), pool)
+            }
+        };
         Ok(Store {
             pool,
+            writer,
             dialect,
             owner: owner.into(),
             limits: Arc::new([]),
@@ -411,7 +431,7 @@ impl Store {
         .bind(run.callback_url.map(|_| "pending"))
         .bind(run.tenant)
         .bind(run.changes)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if inserted.rows_affected() == 1 {
             let created = self.get(run.id).await?;
@@ -480,11 +500,11 @@ impl Store {
                 .bind(&*self.owner)
                 .bind(until)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
             return self.work_of(id).await;
         };
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         let claimed = async {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             if self.dialect == Dialect::Postgres {
@@ -522,7 +542,7 @@ impl Store {
             .bind(&*self.owner)
             .bind(now + millis(lease))
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
         self.work_of(id).await
     }
@@ -544,7 +564,7 @@ impl Store {
         )
         .bind(now() + millis(lease))
         .bind(&*self.owner)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("id")?, flag(r, "cancel_requested")?)))
@@ -563,7 +583,7 @@ impl Store {
         let row = sqlx::query(sql)
             .bind(now + millis(hold))
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
         row.map(|r| {
             Ok(Callback {
@@ -594,7 +614,7 @@ impl Store {
         .bind(next)
         .bind(id)
         .bind(attempt)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -608,7 +628,7 @@ impl Store {
         )
         .bind(id)
         .bind(&*self.owner)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -619,7 +639,7 @@ impl Store {
         sqlx::query("UPDATE runs SET lease_until = 0 WHERE id = $1 AND owner = $2")
             .bind(id)
             .bind(&*self.owner)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -632,7 +652,7 @@ impl Store {
              WHERE owner = $1 AND state IN ('starting', 'running')",
         )
         .bind(&*self.owner)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -662,7 +682,7 @@ impl Store {
         .bind(id)
         .bind(&*self.owner)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -689,7 +709,7 @@ impl Store {
         .bind(now())
         .bind(id)
         .bind(&*self.owner)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -705,7 +725,7 @@ impl Store {
         .bind(result)
         .bind(now())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -758,7 +778,7 @@ impl Store {
     pub async fn request_cancel(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -776,7 +796,7 @@ impl Store {
         bytes: i64,
         truncated: bool,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         let written = async {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             let held = sqlx::query(
@@ -875,7 +895,7 @@ impl Store {
              AND state IN ('succeeded', 'failed', 'cancelled', 'lost')",
         )
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -891,7 +911,7 @@ impl Store {
         )
         .bind(before)
         .bind(limit)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
