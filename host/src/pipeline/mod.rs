@@ -520,16 +520,20 @@ async fn read_template(dir: &Path, source: &str) -> Result<String, PipelineError
             .map_err(|e| err(e.to_string()))?
             .map_err(|e| err(e.to_string()));
     }
+    // One blocking call: tokio's file reads would hop to a blocking thread
+    // for the open and again for each read.
     let path = dir.join(source);
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    let mut text = String::new();
-    use tokio::io::AsyncReadExt;
-    file.take(MAX_TEMPLATE + 1)
-        .read_to_string(&mut text)
-        .await
-        .map_err(|e| err(e.to_string()))?;
+    let text = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut text = String::new();
+        std::fs::File::open(&path)?
+            .take(MAX_TEMPLATE + 1)
+            .read_to_string(&mut text)?;
+        Ok::<_, std::io::Error>(text)
+    })
+    .await
+    .map_err(|e| err(e.to_string()))?
+    .map_err(|e| err(e.to_string()))?;
     if text.len() as u64 > MAX_TEMPLATE {
         return Err(err(format!("it is larger than {} KiB", MAX_TEMPLATE >> 10)));
     }
