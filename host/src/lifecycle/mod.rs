@@ -220,9 +220,9 @@ async fn follow(
     // Classifiers time the pod from its creation, not from the request.
     let created = Instant::now();
 
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    // A slow classifier call is not followed by a burst of catch-up calls.
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Classifiers are asked again after a while without a status change,
+    // for verdicts that depend on time alone (pending timeout, grace).
+    let mut ask = Box::pin(tokio::time::sleep(ASK_STARTING));
     // Shared with the runtime, and the hook calls below boxed: what a
     // run holds while it waits is this future and the pod, times the runs
     // in flight.
@@ -275,12 +275,20 @@ async fn follow(
                 }
                 Some(Event::Finished) | None => break,
             },
-            // Some verdicts depend on time alone (pending timeout, grace).
-            _ = tick.tick() => decide = true,
+            _ = &mut ask => decide = true,
             changed = cancelled.changed(), if cancel_open => match changed {
                 Ok(()) => on_cancel(*cancelled.borrow_and_update(), &mut interrupted_by),
                 Err(_) => cancel_open = false,
             },
+        }
+        if decide {
+            // Counted from this ask, so a slow classifier is not followed
+            // by a burst of catch-up calls.
+            let every = match &latest {
+                Some(pod) if !starting(pod) => ASK_RUNNING,
+                _ => ASK_STARTING,
+            };
+            ask.as_mut().reset(Instant::now() + every);
         }
         let undecided = verdict.is_none() && interrupted_by.is_none() && failure.is_none() && !gone;
         if let Some(pod) = &latest
@@ -367,6 +375,28 @@ async fn follow(
     base.timings.run_ms = start.elapsed().as_millis() as u64;
     base.containers = result::containers(latest.as_deref());
     Ok(conclude(base, interrupted_by, failure, gone, verdict))
+}
+
+/// How long classifiers wait to be asked again without a status change:
+/// often while the pod starts, when time-only verdicts (image grace,
+/// pending timeout) come; seldom once its containers run, so that a
+/// thousand runs in flight cost little.
+const ASK_STARTING: Duration = Duration::from_millis(500);
+const ASK_RUNNING: Duration = Duration::from_secs(5);
+
+/// Whether `pod` is still starting: not yet running, or with a container
+/// that waits (to be created, for its image, after a crash).
+fn starting(pod: &Pod) -> bool {
+    let Some(status) = &pod.status else {
+        return true;
+    };
+    status.phase.as_deref() != Some("Running")
+        || status
+            .init_container_statuses
+            .iter()
+            .chain(&status.container_statuses)
+            .flatten()
+            .any(|c| c.state.as_ref().is_none_or(|s| s.waiting.is_some()))
 }
 
 /// The result, from what ended the run.

@@ -188,6 +188,58 @@ async fn a_pod_that_stays_pending_times_out_and_is_deleted() {
     assert_eq!(out.calls, [START, Call::Finish { delete: true }]);
 }
 
+/// When the classifiers were asked, from the pod's creation.
+#[derive(Default)]
+struct Asked(Vec<Duration>);
+
+impl Sink for Asked {
+    fn log(&mut self, _: &str, _: &[u8]) {}
+
+    fn notice(&mut self, notice: Notice<'_>) {
+        if let Notice::Observed { elapsed, .. } = notice {
+            self.0.push(elapsed);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn classifiers_are_asked_often_while_a_pod_starts_and_seldom_once_it_runs() {
+    let replay = ReplayRuntime::new(vec![
+        status(0, waiting("ContainerCreating")),
+        status(3_200, running()),
+        status(20_000, recorded("success")),
+        (Duration::ZERO, Recorded::Finished),
+    ]);
+    let classifiers = default_classifier().await;
+    let mut asked = Asked::default();
+    let io = Io {
+        cancel: Cancel::new(),
+        stdin: None,
+        sink: &mut asked,
+    };
+    let result = run(
+        &replay,
+        pod(json!({})),
+        &context(),
+        &classifiers,
+        &Options::default(),
+        io,
+    )
+    .await
+    .unwrap();
+    assert_eq!(result.exit_code, 0, "{result:?}");
+    let times = &asked.0;
+    let starting = times
+        .iter()
+        .filter(|t| **t < Duration::from_millis(3_200))
+        .count();
+    // At the first status, then every 0.5 s for 3.2 s.
+    assert!((6..=8).contains(&starting), "{times:?}");
+    // At each status, then every 5 s for 20 s (not 40 times).
+    let running = times.len() - starting;
+    assert!((4..=6).contains(&running), "{times:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_image_error_inside_the_grace_is_waited_out() {
     let replay = ReplayRuntime::new(vec![
