@@ -81,6 +81,34 @@ async fn an_endless_loop_stops_at_the_deadline() {
 }
 
 #[tokio::test]
+async fn an_endless_loop_in_an_idle_engine_stops_at_its_deadline_too() {
+    // The epoch thread sleeps once no hook has run for a while; a call
+    // must wake it, or nothing would stop the loop for a second or more.
+    let hooks = support::hooks();
+    let hook = hooks
+        .load(&Spec {
+            source: Source::File(support::guest("misbehave")),
+            kind: Kind::Mutate,
+            settings: serde_json::json!({ "do": "loop" }),
+            limits: Limits {
+                deadline: Some(Duration::from_millis(50)),
+                ..Limits::default()
+            },
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let start = Instant::now();
+    let err = hook.mutate(&context(), &pod()).await.unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, HookError::Deadline { .. }), "{err:?}");
+    assert!(
+        took < Duration::from_millis(500),
+        "stopped only after {took:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_huge_allocation_hits_the_memory_cap() {
     let err = misbehave("alloc", Limits::default()).await.unwrap_err();
     assert!(

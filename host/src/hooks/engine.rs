@@ -18,11 +18,8 @@ use super::bindings::log;
 use super::cache::Cache;
 use super::hook::{Hook, Resolved, Script};
 use super::sandbox::{self, HostState, VirtualClock};
+use super::ticker::Ticker;
 use super::{HookError, Limits, Source, Spec, builtin};
-
-/// How often the epoch advances: the granularity of call deadlines, and
-/// how long a hook computes before it yields the thread to other work.
-pub(crate) const TICK: Duration = Duration::from_millis(1);
 
 /// How an engine is built.
 #[derive(Debug, Clone)]
@@ -104,6 +101,7 @@ pub(crate) struct Shared {
     linker: Linker<HostState>,
     cache: Cache,
     pub(crate) pool: Arc<Semaphore>,
+    ticker: Arc<Ticker>,
     options: EngineOptions,
 }
 
@@ -123,7 +121,7 @@ impl Hooks {
                 Engine::new(&config(None))
             })
             .map_err(link)?;
-        start_ticker(&engine).map_err(|e| HookError::Load {
+        let ticker = Ticker::start(&engine).map_err(|e| HookError::Load {
             hook: "(engine)".into(),
             message: format!("cannot start the epoch thread: {e}"),
         })?;
@@ -160,6 +158,7 @@ impl Hooks {
                 linker,
                 cache,
                 pool: Arc::new(Semaphore::new(options.pool_size as usize)),
+                ticker,
                 options,
             }),
         })
@@ -284,6 +283,7 @@ impl Hooks {
             name,
             engine: self.shared.engine.clone(),
             pool: self.shared.pool.clone(),
+            ticker: self.shared.ticker.clone(),
             pre,
             kind: spec.kind,
             func,
@@ -415,20 +415,6 @@ fn cut(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-fn start_ticker(engine: &Engine) -> std::io::Result<()> {
-    let ticker = engine.weak();
-    std::thread::Builder::new()
-        .name("podrun-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(TICK);
-            }
-        })
-        .map(drop)
 }
 
 /// How much of each pooled linear memory stays mapped between calls (and

@@ -23,6 +23,7 @@ use super::bindings::{classify, mutate, render, script, types};
 use super::output::{Budget, MESSAGE_SLACK, TooLarge};
 use super::sandbox::{self, HostState, OUTPUT_CAPACITY, Stopped};
 use super::text::{MESSAGE_LIMIT, shown, shown_lines};
+use super::ticker::Ticker;
 use super::{Called, HookError, Kind};
 
 /// A hook's limits, with the engine's defaults filled in.
@@ -64,6 +65,8 @@ pub struct Hook {
     pub(super) engine: wasmtime::Engine,
     /// Instances at once, across every hook of the engine.
     pub(super) pool: Arc<tokio::sync::Semaphore>,
+    /// The engine's epoch, kept ticking while this hook runs.
+    pub(super) ticker: Arc<Ticker>,
     pub(super) pre: InstancePre<HostState>,
     pub(super) kind: Kind,
     pub(super) func: ComponentExportIndex,
@@ -243,6 +246,7 @@ impl Hook {
                 hook: self.name.clone(),
                 message: format!("its {} export has the wrong type: {e:#}", self.kind),
             })?;
+        let _busy = self.ticker.busy();
         let called = typed.call_async(&mut live.store, params);
         match tokio::time::timeout(self.limits.wall(), called).await {
             Ok(Ok(r)) => Ok(r),
@@ -280,8 +284,10 @@ impl Hook {
         });
         store.set_epoch_deadline(1);
         store.data_mut().arm(self.limits.deadline);
+        let busy = self.ticker.busy();
         let instantiated =
             tokio::time::timeout(self.limits.wall(), self.pre.instantiate_async(&mut store)).await;
+        drop(busy);
         let instance = match instantiated {
             Ok(Ok(i)) => i,
             Ok(Err(e)) => {

@@ -17,6 +17,7 @@ mod hook;
 mod output;
 mod sandbox;
 pub mod text;
+mod ticker;
 
 use std::fmt;
 use std::path::PathBuf;
