@@ -527,6 +527,8 @@ impl Store {
         }
         .await;
         untrusted_if_failed(&mut conn, &claimed);
+        // On SQLite the one writer: free for others while this reads.
+        drop(conn);
         self.work_of(claimed?).await
     }
 

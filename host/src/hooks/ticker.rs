@@ -47,9 +47,11 @@ impl Ticker {
         });
         let weak = engine.weak();
         let this = ticker.clone();
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("podrun-epoch".into())
             .spawn(move || {
+                // Set before the thread can sleep, so a call can wake it.
+                let _ = this.thread.set(std::thread::current());
                 let mut idle = 0;
                 while let Some(engine) = weak.upgrade() {
                     engine.increment_epoch();
@@ -65,7 +67,6 @@ impl Ticker {
                     }
                 }
             })?;
-        let _ = ticker.thread.set(thread.thread().clone());
         Ok(ticker)
     }
 

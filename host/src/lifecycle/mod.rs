@@ -281,15 +281,6 @@ async fn follow(
                 Err(_) => cancel_open = false,
             },
         }
-        if decide {
-            // Counted from this ask, so a slow classifier is not followed
-            // by a burst of catch-up calls.
-            let every = match &latest {
-                Some(pod) if !starting(pod) => ASK_RUNNING,
-                _ => ASK_STARTING,
-            };
-            ask.as_mut().reset(Instant::now() + every);
-        }
         let undecided = verdict.is_none() && interrupted_by.is_none() && failure.is_none() && !gone;
         if let Some(pod) = &latest
             && decide
@@ -341,6 +332,15 @@ async fn follow(
                     undecided: false,
                 });
             }
+        }
+        if decide {
+            // Counted from the end of this ask, so a slow classifier is not
+            // asked again at once.
+            let every = match &latest {
+                Some(pod) if !starting(pod) => ASK_RUNNING,
+                _ => ASK_STARTING,
+            };
+            ask.as_mut().reset(Instant::now() + every);
         }
     }
     // The pod ended before a verdict: the classifiers see its last state.
