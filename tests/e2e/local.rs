@@ -325,7 +325,8 @@ fn start_pod(yaml: &str, extra: &[&str]) -> (tempfile::TempDir, Child) {
     (dir, child)
 }
 
-/// Polls `/healthy` until it answers `want`, for at most `limit`.
+/// Polls `/healthy` until it answers `want`, for at most `limit` (long
+/// enough for a first run that compiles its hooks on a busy machine).
 fn wait_healthy(port: u16, want: bool, limit: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -355,7 +356,7 @@ fn readiness_drives_healthy_and_status() {
     let port = free_port();
     let (_dir, mut child) = start_pod(&yaml, &["--status-addr", &format!("127.0.0.1:{port}")]);
     assert!(
-        wait_healthy(port, true, Duration::from_secs(10)),
+        wait_healthy(port, true, Duration::from_secs(60)),
         "never healthy"
     );
     let (_, status) = get(port, "/status").unwrap();
@@ -387,15 +388,20 @@ fn http_and_tcp_probes_reach_a_serving_process() {
         "",
         &format!("  containers:\n{}{probes}", container("web", &server)),
     );
-    let (_dir, mut child) = start_pod(
+    let (_dir, child) = start_pod(
         &yaml,
         &["--status-addr", &format!("127.0.0.1:{status_port}")],
     );
-    let healthy = wait_healthy(status_port, true, Duration::from_secs(15));
+    let healthy = wait_healthy(status_port, true, Duration::from_secs(60));
     let (_, status) = get(status_port, "/status").unwrap_or_default();
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let code = child.wait().unwrap().code();
-    assert!(healthy, "the http probe never passed: {status}");
+    let out = child.wait_with_output().unwrap();
+    let code = out.status.code();
+    assert!(
+        healthy,
+        "the http probe never passed: {status}\nexit {code:?}, stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         status["containers"][0]["restartCount"], 0,
         "the tcp probe failed: {status}"
