@@ -41,22 +41,64 @@ pub(crate) const MAX_RANDOM: u64 = 64 << 10;
 
 /// When the guest last got a thread back after a yield.
 #[derive(Clone)]
-pub(crate) struct Resumed(std::sync::Arc<std::sync::Mutex<Instant>>);
+pub(crate) struct Resumed(std::sync::Arc<std::sync::Mutex<Mark>>);
 
 impl Default for Resumed {
     fn default() -> Self {
-        Resumed(std::sync::Arc::new(std::sync::Mutex::new(Instant::now())))
+        Resumed(std::sync::Arc::new(std::sync::Mutex::new(Mark::now())))
     }
 }
 
 impl Resumed {
-    fn set(&self, at: Instant) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    fn set(&self, mark: Mark) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = mark;
     }
 
-    fn get(&self) -> Instant {
+    fn get(&self) -> Mark {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A point in a call's run: the time, and the CPU time of the thread it
+/// runs on.
+#[derive(Clone, Copy)]
+struct Mark {
+    at: Instant,
+    cpu: Option<Duration>,
+    thread: std::thread::ThreadId,
+}
+
+impl Mark {
+    fn now() -> Mark {
+        Mark {
+            at: Instant::now(),
+            cpu: thread_cpu(),
+            thread: std::thread::current().id(),
+        }
+    }
+
+    /// The time run since the mark: the thread's CPU time, so that a
+    /// thread the OS or hypervisor held back (a busy machine) does not
+    /// count; the wall-clock time if the call moved to another thread.
+    fn ran_since(&self) -> Duration {
+        match (self.cpu, thread_cpu()) {
+            (Some(then), Some(now)) if self.thread == std::thread::current().id() => {
+                now.saturating_sub(then)
+            }
+            _ => self.at.elapsed(),
+        }
+    }
+}
+
+/// The CPU time of the calling thread.
+fn thread_cpu() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec it is given.
+    let done = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (done == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 /// Why the sandbox stopped a call, when it was the sandbox that did.
@@ -133,12 +175,12 @@ impl HostState {
         self.log_calls = 0;
         self.stopped = None;
         self.limits.exceeded = None;
-        self.resumed.set(Instant::now());
+        self.resumed.set(Mark::now());
     }
 
     /// What the call has used of its deadline: the time it ran (guest code
-    /// and host calls, not the time it waited, yielded, for a thread) and
-    /// what it slept.
+    /// and host calls, not the time it waited, yielded or held back, for a
+    /// CPU) and what it slept.
     fn used(&self) -> Duration {
         self.ran.saturating_add(self.slept)
     }
@@ -146,7 +188,7 @@ impl HostState {
     /// Called at each epoch tick while the guest runs: adds the time it ran
     /// since it last got a thread, and says whether the deadline is past.
     pub(crate) fn tick_passed(&mut self) -> bool {
-        self.ran += self.resumed.get().elapsed();
+        self.ran += self.resumed.get().ran_since();
         if self.used() >= self.budget {
             self.stopped = Some(Stopped::Deadline);
             return true;
@@ -159,7 +201,7 @@ impl HostState {
         let resumed = self.resumed.clone();
         async move {
             tokio::task::yield_now().await;
-            resumed.set(Instant::now());
+            resumed.set(Mark::now());
         }
     }
 
@@ -340,6 +382,21 @@ impl ResourceLimiter for StoreCaps {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_is_charged_the_time_it_computes_not_the_time_it_is_held_back() {
+        let mark = Mark::now();
+        // Waiting (as for a CPU the machine is busy with) is not charged.
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(mark.ran_since() < Duration::from_millis(30));
+        // Computing is, in full.
+        let start = thread_cpu().unwrap();
+        while thread_cpu().unwrap() - start < Duration::from_millis(30) {}
+        assert!(mark.ran_since() >= Duration::from_millis(30));
+        // On another thread the mark falls back to the wall clock.
+        let elsewhere = std::thread::spawn(move || mark.ran_since()).join().unwrap();
+        assert!(elsewhere >= Duration::from_millis(90));
+    }
 
     #[test]
     fn memory_is_capped_across_memories() {
