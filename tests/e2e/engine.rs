@@ -551,4 +551,20 @@ async fn go_template_takes_the_deepest_templates_and_refuses_deeper_ones() {
             "{e:?}"
         );
     }
+    // Aliases that double at each level: a few levels are copied as YAML
+    // says, forty reach the hook's memory cap.
+    let laughs = |levels: usize| {
+        let mut yaml = String::from("  x:\n    a0: &a0 [v, v]\n");
+        for i in 1..levels {
+            yaml.push_str(&format!("    a{i}: &a{i} [*a{0}, *a{0}]\n", i - 1));
+        }
+        pod("v", &yaml)
+    };
+    let rendered = render(laughs(3)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        rendered.contains(r#""a2":[[["v","v"],["v","v"]],[["v","v"],["v","v"]]]"#),
+        "{rendered}"
+    );
+    let bomb = render(laughs(40)).await.unwrap_err();
+    assert!(matches!(bomb, HookError::Memory { .. }), "{bomb:?}");
 }

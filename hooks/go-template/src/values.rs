@@ -38,6 +38,10 @@ impl Placeholders {
                 }
             }
             Value::Array(items) => items.iter_mut().for_each(|v| self.substitute(v)),
+            // Keys rarely hold a value: a map is rebuilt only when one does.
+            Value::Object(map) if !map.keys().any(|k| k.contains(TOKEN_PREFIX)) => {
+                map.values_mut().for_each(|v| self.substitute(v));
+            }
             Value::Object(map) => {
                 let old = std::mem::take(map);
                 for (k, mut v) in old {

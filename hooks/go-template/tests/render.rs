@@ -155,4 +155,15 @@ fn errors_name_the_template() {
     assert!(err.contains("reserved"), "{err}");
     let err = render(&ctx(&[]), &tmpl("just: text")).unwrap_err();
     assert!(err.contains("apiVersion"), "{err}");
+    // Keys YAML would misplace are refused, with the line they are on.
+    let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  !!int x: 1\n  name: p\n";
+    let err = render(&ctx(&[]), &tmpl(text)).unwrap_err();
+    assert!(err.contains("does not match its tag"), "{err}");
+    assert!(err.contains("rendered line:   !!int x: 1"), "{err}");
+    let text = "apiVersion: v1\nkind: Pod\nmetadata: &m\n  *m : 1\n";
+    let err = render(&ctx(&[]), &tmpl(text)).unwrap_err();
+    assert!(
+        err.contains("an alias inside the node its anchor names"),
+        "{err}"
+    );
 }
