@@ -343,6 +343,19 @@ fn an_invalid_rendered_pod_names_the_field() {
         .code(125)
         .stderr(predicate::str::contains("cannot render the template"))
         .stderr(predicate::str::contains("Nmae"));
+    // A key YAML would pair with the wrong value is refused, with its line.
+    std::fs::write(
+        scratch.path().join("templates/pod.tmpl"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  !!int x: 1\n  name: p\n",
+    )
+    .unwrap();
+    podrun()
+        .current_dir(scratch.path())
+        .args(["render", "-a", "hello"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("does not match its tag"))
+        .stderr(predicate::str::contains("!!int x: 1"));
 }
 
 #[test]

@@ -221,44 +221,39 @@ impl Anchors {
 
 /// Writes `node` out; says whether the loader would skip one of its keys.
 fn write(node: &Gen, out: &mut String, anchors: &mut Anchors) -> bool {
-    let open = |anchor: &Option<&'static str>, out: &mut String, anchors: &mut Anchors| {
-        anchor.map(|a| {
-            out.push_str(&format!("&{a} "));
-            anchors.define(a, true)
-        })
-    };
-    match node {
+    let (anchor, open, close) = match node {
         Gen::Scalar(s) => {
             if let Some(name) = s.strip_prefix('&') {
                 anchors.define(if name.starts_with('x') { "x" } else { "y" }, false);
             }
             out.push_str(s);
-            false
+            return false;
         }
-        Gen::Seq(anchor, items) => {
-            let id = open(anchor, out, anchors);
-            out.push('[');
-            let mut skips = false;
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
+        Gen::Seq(anchor, _) => (anchor, '[', ']'),
+        Gen::Map(anchor, _) => (anchor, '{', '}'),
+    };
+    let id = anchor.map(|a| {
+        out.push_str(&format!("&{a} "));
+        anchors.define(a, true)
+    });
+    out.push(open);
+    let mut skips = false;
+    let mut first = true;
+    let mut separate = |out: &mut String| {
+        if !std::mem::take(&mut first) {
+            out.push_str(", ");
+        }
+    };
+    match node {
+        Gen::Seq(_, items) => {
+            for item in items {
+                separate(out);
                 skips |= write(item, out, anchors);
             }
-            out.push(']');
-            if let Some(id) = id {
-                anchors.close(id);
-            }
-            skips
         }
-        Gen::Map(anchor, pairs) => {
-            let id = open(anchor, out, anchors);
-            out.push('{');
-            let mut skips = false;
-            for (i, (k, v)) in pairs.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
+        Gen::Map(_, pairs) => {
+            for (k, v) in pairs {
+                separate(out);
                 if let Gen::Scalar(s) = k {
                     skips |= anchors.skips(s);
                 }
@@ -267,13 +262,14 @@ fn write(node: &Gen, out: &mut String, anchors: &mut Anchors) -> bool {
                 out.push_str(" : ");
                 skips |= write(v, out, anchors);
             }
-            out.push('}');
-            if let Some(id) = id {
-                anchors.close(id);
-            }
-            skips
         }
+        Gen::Scalar(_) => {}
     }
+    out.push(close);
+    if let Some(id) = id {
+        anchors.close(id);
+    }
+    skips
 }
 
 proptest! {
