@@ -59,12 +59,11 @@ impl Resumed {
     }
 }
 
-/// A point in a call's run: the time, and the CPU time of the thread it
-/// runs on.
+/// A point in a call's run: the time, and the thread's use of its CPU.
 #[derive(Clone, Copy)]
 struct Mark {
     at: Instant,
-    cpu: Option<Duration>,
+    usage: Option<Usage>,
     thread: std::thread::ThreadId,
 }
 
@@ -72,33 +71,53 @@ impl Mark {
     fn now() -> Mark {
         Mark {
             at: Instant::now(),
-            cpu: thread_cpu(),
+            usage: Usage::now(),
             thread: std::thread::current().id(),
         }
     }
 
-    /// The time run since the mark: the thread's CPU time, so that a
-    /// thread the OS or hypervisor held back (a busy machine) does not
-    /// count; the wall-clock time if the call moved to another thread.
+    /// The time run since the mark. A thread only held back for a CPU (a
+    /// busy machine: the OS or hypervisor switched it out) is charged its
+    /// CPU time; one that blocked of its own accord (a page read back from
+    /// swap, a lock, any waiting host call) and one that moved to another
+    /// thread are charged the wall-clock time, so no wait escapes the
+    /// deadline.
     fn ran_since(&self) -> Duration {
-        match (self.cpu, thread_cpu()) {
-            (Some(then), Some(now)) if self.thread == std::thread::current().id() => {
-                now.saturating_sub(then)
+        match (self.usage, Usage::now()) {
+            (Some(then), Some(now))
+                if self.thread == std::thread::current().id() && now.blocked == then.blocked =>
+            {
+                now.cpu.saturating_sub(then.cpu)
             }
             _ => self.at.elapsed(),
         }
     }
 }
 
-/// The CPU time of the calling thread.
-fn thread_cpu() -> Option<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes only the timespec it is given.
-    let done = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (done == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+/// The calling thread's CPU time, and how often it has blocked (voluntary
+/// context switches).
+#[derive(Clone, Copy)]
+struct Usage {
+    cpu: Duration,
+    blocked: i64,
+}
+
+impl Usage {
+    fn now() -> Option<Usage> {
+        // SAFETY: rusage is plain data, valid when zeroed; getrusage writes
+        // only the struct it is given.
+        let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut r) } != 0 {
+            return None;
+        }
+        let time = |t: libc::timeval| {
+            Duration::new(t.tv_sec as u64, 0) + Duration::from_micros(t.tv_usec as u64)
+        };
+        Some(Usage {
+            cpu: time(r.ru_utime) + time(r.ru_stime),
+            blocked: r.ru_nvcsw,
+        })
+    }
 }
 
 /// Why the sandbox stopped a call, when it was the sandbox that did.
@@ -383,19 +402,79 @@ impl ResourceLimiter for StoreCaps {
 mod tests {
     use super::*;
 
+    /// Spins until the thread has used `cpu` of CPU time.
+    fn compute(cpu: Duration) {
+        let start = Usage::now().unwrap().cpu;
+        while Usage::now().unwrap().cpu - start < cpu {}
+    }
+
+    /// Pins the calling thread to the first CPU it may use.
+    fn pin(cpu: usize) {
+        // SAFETY: cpu_set_t is plain data; sched_setaffinity reads it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            let done = libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+            assert_eq!(done, 0, "cannot pin a thread to CPU {cpu}");
+        }
+    }
+
     #[test]
     fn a_call_is_charged_the_time_it_computes_not_the_time_it_is_held_back() {
+        // Held back: another thread computes on the same CPU, and the
+        // scheduler shares it between the two.
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) == 0
+                    && libc::CPU_ISSET(c, &set)
+            })
+            .unwrap();
+        let charged = std::thread::spawn(move || {
+            pin(cpu);
+            let rival = std::thread::spawn(move || {
+                pin(cpu);
+                compute(Duration::from_millis(200));
+            });
+            std::thread::sleep(Duration::from_millis(5));
+            let mark = Mark::now();
+            compute(Duration::from_millis(40));
+            let charged = (mark.ran_since(), mark.at.elapsed());
+            rival.join().unwrap();
+            charged
+        })
+        .join()
+        .unwrap();
+        let (charged, wall) = charged;
+        assert!(wall >= Duration::from_millis(60), "not held back: {wall:?}");
+        assert!(
+            charged >= Duration::from_millis(40) && charged < Duration::from_millis(55),
+            "charged {charged:?} of {wall:?}"
+        );
+        // Computing is charged in full.
         let mark = Mark::now();
-        // Waiting (as for a CPU the machine is busy with) is not charged.
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(mark.ran_since() < Duration::from_millis(30));
-        // Computing is, in full.
-        let start = thread_cpu().unwrap();
-        while thread_cpu().unwrap() - start < Duration::from_millis(30) {}
+        compute(Duration::from_millis(30));
         assert!(mark.ran_since() >= Duration::from_millis(30));
+        // Blocking (a sleep here; a page read from swap, a lock) is charged
+        // the wall-clock time.
+        let mark = Mark::now();
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(mark.ran_since() >= Duration::from_millis(60));
         // On another thread the mark falls back to the wall clock.
         let elsewhere = std::thread::spawn(move || mark.ran_since()).join().unwrap();
-        assert!(elsewhere >= Duration::from_millis(90));
+        assert!(elsewhere >= Duration::from_millis(60));
+    }
+
+    #[test]
+    fn the_deadline_counts_what_a_call_computes_and_what_it_blocks() {
+        let mut state = HostState::new(1 << 20, MemoryOutputPipe::new(1024));
+        state.arm(Duration::from_millis(50));
+        compute(Duration::from_millis(20));
+        assert!(!state.tick_passed());
+        // As the yield after a tick does.
+        state.resumed.set(Mark::now());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(state.tick_passed(), "a wait escaped the deadline");
     }
 
     #[test]
