@@ -312,14 +312,18 @@ fn get(port: u16, path: &str) -> Option<(u16, Value)> {
     Some((code, serde_json::from_str(body).ok()?))
 }
 
+/// Starts `podrun pod run` on `yaml`. Its output goes to files in the
+/// returned directory (`stdout`, `stderr`): a pipe nobody reads would stop
+/// it once full.
 fn start_pod(yaml: &str, extra: &[&str]) -> (tempfile::TempDir, Child) {
     let (dir, path) = write_manifest(yaml);
+    let file = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
     let child = podrun()
         .args(["pod", "run", "-f"])
         .arg(&path)
         .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(file("stdout"))
+        .stderr(file("stderr"))
         .spawn()
         .unwrap();
     (dir, child)
@@ -388,19 +392,18 @@ fn http_and_tcp_probes_reach_a_serving_process() {
         "",
         &format!("  containers:\n{}{probes}", container("web", &server)),
     );
-    let (_dir, child) = start_pod(
+    let (dir, mut child) = start_pod(
         &yaml,
         &["--status-addr", &format!("127.0.0.1:{status_port}")],
     );
     let healthy = wait_healthy(status_port, true, Duration::from_secs(60));
     let (_, status) = get(status_port, "/status").unwrap_or_default();
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    let code = out.status.code();
+    let code = child.wait().unwrap().code();
     assert!(
         healthy,
         "the http probe never passed: {status}\nexit {code:?}, stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default()
     );
     assert_eq!(
         status["containers"][0]["restartCount"], 0,
